@@ -1,0 +1,2 @@
+"""Importing this package registers its components."""
+from . import transforms  # noqa: F401
