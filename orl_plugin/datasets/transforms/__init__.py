@@ -1,3 +1,4 @@
 """Importing this package registers its components."""
 from .box_filter import FilterBoxes, filter_boxes  # noqa: F401
 from .crop_boxes import CropBoxes, crop_boxes  # noqa: F401
+from .loading import BadImageError, LoadImageOrSkip  # noqa: F401

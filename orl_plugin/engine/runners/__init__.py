@@ -1,1 +1,2 @@
 """Importing this package registers its components."""
+from .mining_loop import MiningLoop  # noqa: F401

@@ -1,0 +1,457 @@
+"""``MiningLoop``: the chunked, resumable, distributed base loop of the stage-2 mining steps.
+
+A stage-2 step is ``Runner.test()`` with ``test_cfg=dict(type=<a MiningLoop subclass>, ...)``.
+The loop splits the data set into fixed chunks of global indices ``[c*S, (c+1)*S)``
+(``S = chunk_size``); rank ``r`` of ``W`` computes the chunks with ``c % W == r``, so the split,
+the batches (they never straddle a chunk) and therefore the results do not depend on the number
+of ranks. Every finished chunk is written atomically to ``<cache_dir>/chunk_<c:06d>.npz``; a
+rerun after any kill (SIGKILL included) loads the finished chunks and computes only the rest.
+``cache_dir`` defaults to ``<work_dir>/mining_cache/<step_name>/<fingerprint hash>/``, so a cache
+made with other inputs (data, pipeline, checkpoint, parameters) is never reused.
+Each image gives one result dict (``index`` = its global position, plus step fields);
+loaded and computed chunks alike go to ``self.evaluator.process``; the metric gathers them across
+ranks (mmengine ``collect_results``), writes the output and scores it
+(``self.evaluator.evaluate(len(dataset))``).
+
+How a subclass uses it (implement exactly one of the two ``process_*`` methods):
+
+- ``step_name`` (class attribute): names the cache folder and the log lines.
+- ``process_batch(data_batch) -> list[dict]``: the common case. The base streams the chunks'
+  images through ONE data loader built from the runner's ``test_dataloader`` settings
+  (dataset, batch size, workers, collate_fn; workers start once per run) and calls this
+  with each collated batch of readable images. Return one dict per image, in batch order;
+  the base adds ``index``. Use ``self.model`` (unwrapped from DDP) for forwards.
+- ``process_chunk(indices) -> list[dict]``: full control, when the step does not read
+  images through the test data loader (e.g. matching cached embeddings). Called once per
+  pending chunk with its global indices; return one dict per index, in order.
+- ``fingerprint() -> dict``: extend ``super().fingerprint()`` with every parameter that
+  changes the results (JSON-serialisable); it keys the cache.
+- ``before_mining()``: optional set-up that needs the loaded checkpoint (it runs after
+  ``load_from`` is applied, before any chunk); the base puts the model in eval mode.
+
+Result values must be numpy arrays (ragged along axis 0 is fine), numpy/python scalars or
+strings: that is what the cache stores (``.npz``, loaded with ``allow_pickle=False``).
+
+Bad images: when the pipeline raises ``BadImageError`` (``LoadImageOrSkip`` does, for missing,
+empty or undecodable files), the image is skipped: its result is
+``{'index': i, 'skipped': True, 'skip_reason': '...'}`` and the run goes on; metrics count and
+list skipped images in their output header. Any other exception propagates.
+
+When fed to the evaluator every result also gets, from the data set's annotation (never cached,
+never read from the image): ``img_path``, ``file_name``, ``img_id``, ``width``, ``height``,
+``gt_bboxes``, ``gt_labels`` (those the data set has).
+"""
+import copy
+import hashlib
+import json
+import math
+import os
+import os.path as osp
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.dist import get_dist_info
+from mmengine.evaluator import Evaluator
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner.base_loop import BaseLoop
+from torch.utils.data import DataLoader, Dataset
+
+from mmpretrain.registry import LOOPS
+
+from orl_plugin.datasets.transforms.loading import BadImageError
+
+# Data-info fields attached to every result before it reaches the evaluator.
+INFO_KEYS = ('img_path', 'file_name', 'img_id', 'width', 'height', 'gt_bboxes', 'gt_labels')
+CACHE_FORMAT_VERSION = 1
+
+
+@dataclass
+class SkippedSample:
+    """What a data-loader worker returns instead of a sample whose image is bad."""
+
+    reason: str
+
+
+class _SkipBadImages(Dataset):
+    """Dataset view that turns ``BadImageError`` into a ``SkippedSample`` marker."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> Any:
+        try:
+            return self.dataset[idx]
+        except BadImageError as e:
+            return SkippedSample(reason=str(e))
+
+
+def _collate_skipping(batch: Sequence[Any], collate_fn: Callable) -> dict:
+    """Collate the readable samples of a batch; report the positions of skipped ones."""
+    valid = [i for i, b in enumerate(batch) if not isinstance(b, SkippedSample)]
+    skipped = {i: b.reason for i, b in enumerate(batch) if isinstance(b, SkippedSample)}
+    data = collate_fn([batch[i] for i in valid]) if valid else None
+    return dict(data=data, valid=valid, skipped=skipped)
+
+
+# ----------------------------------------------------------------------------------------
+# Chunk cache: list[dict] <-> npz without pickle.
+# ----------------------------------------------------------------------------------------
+def encode_results(results: List[dict]) -> Dict[str, np.ndarray]:
+    """Flatten per-image result dicts into named arrays (``np.savez`` without pickle).
+
+    Per key ``k``: ``k.has`` (bool mask, only when some results lack ``k``), and either
+    ``k.data`` + ``k.len`` (arrays, concatenated along axis 0) or ``k.val`` (scalars/strings).
+    """
+    keys = sorted({k for r in results for k in r})
+    out: Dict[str, np.ndarray] = {'__n__': np.array(len(results), dtype=np.int64)}
+    for k in keys:
+        if '.' in k:
+            raise ValueError(f'result key {k!r} must not contain a dot')
+        has = np.array([k in r for r in results], dtype=bool)
+        vals = [r[k] for r in results if k in r]
+        if not has.all():
+            out[f'{k}.has'] = has
+        if all(isinstance(v, np.ndarray) and v.ndim >= 1 for v in vals):
+            dtypes = {v.dtype for v in vals}
+            tails = {v.shape[1:] for v in vals}
+            if len(dtypes) != 1 or len(tails) != 1:
+                raise ValueError(f'result field {k!r}: arrays must share dtype and trailing '
+                                 f'shape to be cached, got {dtypes} and {tails}')
+            out[f'{k}.data'] = np.concatenate(vals, axis=0)
+            out[f'{k}.len'] = np.array([len(v) for v in vals], dtype=np.int64)
+        elif any(isinstance(v, (np.ndarray, list, tuple, dict)) and np.ndim(v) > 0 for v in vals):
+            raise TypeError(f'result field {k!r} mixes arrays and scalars or holds '
+                            'lists/dicts; use numpy arrays or scalars')
+        else:
+            out[f'{k}.val'] = np.array(vals)
+    return out
+
+
+def decode_results(arrays: Dict[str, np.ndarray]) -> List[dict]:
+    """Inverse of :func:`encode_results`."""
+    n = int(arrays['__n__'])
+    results: List[dict] = [dict() for _ in range(n)]
+    keys = sorted({name.rsplit('.', 1)[0] for name in arrays if name != '__n__'})
+    for k in keys:
+        has = arrays.get(f'{k}.has')
+        owners = [i for i in range(n) if has is None or has[i]]
+        if f'{k}.data' in arrays:
+            data, lens = arrays[f'{k}.data'], arrays[f'{k}.len']
+            starts = np.concatenate([[0], np.cumsum(lens)])
+            for j, i in enumerate(owners):
+                results[i][k] = data[starts[j]:starts[j + 1]]
+        else:
+            vals = arrays[f'{k}.val']
+            for j, i in enumerate(owners):
+                results[i][k] = vals[j].item()
+    return results
+
+
+def save_chunk(path: str, results: List[dict]) -> None:
+    """Write a chunk atomically (temp file in the same folder, then ``os.replace``)."""
+    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix='.tmp_', suffix='.npz')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            np.savez(f, **encode_results(results))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_chunk(path: str) -> List[dict]:
+    """Read a chunk written by :func:`save_chunk`."""
+    with np.load(path, allow_pickle=False) as z:
+        return decode_results({name: z[name] for name in z.files})
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return repr(obj)
+
+
+@LOOPS.register_module()
+class MiningLoop(BaseLoop):
+    """Chunked, resumable, distributed base loop of the stage-2 mining steps.
+
+    See the module docstring for how a subclass uses it.
+
+    Args:
+        runner: The runner.
+        dataloader: The ``test_dataloader`` config (or a DataLoader); its dataset, batch size,
+            workers and collate_fn are used, its sampler is not (chunks decide the order).
+        evaluator: The ``test_evaluator`` config or object (a mining metric).
+        chunk_size (int): Images per chunk (the unit of caching and of rank assignment).
+        cache_dir (str, optional): Chunk cache folder; default
+            ``<work_dir>/mining_cache/<step_name>/<fingerprint hash>``.
+        log_interval (float): Seconds between progress lines.
+    """
+
+    step_name: str = 'mining'
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Evaluator, Dict, List],
+                 chunk_size: int = 256,
+                 cache_dir: Optional[str] = None,
+                 log_interval: float = 30.0) -> None:
+        self._dataloader_cfg = copy.deepcopy(dataloader) if isinstance(dataloader, dict) else None
+        super().__init__(runner, dataloader)
+        if isinstance(evaluator, (dict, list)):
+            self.evaluator = runner.build_evaluator(evaluator)
+        else:
+            self.evaluator = evaluator
+        if hasattr(self.dataset, 'metainfo'):
+            self.evaluator.dataset_meta = self.dataset.metainfo
+        if chunk_size < 1:
+            raise ValueError(f'chunk_size must be >= 1, got {chunk_size}')
+        self.chunk_size = int(chunk_size)
+        self._cache_dir_cfg = cache_dir
+        self.log_interval = float(log_interval)
+        self.cache_dir: Optional[str] = None
+        self.num_skipped = 0
+
+    # ------------------------------------------------------------------ extension points
+    def process_batch(self, data_batch: Any) -> List[dict]:
+        """Compute the results of one collated batch of readable images (one dict each)."""
+        raise NotImplementedError(
+            f'{type(self).__name__} must implement process_batch() or process_chunk()')
+
+    def process_chunk(self, indices: List[int]) -> List[dict]:
+        """Compute the results of one chunk of global indices (one dict each, in order).
+
+        Not overridden: the base streams the images through ``process_batch`` instead.
+        """
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict:
+        """Everything the results depend on; extend it in subclasses (JSON-serialisable)."""
+        fp = dict(
+            cache_format=CACHE_FORMAT_VERSION,
+            step=self.step_name,
+            loop=type(self).__name__,
+            chunk_size=self.chunk_size,
+            batch_size=self.batch_size,
+            dataset=self._dataset_fingerprint(),
+            checkpoint=self._checkpoint_fingerprint(),
+        )
+        if self._dataloader_cfg is not None:
+            fp['pipeline'] = self._dataloader_cfg.get('dataset', {}).get('pipeline')
+        return fp
+
+    def before_mining(self) -> None:
+        """Set-up after the checkpoint is loaded and before the first chunk."""
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    @property
+    def dataset(self) -> Dataset:
+        return self.dataloader.dataset
+
+    @property
+    def batch_size(self) -> int:
+        return self.dataloader.batch_size or 1
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The runner's model without its DDP wrapper (mining needs no gradient sync)."""
+        model = self.runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def chunk_indices(self, chunk_id: int) -> List[int]:
+        start = chunk_id * self.chunk_size
+        return list(range(start, min(start + self.chunk_size, len(self.dataset))))
+
+    def chunk_path(self, chunk_id: int) -> str:
+        assert self.cache_dir is not None
+        return osp.join(self.cache_dir, f'chunk_{chunk_id:06d}.npz')
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        """Compute or load every chunk of this rank, then evaluate (gather + write)."""
+        self.runner.call_hook('before_test')
+        self.runner.call_hook('before_test_epoch')
+        self.runner.model.eval()
+        self.before_mining()
+
+        rank, world_size = get_dist_info()
+        num_images = len(self.dataset)
+        num_chunks = math.ceil(num_images / self.chunk_size)
+        fp = self.fingerprint()
+        key = hashlib.sha1(json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
+        self.cache_dir = self._cache_dir_cfg or osp.join(
+            self.runner.work_dir, 'mining_cache', self.step_name, key[:16])
+        os.makedirs(self.cache_dir, exist_ok=True)
+        if rank == 0:
+            self._write_fingerprint(fp, key)
+
+        mine = [c for c in range(num_chunks) if c % world_size == rank]
+        done = [c for c in mine if osp.exists(self.chunk_path(c))]
+        pending = [c for c in mine if c not in set(done)]
+        print_log(
+            f'[{self.step_name}] {num_images} images in {num_chunks} chunks of {self.chunk_size}; '
+            f'rank {rank}/{world_size}: {len(done)} chunks cached, {len(pending)} to compute; '
+            f'cache {self.cache_dir}', logger='current')
+
+        for c in done:
+            self._feed(load_chunk(self.chunk_path(c)), c)
+        for c, results in self._compute(pending):
+            save_chunk(self.chunk_path(c), results)
+            self._feed(results, c)
+        if self.num_skipped:
+            print_log(f'[{self.step_name}] rank {rank}: {self.num_skipped} images skipped',
+                      logger='current')
+
+        metrics = self.evaluator.evaluate(num_images)
+        self.runner.call_hook('after_test_epoch', metrics=metrics)
+        self.runner.call_hook('after_test')
+        return metrics
+
+    # ------------------------------------------------------------------ internals
+    def _compute(self, chunks: List[int]) -> Iterator[Tuple[int, List[dict]]]:
+        if not chunks:
+            return
+        if type(self).process_chunk is not MiningLoop.process_chunk:
+            progress = _Progress(self.step_name, sum(len(self.chunk_indices(c)) for c in chunks),
+                                 self.log_interval)
+            for c in chunks:
+                indices = self.chunk_indices(c)
+                results = self.process_chunk(indices)
+                self._check(results, len(indices), f'process_chunk (chunk {c})')
+                for i, r in zip(indices, results):
+                    r.setdefault('index', i)
+                progress.update(len(indices))
+                yield c, results
+            progress.finish()
+        else:
+            yield from self._stream(chunks)
+
+    def _stream(self, chunks: List[int]) -> Iterator[Tuple[int, List[dict]]]:
+        """One data loader over every pending chunk; batches never straddle chunks."""
+        batches: List[List[int]] = []
+        batch_chunk: List[int] = []
+        for c in chunks:
+            idx = self.chunk_indices(c)
+            for s in range(0, len(idx), self.batch_size):
+                batches.append(idx[s:s + self.batch_size])
+                batch_chunk.append(c)
+        src = self.dataloader
+        loader = DataLoader(
+            _SkipBadImages(self.dataset),
+            batch_sampler=batches,
+            num_workers=src.num_workers,
+            collate_fn=partial(_collate_skipping, collate_fn=src.collate_fn),
+            pin_memory=src.pin_memory,
+            worker_init_fn=src.worker_init_fn,
+            persistent_workers=False)
+        progress = _Progress(self.step_name, sum(len(b) for b in batches), self.log_interval)
+        current: List[dict] = []
+        with torch.no_grad():
+            for b, (indices, out) in enumerate(zip(batches, loader)):
+                c = batch_chunk[b]
+                computed = self.process_batch(out['data']) if out['valid'] else []
+                self._check(computed, len(out['valid']), 'process_batch')
+                per_pos: Dict[int, dict] = dict(zip(out['valid'], computed))
+                for pos, reason in out['skipped'].items():
+                    per_pos[pos] = dict(skipped=True, skip_reason=reason)
+                for pos, i in enumerate(indices):
+                    r = per_pos[pos]
+                    if r.get('index', i) != i:
+                        raise RuntimeError(f'{type(self).__name__}: result for index {i} says '
+                                           f"index {r['index']}")
+                    r['index'] = i
+                    current.append(r)
+                progress.update(len(indices))
+                if b + 1 == len(batches) or batch_chunk[b + 1] != c:
+                    yield c, current
+                    current = []
+        progress.finish()
+
+    def _check(self, results: Any, expected: int, what: str) -> None:
+        if not isinstance(results, list) or len(results) != expected or \
+                not all(isinstance(r, dict) for r in results):
+            raise RuntimeError(f'{type(self).__name__}.{what} must return a list of {expected} '
+                               f'dicts, got {type(results).__name__} of length '
+                               f'{len(results) if hasattr(results, "__len__") else "?"}')
+
+    def _feed(self, results: List[dict], chunk_id: int) -> None:
+        expected = self.chunk_indices(chunk_id)
+        if [r['index'] for r in results] != expected:
+            raise RuntimeError(f'chunk {chunk_id} in {self.cache_dir} does not hold indices '
+                               f'{expected[0]}..{expected[-1]}; delete the cache folder')
+        for r in results:
+            if r.get('skipped', False):
+                self.num_skipped += 1
+            info = self.dataset.get_data_info(r['index'])
+            for k in INFO_KEYS:
+                if k in info and k not in r:
+                    r[k] = info[k]
+        self.evaluator.process(data_samples=results)
+
+    def _dataset_fingerprint(self) -> dict:
+        h = hashlib.sha1()
+        n = len(self.dataset)
+        get_info = getattr(self.dataset, 'get_data_info', None)
+        if get_info is not None:
+            for i in range(n):
+                h.update(str(get_info(i).get('img_path', i)).encode())
+                h.update(b'\0')
+        return dict(type=type(self.dataset).__name__, length=n, img_paths_sha1=h.hexdigest())
+
+    def _checkpoint_fingerprint(self) -> Optional[dict]:
+        path = getattr(self.runner, '_load_from', None)
+        if not path:
+            return None
+        if osp.exists(path):
+            st = os.stat(path)
+            return dict(path=osp.abspath(path), size=st.st_size, mtime_ns=st.st_mtime_ns)
+        return dict(path=str(path))  # remote checkpoints: the URL is the identity
+
+    def _write_fingerprint(self, fp: dict, key: str) -> None:
+        path = osp.join(self.cache_dir, 'fingerprint.json')
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix='.tmp_', suffix='.json')
+        with os.fdopen(fd, 'w') as f:
+            json.dump(dict(sha1=key, **fp), f, indent=1, sort_keys=True, default=_json_default)
+        os.replace(tmp, path)
+
+
+class _Progress:
+    """Images/s and ETA lines for this rank, at most every ``interval`` seconds."""
+
+    def __init__(self, name: str, total: int, interval: float) -> None:
+        self.name, self.total, self.interval = name, total, interval
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.interval and self.done < self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = timedelta(seconds=int((self.total - self.done) / max(rate, 1e-9)))
+            rank, _ = get_dist_info()
+            print_log(f'[{self.name}] rank {rank}: {self.done}/{self.total} images, '
+                      f'{rate:.2f} img/s, ETA {eta}', logger='current')
+
+    def finish(self) -> None:
+        elapsed = time.monotonic() - self.start
+        rank, _ = get_dist_info()
+        print_log(f'[{self.name}] rank {rank}: computed {self.done} images in {elapsed:.1f} s '
+                  f'({self.done / max(elapsed, 1e-9):.2f} img/s)', logger='current')
