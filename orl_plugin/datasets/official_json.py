@@ -1,0 +1,465 @@
+"""Read and write the official ORL JSON files (column-oriented; see DESIGN.md).
+
+- KNN: ``{"info": {"knn_image_num": k}, "images": {"file_name": [...], "id": [...]},
+  "pseudo_annotations": {"image_id": [...], "knn_image_id": [[k positions], ...]}}``
+- selective search: ``{"bbox": [[[x, y, w, h], ...] per image]}`` - no image list: aligned by
+  position with the data set's image list (pass ``images=`` to attach one).
+- correspondence: ``{"info": {...6 fields...}, "images": {...}, "pseudo_annotations":
+  {"image_id", "bbox", "knn_image_id", "knn_bbox_pair": [[[[8 numbers], ...] per neighbour]
+  per image]}}``
+
+Reading validates everything and gives a :class:`~orl_plugin.datasets.orl_store.MiningStore`
+(arrays in memory); errors name the file and the field. Writing streams image by image from a
+store, so a COCO-size file never exists as one giant Python structure. Written files may carry an
+extra top-level ``"orl_plugin"`` key (provenance, skipped images; and for selective search an
+``"images"`` key) that the official code ignores; it makes store -> JSON -> store lossless. Pass
+``include_meta=False`` for files with only the official keys.
+"""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .orl_store import KINDS, MiningStore, StoreFormatError, _fsync_dir
+
+__all__ = [
+    'OfficialFormatError', 'CORRESPONDENCE_INFO_FIELDS', 'detect_kind', 'read_official_json',
+    'official_dict_to_store', 'write_official_json', 'load_image_list', 'IMG_EXTENSIONS'
+]
+
+CORRESPONDENCE_INFO_FIELDS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_max_iou',
+                              'intra_bbox_num', 'knn_image_num', 'knn_bbox_pair_ratio')
+META_KEY = 'orl_plugin'
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+ImagesArg = Union[None, str, Sequence[str], tuple]
+
+
+class OfficialFormatError(StoreFormatError):
+    """A malformed official ORL JSON file; the message starts with the file name and field."""
+
+
+# --------------------------------------------------------------------------------------------
+# image lists
+# --------------------------------------------------------------------------------------------
+def load_image_list(sources: Union[str, Sequence[str]]) -> tuple[list, np.ndarray]:
+    """File names and ids of one or more COCO-format JSONs (concatenated in order), or of an
+    image folder (sorted names, ids = positions). Matches ``SceneImageDataset``'s order."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [os.fspath(sources)]
+    names: list = []
+    ids: list = []
+    for src in sources:
+        if osp.isdir(src):
+            found = sorted(f for f in os.listdir(src)
+                           if f.lower().endswith(IMG_EXTENSIONS) and osp.isfile(osp.join(src, f)))
+            ids.extend(range(len(names), len(names) + len(found)))
+            names.extend(found)
+            continue
+        name = osp.basename(src)
+        try:
+            with open(src, encoding='utf-8') as f:
+                data = json.load(f)
+        except ValueError as e:
+            raise OfficialFormatError(f'{name}: not valid JSON ({e})') from None
+        images = data.get('images') if isinstance(data, dict) else None
+        if not isinstance(images, list):
+            raise OfficialFormatError(f'{name}: field "images" missing or not a list '
+                                      '(expected a COCO-format annotation file)')
+        for i, im in enumerate(images):
+            if not isinstance(im, dict) or 'file_name' not in im or 'id' not in im:
+                raise OfficialFormatError(f'{name}: images[{i}] lacks "file_name" or "id"')
+            names.append(im['file_name'])
+            ids.append(im['id'])
+    return names, np.asarray(ids, dtype=np.int64)
+
+
+def _resolve_images(images: ImagesArg) -> Optional[tuple[list, np.ndarray]]:
+    if images is None:
+        return None
+    if isinstance(images, tuple) and len(images) == 2 and not isinstance(images[0], str):
+        names, ids = images
+        return list(names), np.asarray(ids, dtype=np.int64)
+    return load_image_list(images)
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+def detect_kind(data: Any, name: str = '<json>') -> str:
+    """'selective_search', 'knn' or 'correspondence' from the keys of a parsed file."""
+    if not isinstance(data, dict):
+        raise OfficialFormatError(f'{name}: top level is {type(data).__name__}, expected an '
+                                  'object')
+    pa = data.get('pseudo_annotations')
+    if isinstance(pa, dict):
+        return 'correspondence' if 'knn_bbox_pair' in pa or 'bbox' in pa else 'knn'
+    if 'bbox' in data:
+        return 'selective_search'
+    raise OfficialFormatError(f'{name}: neither "pseudo_annotations" (KNN / correspondence) nor '
+                              '"bbox" (selective search) found')
+
+
+def read_official_json(path: Union[str, os.PathLike], *, kind: Optional[str] = None,
+                       images: ImagesArg = None, verbose: bool = False) -> MiningStore:
+    """Parse and validate an official ORL JSON file into an in-memory :class:`MiningStore`.
+
+    Args:
+        path: the .json file.
+        kind: expected kind (auto-detected when None).
+        images: image list for selective search (COCO JSON path(s), image folder, or
+            ``(file_names, ids)``); for KNN/correspondence it is checked against the file's.
+        verbose: print what is being parsed (COCO-size files take minutes).
+    """
+    path = os.fspath(path)
+    name = osp.basename(path)
+    if verbose:
+        print(f'parsing {path} ({osp.getsize(path) / 2**20:.0f} MiB) with json ...', flush=True)
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except ValueError as e:
+        raise OfficialFormatError(f'{name}: not valid JSON ({e})') from None
+    store = official_dict_to_store(data, name, kind=kind, images=images, verbose=verbose)
+    store.path = osp.abspath(path)
+    return store
+
+
+def _field(d: Any, key: str, name: str, where: str, types: Any = None) -> Any:
+    if not isinstance(d, dict) or key not in d:
+        raise OfficialFormatError(f'{name}: field "{where + key}" is missing')
+    v = d[key]
+    if types is not None and not isinstance(v, types):
+        tn = types.__name__ if isinstance(types, type) else '/'.join(t.__name__ for t in types)
+        raise OfficialFormatError(f'{name}: field "{where + key}" is {type(v).__name__}, '
+                                  f'expected {tn}')
+    return v
+
+
+def _rows(item: Any, width: int, name: str, field: str) -> np.ndarray:
+    """One image's list of width-number rows as an int64 (n, width) array, or a precise error."""
+    if not isinstance(item, list):
+        raise OfficialFormatError(f'{name}: {field} is {type(item).__name__}, expected a list')
+    if not item:
+        return np.zeros((0, width), np.int64)
+    try:
+        a = np.array(item)
+    except ValueError:
+        a = None
+    if a is None or a.ndim != 2 or a.shape[1] != width:
+        for r, row in enumerate(item):
+            if not isinstance(row, list):
+                raise OfficialFormatError(f'{name}: {field}[{r}] is {type(row).__name__}, '
+                                          f'expected a list of {width} numbers')
+            if len(row) != width:
+                raise OfficialFormatError(f'{name}: {field}[{r}] has {len(row)} numbers, '
+                                          f'expected {width}')
+        raise OfficialFormatError(f'{name}: {field} is not a list of rows of {width} numbers')
+    if a.dtype.kind == 'f':
+        if not np.all(np.isfinite(a)) or not np.array_equal(a, np.round(a)):
+            r = int(np.flatnonzero((a != np.round(a)).any(1) | ~np.isfinite(a).all(1))[0])
+            raise OfficialFormatError(f'{name}: {field}[{r}] = {item[r]} has non-integer values '
+                                      '(ORL boxes are integer pixels)')
+        a = a.astype(np.int64)
+    elif a.dtype.kind not in 'iu':
+        r = next(r for r, row in enumerate(item)
+                 if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row))
+        raise OfficialFormatError(f'{name}: {field}[{r}] = {item[r]!r} is not all numbers')
+    return a
+
+
+def _image_list(data: dict, name: str, n_expected: Optional[int]) -> tuple[list, np.ndarray]:
+    images = _field(data, 'images', name, '', dict)
+    fns = _field(images, 'file_name', name, 'images.', list)
+    ids = _field(images, 'id', name, 'images.', list)
+    if len(fns) != len(ids):
+        raise OfficialFormatError(f'{name}: images.file_name has {len(fns)} entries but '
+                                  f'images.id has {len(ids)}')
+    for i, s in enumerate(fns):
+        if not isinstance(s, str):
+            raise OfficialFormatError(f'{name}: images.file_name[{i}] is {type(s).__name__}, '
+                                      'expected str')
+    for i, v in enumerate(ids):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise OfficialFormatError(f'{name}: images.id[{i}] = {v!r} is not an int')
+    if n_expected is not None and len(fns) != n_expected:
+        raise OfficialFormatError(f'{name}: images lists {len(fns)} images, expected '
+                                  f'{n_expected}')
+    return fns, np.asarray(ids, dtype=np.int64)
+
+
+def _check_against(name: str, fns: list, ids: np.ndarray, given: tuple) -> None:
+    gfns, gids = given
+    if len(gfns) != len(fns):
+        raise OfficialFormatError(f'{name}: has {len(fns)} images but the given image list has '
+                                  f'{len(gfns)}')
+    for i, (a, b) in enumerate(zip(fns, gfns)):
+        if a != b:
+            raise OfficialFormatError(f'{name}: images.file_name[{i}] = {a!r} but the given '
+                                      f'image list has {b!r} there')
+
+
+def _knn_rows(rows: Any, n: int, k: int, name: str, field: str) -> np.ndarray:
+    if not isinstance(rows, list) or len(rows) != n:
+        got = len(rows) if isinstance(rows, list) else type(rows).__name__
+        raise OfficialFormatError(f'{name}: {field} has {got} entries, expected {n} (one per '
+                                  'image)')
+    try:
+        a = np.array(rows)
+    except ValueError:
+        a = None
+    if a is None or a.ndim != 2 or a.shape[1] != k or a.dtype.kind not in 'iu':
+        if n == 0:
+            return np.zeros((0, k), np.int32)
+        for i, r in enumerate(rows):
+            if not isinstance(r, list):
+                raise OfficialFormatError(f'{name}: {field}[{i}] is {type(r).__name__}, '
+                                          'expected a list')
+            if len(r) != k:
+                raise OfficialFormatError(f'{name}: {field}[{i}] has {len(r)} neighbours, '
+                                          f'expected {k}')
+            for v in r:
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise OfficialFormatError(f'{name}: {field}[{i}] has {v!r}, expected int '
+                                              'positions')
+        raise OfficialFormatError(f'{name}: {field} is not an (N, {k}) table of ints')
+    bad = np.flatnonzero(((a < 0) | (a >= n)).any(1))
+    if bad.size:
+        i = int(bad[0])
+        raise OfficialFormatError(f'{name}: {field}[{i}] = {rows[i]} has positions outside '
+                                  f'[0, {n}) (neighbours are 0-based positions in the image list)')
+    return a.astype(np.int32)
+
+
+def _meta(data: dict, name: str) -> tuple[dict, list, dict]:
+    meta = data.get(META_KEY) or {}
+    if not isinstance(meta, dict):
+        raise OfficialFormatError(f'{name}: field "{META_KEY}" is not an object')
+    return dict(meta.get('provenance') or {}), list(meta.get('skipped') or []), \
+        dict(meta.get('params') or {})
+
+
+def official_dict_to_store(data: Any, name: str = '<json>', *, kind: Optional[str] = None,
+                           images: ImagesArg = None, verbose: bool = False) -> MiningStore:
+    """Validate an already-parsed official file and turn it into an in-memory store."""
+    found = detect_kind(data, name)
+    if kind is not None:
+        if kind not in KINDS:
+            raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+        if found != kind:
+            raise OfficialFormatError(f'{name}: holds {found} data, expected {kind}')
+    given = _resolve_images(images)
+    prov, skipped, extra_params = _meta(data, name)
+    prov.setdefault('converted_from', name)
+    _progress = _Progress(verbose)
+
+    if found == 'selective_search':
+        bbox = _field(data, 'bbox', name, '', list)
+        n = len(bbox)
+        names = ids = None
+        if 'images' in data:  # written by orl_plugin with its image list
+            names, ids = _image_list(data, name, n)
+            if given is not None:
+                _check_against(name, names, ids, given)
+        elif given is not None:
+            names, ids = given
+            if len(names) != n:
+                raise OfficialFormatError(
+                    f'{name}: has boxes for {n} images but the given image list has '
+                    f'{len(names)}; the selective-search file is aligned by position with it')
+        rows = [_rows(b, 4, name, f'bbox[{i}]') for i, b in _progress(enumerate(bbox), n, 'bbox')]
+        flat, off = _concat(rows)
+        return MiningStore.from_arrays(
+            'selective_search', image_ids=ids, file_names=names, num_images=n, boxes=flat,
+            box_offsets=off, params=extra_params, provenance=prov, skipped=skipped,
+            has_image_list=names is not None, source='official_json')
+
+    info = _field(data, 'info', name, '', dict)
+    k = _field(info, 'knn_image_num', name, 'info.', int)
+    if found == 'correspondence':
+        missing = [f for f in CORRESPONDENCE_INFO_FIELDS if f not in info]
+        if missing:
+            raise OfficialFormatError(f'{name}: field "info.{missing[0]}" is missing')
+    pa = _field(data, 'pseudo_annotations', name, '', dict)
+    fns, ids = _image_list(data, name, None)
+    n = len(fns)
+    if given is not None:
+        _check_against(name, fns, ids, given)
+    pids = _field(pa, 'image_id', name, 'pseudo_annotations.', list)
+    if len(pids) != n:
+        raise OfficialFormatError(f'{name}: pseudo_annotations.image_id has {len(pids)} entries, '
+                                  f'expected {n} (one per image)')
+    pid_arr = np.asarray(pids) if n else np.zeros(0, np.int64)
+    if pid_arr.dtype.kind not in 'iu' or not np.array_equal(pid_arr, ids):
+        i = next(i for i in range(n) if pids[i] != int(ids[i]) or not isinstance(pids[i], int))
+        raise OfficialFormatError(f'{name}: pseudo_annotations.image_id[{i}] = {pids[i]!r} '
+                                  f'differs from images.id[{i}] = {int(ids[i])}')
+    knn = _knn_rows(_field(pa, 'knn_image_id', name, 'pseudo_annotations.'), n, k, name,
+                    'pseudo_annotations.knn_image_id')
+    params = dict(info)
+    if found == 'knn':
+        return MiningStore.from_arrays(
+            'knn', image_ids=ids, file_names=fns, knn=knn, params=params, provenance=prov,
+            skipped=skipped, source='official_json')
+
+    bbox = _field(pa, 'bbox', name, 'pseudo_annotations.', list)
+    if len(bbox) != n:
+        raise OfficialFormatError(f'{name}: pseudo_annotations.bbox has {len(bbox)} entries, '
+                                  f'expected {n} (one per image)')
+    rows = [_rows(b, 4, name, f'pseudo_annotations.bbox[{i}]')
+            for i, b in _progress(enumerate(bbox), n, 'bbox')]
+    flat_b, off_b = _concat(rows)
+    del rows
+    kbp = _field(pa, 'knn_bbox_pair', name, 'pseudo_annotations.', list)
+    if len(kbp) != n:
+        raise OfficialFormatError(f'{name}: pseudo_annotations.knn_bbox_pair has {len(kbp)} '
+                                  f'entries, expected {n} (one per image)')
+    cells: list = []
+    for i, per_img in _progress(enumerate(kbp), n, 'knn_bbox_pair'):
+        field = f'pseudo_annotations.knn_bbox_pair[{i}]'
+        if not isinstance(per_img, list):
+            raise OfficialFormatError(f'{name}: {field} is {type(per_img).__name__}, expected '
+                                      'a list (one entry per neighbour)')
+        if len(per_img) != k:
+            raise OfficialFormatError(f'{name}: {field} has {len(per_img)} neighbours, '
+                                      f'expected {k}')
+        # Usually every neighbour has the same pair count (int(0.1 * B)): one array call.
+        try:
+            a = np.array(per_img) if k else None
+        except ValueError:
+            a = None
+        if a is not None and a.ndim == 3 and a.shape[2] == 8 and a.dtype.kind in 'iu':
+            cells.extend(a)
+        else:
+            cells.extend(_rows(p, 8, name, f'{field}[{j}]') for j, p in enumerate(per_img))
+    flat_p, off_p = _concat(cells)
+    del cells
+    return MiningStore.from_arrays(
+        'correspondence', image_ids=ids, file_names=fns, boxes=flat_b, box_offsets=off_b,
+        knn=knn, pairs=flat_p, pair_offsets=off_p, params=params, provenance=prov,
+        skipped=skipped, source='official_json')
+
+
+def _concat(rows: list) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    off = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(counts, out=off[1:])
+    width = rows[0].shape[1] if rows else 4
+    nonempty = [r for r in rows if len(r)]
+    flat = np.concatenate(nonempty) if nonempty else np.zeros((0, width), np.int64)
+    return flat, off
+
+
+class _Progress:
+    """mmengine progress bar over an iterable, updated in chunks (cheap at COCO size)."""
+
+    def __init__(self, enabled: bool, chunk: int = 2000) -> None:
+        self.enabled = enabled
+        self.chunk = chunk
+
+    def __call__(self, it, total: int, what: str = ''):
+        if not self.enabled or total == 0:
+            yield from it
+            return
+        from mmengine.utils import ProgressBar
+        if what:
+            print(what, flush=True)
+        bar = ProgressBar(total)
+        done = 0
+        for x in it:
+            yield x
+            done += 1
+            if done % self.chunk == 0:
+                bar.update(self.chunk)
+        if done % self.chunk:
+            bar.update(done % self.chunk)
+        print(flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(',', ':'))
+
+
+def write_official_json(store: MiningStore, path: Union[str, os.PathLike], *,
+                        include_meta: bool = True, verbose: bool = False) -> str:
+    """Write ``store`` as the official JSON of its kind, streaming image by image, atomically.
+
+    With ``include_meta`` the file also gets an ``"orl_plugin"`` key (provenance, skipped
+    images, params of a selective-search store) and, for selective search, an ``"images"`` key
+    when the store has an image list; the official code ignores both.
+    """
+    path = osp.abspath(os.fspath(path))
+    parent = osp.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = osp.join(parent, f'.{osp.basename(path)}.tmp-{os.getpid()}')
+    progress = _Progress(verbose)
+    n = store.num_images
+    try:
+        with open(tmp, 'w', encoding='utf-8', buffering=1 << 20) as f:
+            w = f.write
+            w('{')
+            if store.kind != 'selective_search':
+                w('"info":' + _dumps(store.params) + ',')
+            if store.kind != 'selective_search' or (include_meta and store.has_image_list):
+                names = store.file_names()
+                ids = np.asarray(store.image_ids).tolist()
+                w('"images":{"file_name":' + _dumps(names) + ',"id":' + _dumps(ids) + '},')
+                del names
+            if store.kind == 'selective_search':
+                w('"bbox":[')
+                _write_rows(w, store, progress, n, 'bbox')
+                w(']')
+            else:
+                w('"pseudo_annotations":{"image_id":' + _dumps(ids) + ',')
+                if store.kind == 'correspondence':
+                    w('"bbox":[')
+                    _write_rows(w, store, progress, n, 'bbox')
+                    w('],')
+                w('"knn_image_id":' + _dumps(np.asarray(store.array('knn')).tolist()))
+                if store.kind == 'correspondence':
+                    w(',"knn_bbox_pair":[')
+                    pdata = store.array('pairs')
+                    poff = np.asarray(store.array('pair_offsets'))
+                    k = store.num_neighbours
+                    for i in progress(range(n), n, 'knn_bbox_pair'):
+                        if i:
+                            w(',')
+                        offs = poff[i * k:(i + 1) * k + 1]
+                        block = np.asarray(pdata[offs[0]:offs[-1]]).tolist()
+                        rel = (offs - offs[0]).tolist()
+                        w('[' + ','.join(_dumps(block[rel[j]:rel[j + 1]]) for j in range(k)) +
+                          ']')
+                    w(']')
+                w('}')
+            if include_meta:
+                meta = dict(provenance=store.provenance, skipped=store.skipped)
+                if store.kind == 'selective_search':
+                    meta['params'] = store.params
+                w(',"' + META_KEY + '":' + _dumps(meta))
+            w('}\n')
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(parent)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _write_rows(w, store: MiningStore, progress, n: int, what: str) -> None:
+    data = store.array('boxes')
+    off = np.asarray(store.array('box_offsets'))
+    for i in progress(range(n), n, what):
+        if i:
+            w(',')
+        w(_dumps(np.asarray(data[off[i]:off[i + 1]]).tolist()))
+
