@@ -1,0 +1,14 @@
+#!/usr/bin/env python
+"""Run the whole ORL pipeline with one command (see orl_plugin/pipeline.py for the rules).
+
+    python tools/pipeline.py synthetic --finetune          # CPU demo scale
+    python tools/pipeline.py coco --gpus 8                 # stage by stage through tools/dist_*.sh
+    python tools/pipeline.py coco --launcher slurm --srun-args "-p PART --gres=gpu:8 --ntasks=8"
+    python tools/pipeline.py my_configs/ --from 2c         # a directory with stage1.py ... stage3.py
+"""
+import sys
+
+from orl_plugin.pipeline import main
+
+if __name__ == '__main__':
+    sys.exit(main())
