@@ -1,1 +1,3 @@
 """Importing this package registers its components."""
+from .knn_metric import KNNMetric  # noqa: F401
+from .selective_search_metric import SelectiveSearchMetric  # noqa: F401

@@ -1,1 +1,2 @@
 """Importing this package registers its components."""
+from .selective_search_proposer import SelectiveSearchProposer  # noqa: F401

@@ -2,3 +2,4 @@
 from .box_filter import FilterBoxes, filter_boxes  # noqa: F401
 from .crop_boxes import CropBoxes, crop_boxes  # noqa: F401
 from .loading import BadImageError, LoadImageOrSkip  # noqa: F401
+from .selective_search import SelectiveSearch, selective_search  # noqa: F401

@@ -29,6 +29,10 @@ How a subclass uses it (implement exactly one of the two ``process_*`` methods):
 - ``before_mining()``: optional set-up that needs the loaded checkpoint (it runs after
   ``load_from`` is applied, before any chunk); the base puts the model in eval mode.
 
+Metric side: ``orl_plugin.evaluation.mining_metric.MiningMetric`` (keeps ``result_keys``,
+orders gathered results by ``index``, writes stores); the loop sets its ``mining_provenance``
+(step, config, cache key, fingerprint) before ``evaluate``.
+
 Result values must be numpy arrays (ragged along axis 0 is fine), numpy/python scalars or
 strings: that is what the cache stores (``.npz``, loaded with ``allow_pickle=False``).
 
@@ -157,9 +161,9 @@ def decode_results(arrays: Dict[str, np.ndarray]) -> List[dict]:
     return results
 
 
-def save_chunk(path: str, results: List[dict]) -> None:
+def save_chunk(path: str, results: List[dict], tmp_prefix: str = '.tmp_') -> None:
     """Write a chunk atomically (temp file in the same folder, then ``os.replace``)."""
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix='.tmp_', suffix='.npz')
+    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix=tmp_prefix, suffix='.npz')
     try:
         with os.fdopen(fd, 'wb') as f:
             np.savez(f, **encode_results(results))
@@ -301,9 +305,15 @@ class MiningLoop(BaseLoop):
         if rank == 0:
             self._write_fingerprint(fp, key)
 
+        # Temp files of chunks this rank was writing when it was killed.
+        tmp_prefix = f'.tmp_rank{rank}_'
+        for name in os.listdir(self.cache_dir):
+            if name.startswith(tmp_prefix):
+                os.remove(osp.join(self.cache_dir, name))
+
         mine = [c for c in range(num_chunks) if c % world_size == rank]
         done = [c for c in mine if osp.exists(self.chunk_path(c))]
-        pending = [c for c in mine if c not in set(done)]
+        pending = sorted(set(mine) - set(done))
         print_log(
             f'[{self.step_name}] {num_images} images in {num_chunks} chunks of {self.chunk_size}; '
             f'rank {rank}/{world_size}: {len(done)} chunks cached, {len(pending)} to compute; '
@@ -312,12 +322,18 @@ class MiningLoop(BaseLoop):
         for c in done:
             self._feed(load_chunk(self.chunk_path(c)), c)
         for c, results in self._compute(pending):
-            save_chunk(self.chunk_path(c), results)
+            save_chunk(self.chunk_path(c), results, tmp_prefix)
             self._feed(results, c)
         if self.num_skipped:
             print_log(f'[{self.step_name}] rank {rank}: {self.num_skipped} images skipped',
                       logger='current')
 
+        prov = dict(step=self.step_name, loop=type(self).__name__, cache_key=key,
+                    config=getattr(self.runner.cfg, 'filename', None),
+                    fingerprint=json.loads(json.dumps(fp, default=_json_default)))
+        for metric in self.evaluator.metrics:
+            if hasattr(metric, 'mining_provenance'):
+                metric.mining_provenance = prov
         metrics = self.evaluator.evaluate(num_images)
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
