@@ -1,2 +1,3 @@
 """Importing this package registers its components."""
 from . import transforms  # noqa: F401
+from .orl_dataset import ORLDataset  # noqa: F401
