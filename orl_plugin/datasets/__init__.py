@@ -1,3 +1,4 @@
 """Importing this package registers its components."""
 from . import transforms  # noqa: F401
 from .orl_dataset import ORLDataset  # noqa: F401
+from .scene_dataset import SceneImageDataset  # noqa: F401
