@@ -63,6 +63,13 @@ fi
 step "install orl_plugin (editable) with its dependencies and test extra"
 "${PIP[@]}" install -e "$ROOT[tests]"
 
+step "re-pin setuptools<70 (torch's metadata asks for >=77, which drops what mmcv/mmengine use)"
+# pip's resolver upgrades setuptools for torch's declared requirement during the editable install;
+# setuptools 69 works with torch 2.14 here (STACK.md) and keeps pkg_resources for mmengine's `mmdet::` bases.
+if ! "$PY" -c 'import pkg_resources, setuptools; assert int(setuptools.__version__.split(".")[0]) < 70' 2>/dev/null; then
+  "${PIP[@]}" install "setuptools<70"
+fi
+
 step "install opencv-contrib-python-headless ${OPENCV_VERSION} (selective search)"
 # mmengine depends on opencv-python, whose cv2 lacks the contrib modules; the contrib wheel
 # installed last (same version, same cv2 folder) provides cv2.ximgproc.
