@@ -197,7 +197,7 @@ class EmbeddingCache:
         ch = self._chunk(self.chunk_of(i))
         j = int(i) - self.chunk_of(i) * self.chunk_size
         s, e = int(ch.offsets[j]), int(ch.offsets[j + 1])
-        return np.asarray(ch.emb[s:e], dtype=np.float32), np.array(ch.boxes[s:e])
+        return np.array(ch.emb[s:e], dtype=np.float32), np.array(ch.boxes[s:e])
 
     def skip_reason(self, i: int) -> Optional[str]:
         """Why image ``i`` was skipped in phase 1, or ``None`` when it was encoded."""

@@ -1,0 +1,405 @@
+"""``CorrespondenceLoop``: stage 2c of ORL (RoI pair retrieval) with every box encoded once.
+
+The official release encodes a neighbour's boxes again for every query that retrieves it
+(about 11 forwards of each image's boxes at k=10). Here phase 1 encodes every image's kept
+boxes exactly once into an :class:`EmbeddingCache`; phase 2 then builds each query's pairs from
+cached embeddings only. Pairs are the same as the official procedure's:
+
+1. boxes: ``FilterBoxes`` in the data pipeline (size >= 96, aspect ratio <= 3, greedy IoU
+   <= 0.5, first 100; raw box 0 if none survive);
+2. embedding: ``CropBoxes`` (PIL crop + bilinear resize to 224) in the pipeline, then here:
+   normalise with the model's data preprocessor, online backbone, global average pool,
+   L2-normalise (:func:`encode_crops`);
+3. pairs of query ``q`` (B boxes) and neighbour ``n`` (B' boxes): the top
+   ``max(1, int(ratio * B))`` entries of the flattened ``B x B'`` cosine matrix, in descending
+   order, ties to the smaller flat index (:func:`top_pairs`).
+
+Phase 1 reuses the base loop's streaming (chunks of the data set, rank ``r`` takes chunks
+``c % W == r``, one data loader, bad images skipped); each finished chunk of embeddings is
+stored (disk: atomic per-chunk files, so a killed run resumes; memory: small sets). All ranks
+then wait at a barrier, and phase 2 runs as the base loop's ``process_chunk`` with its own
+per-chunk result cache. Results per query image: ``kept_boxes`` (B, 4), ``knn`` (k,),
+``pairs`` (sum of P_j, 8) and ``pair_counts`` (k,) (``P_j`` rows per neighbour slot ``j``).
+"""
+import hashlib
+import json
+import os
+import os.path as osp
+import time
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.dist import barrier, get_dist_info
+from mmengine.logging import print_log
+from torch.utils.data import DataLoader
+
+from mmpretrain.registry import LOOPS
+
+from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.datasets.transforms.box_filter import FilterBoxes
+from orl_plugin.datasets.transforms.crop_boxes import CropBoxes
+from .embedding_cache import EmbeddingCache
+from .mining_loop import MiningLoop, _json_default
+
+
+def _normalizer(model: torch.nn.Module):
+    """``(mean, std, bgr_to_rgb)`` of the model's data preprocessor (ImageNet defaults if none).
+
+    Crops come in the loader's channel order (BGR for mmcv's loaders); mmpretrain's
+    ``SelfSupDataPreprocessor(to_rgb=True)`` flips them, like the official RGB pipeline.
+    """
+    pre = getattr(model, 'data_preprocessor', None)
+    mean = getattr(pre, 'mean', None)
+    std = getattr(pre, 'std', None)
+    if mean is None or std is None or not getattr(pre, '_enable_normalize', True):
+        mean = torch.tensor([123.675, 116.28, 103.53]).view(-1, 1, 1)
+        std = torch.tensor([58.395, 57.12, 57.375]).view(-1, 1, 1)
+        flip = True
+    else:
+        flip = bool(getattr(pre, '_channel_conversion', False))
+    return mean.detach().float().view(1, -1, 1, 1), std.detach().float().view(1, -1, 1, 1), flip
+
+
+@torch.no_grad()
+def encode_crops(model: torch.nn.Module,
+                 crops: np.ndarray,
+                 batch_size: int = 256,
+                 pad_single: bool = True) -> torch.Tensor:
+    """Embed ``(M, H, W, 3)`` uint8 crops: normalise, online backbone, avg pool, L2-normalise.
+
+    This is the official ``Correspondence.forward_test`` feature (``backbone(img)[0]`` of a
+    one-stage ResNet, ``adaptive_avg_pool2d``, ``normalize``); the projector is not used.
+    Forwards run ``batch_size`` crops at a time on the model's device (eval mode expected).
+    With ``pad_single`` a batch of one crop is run as two copies of it: CPU convolution
+    kernels for batch 1 round differently (about 1e-6) from the batched ones, which agree with
+    each other, so this keeps every embedding independent of how crops were grouped.
+
+    Returns:
+        ``(M, D)`` float32 tensor on the model's device.
+    """
+    device = next(model.parameters()).device
+    mean, std, flip = _normalizer(model)
+    mean, std = mean.to(device), std.to(device)
+    out = []
+    for s in range(0, len(crops), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(crops[s:s + batch_size])).to(device)
+        single = pad_single and x.size(0) == 1
+        if single:
+            x = x.expand(2, *x.shape[1:])
+        x = x.permute(0, 3, 1, 2).float()
+        if flip:
+            x = x.flip(1)
+        x = (x - mean) / std
+        feat = model.backbone(x)[-1]
+        feat = F.adaptive_avg_pool2d(feat, (1, 1)).flatten(1)
+        feat = F.normalize(feat, dim=1)
+        out.append(feat[:1] if single else feat)
+    if not out:
+        return torch.zeros((0, 0), device=device)
+    return torch.cat(out, dim=0)
+
+
+def num_pairs_for(num_query_boxes: int, ratio: float) -> int:
+    """Pairs kept per neighbour: ``max(1, int(ratio * B))``, the official expression."""
+    k = int(ratio * num_query_boxes)
+    return k if k > 0 else 1
+
+
+def top_pairs(emb_q: torch.Tensor, emb_n: torch.Tensor, boxes_q: np.ndarray,
+              boxes_n: np.ndarray, ratio: float) -> np.ndarray:
+    """Top RoI pairs of a query and one neighbour: ``(P, 8)`` int32 ``[q xywh, n xywh]``.
+
+    ``P = max(1, int(ratio * B))`` entries of the flattened ``B x B'`` similarity matrix, in
+    descending order; equal similarities go to the smaller flat index (a stable sort, so the
+    order never depends on the top-k kernel).
+    """
+    sim = torch.mm(emb_q, emb_n.t())
+    k = min(num_pairs_for(sim.size(0), ratio), sim.numel())
+    order = torch.sort(sim.flatten(), descending=True, stable=True).indices[:k].cpu().numpy()
+    qi, ni = order // sim.size(1), order % sim.size(1)
+    return np.concatenate([boxes_q[qi], boxes_n[ni]], axis=1).astype(np.int32)
+
+
+def _path_identity(path: str) -> dict:
+    """What identifies a store/JSON on disk for the caches (path, size, mtime)."""
+    p = osp.abspath(path)
+    target = osp.join(p, 'header.json') if osp.isdir(p) else p
+    if not osp.exists(target):
+        return dict(path=p)
+    st = os.stat(target)
+    return dict(path=p, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def _find_transform(pipeline: Any, cls: type) -> Optional[Any]:
+    for t in getattr(pipeline, 'transforms', []) or []:
+        if isinstance(t, cls):
+            return t
+    return None
+
+
+@LOOPS.register_module()
+class CorrespondenceLoop(MiningLoop):
+    """Stage 2c: encode every image's kept boxes once, then mine RoI pairs per neighbour.
+
+    The ``test_dataloader`` dataset is a ``ProposalDataset`` whose pipeline loads the image
+    (``LoadImageOrSkip``), filters its proposals (``FilterBoxes``) and crops the kept boxes
+    (``CropBoxes``); its ``batch_size`` is the number of images per data batch; the crops of a
+    batch are encoded ``encode_batch_size`` at a time.
+
+    Args:
+        runner, dataloader, evaluator, chunk_size, cache_dir, log_interval: See
+            :class:`MiningLoop` (``cache_dir`` holds the phase-2 pair chunks).
+        knn_file (str): KNN ``*.orlstore`` or official KNN JSON (same image list and order).
+        knn_image_num (int, optional): Neighbours used per image (the first ones); default all
+            stored (10 at paper settings).
+        topk_bbox_ratio (float): Pairs per neighbour = ``max(1, int(ratio * B))``. Default 0.1.
+        encode_batch_size (int): Crops per backbone forward. Default 256.
+        embed_cache (str): ``'disk'`` (memory-mapped per-chunk files, resumable),
+            ``'memory'`` (no files; phase 1 is redone after an interruption) or ``'auto'``
+            (memory up to ``memory_max_images`` images). Default ``'auto'``.
+        embed_dtype (str): ``'float32'`` (pairs exactly as the official fp32 procedure) or
+            ``'float16'`` (half the disk/memory). Default ``'float32'``.
+        embed_cache_dir (str, optional): Folder of the disk embedding cache; default
+            ``<work_dir>/mining_cache/correspondence_embed/<fingerprint hash>``.
+        memory_max_images (int): Threshold of ``embed_cache='auto'``. Default 5000.
+    """
+
+    step_name = 'correspondence'
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Any, Dict, List],
+                 knn_file: str,
+                 knn_image_num: Optional[int] = None,
+                 topk_bbox_ratio: float = 0.1,
+                 encode_batch_size: int = 256,
+                 embed_cache: str = 'auto',
+                 embed_dtype: str = 'float32',
+                 embed_cache_dir: Optional[str] = None,
+                 memory_max_images: int = 5000,
+                 chunk_size: int = 256,
+                 cache_dir: Optional[str] = None,
+                 log_interval: float = 30.0) -> None:
+        super().__init__(runner, dataloader, evaluator, chunk_size=chunk_size,
+                         cache_dir=cache_dir, log_interval=log_interval)
+        if embed_cache not in ('auto', 'disk', 'memory'):
+            raise ValueError(f"embed_cache must be 'auto', 'disk' or 'memory', got {embed_cache!r}")
+        if embed_dtype not in ('float32', 'float16'):
+            raise ValueError(f"embed_dtype must be 'float32' or 'float16', got {embed_dtype!r}")
+        if not 0 < topk_bbox_ratio <= 1:
+            raise ValueError(f'topk_bbox_ratio must be in (0, 1], got {topk_bbox_ratio}')
+        self.knn_file = knn_file
+        self.knn_image_num = knn_image_num
+        self.topk_bbox_ratio = float(topk_bbox_ratio)
+        self.encode_batch_size = int(encode_batch_size)
+        self.embed_cache_mode = embed_cache
+        self.embed_dtype = embed_dtype
+        self.embed_cache_dir = embed_cache_dir
+        self.memory_max_images = int(memory_max_images)
+        self.knn_store: Optional[MiningStore] = None
+        self.embeddings: Optional[EmbeddingCache] = None
+        self._embed_key: Optional[str] = None
+        self._filter: Optional[FilterBoxes] = None
+        self._crop: Optional[CropBoxes] = None
+        self.stats: Dict[str, float] = {}
+
+    # ------------------------------------------------------------------ set-up
+    def _check_pipeline(self) -> None:
+        pipeline = getattr(self.dataset, 'pipeline', None)
+        self._filter = _find_transform(pipeline, FilterBoxes)
+        self._crop = _find_transform(pipeline, CropBoxes)
+        if self._filter is None or self._crop is None:
+            raise ValueError(
+                'CorrespondenceLoop: the test_dataloader pipeline must contain FilterBoxes and '
+                f'CropBoxes (after the image loading); got {pipeline}')
+
+    def _open_knn(self) -> None:
+        store = MiningStore.open(self.knn_file, kind='knn')
+        n = len(self.dataset)
+        if store.num_images != n:
+            raise ValueError(
+                f'KNN file {self.knn_file} has {store.num_images} images, the data set {n}; '
+                'mine the neighbours on the same image list (same ann files, same order)')
+        if store.has_image_list:
+            names = np.asarray(store.array('file_names'))
+            for i in range(n):
+                info = self.dataset.get_data_info(i)
+                name = info.get('file_name', osp.basename(info['img_path']))
+                stored = bytes(names[i]).decode('utf-8')
+                if stored and stored != name:
+                    raise ValueError(
+                        f'KNN file {self.knn_file} and the data set do not match at position '
+                        f'{i}: the store has file_name {stored!r}, the data set {name!r}')
+        k = store.num_neighbours
+        if self.knn_image_num is not None and not 0 < self.knn_image_num <= k:
+            raise ValueError(f'knn_image_num={self.knn_image_num}, but {self.knn_file} holds '
+                             f'{k} neighbours per image')
+        self.knn_store = store
+
+    @property
+    def num_neighbours(self) -> int:
+        assert self.knn_store is not None
+        return self.knn_image_num or self.knn_store.num_neighbours
+
+    def mining_params(self) -> dict:
+        """The official "info" fields of the output (from the pipeline and the loop)."""
+        f = self._filter
+        return dict(
+            bbox_min_size=f.min_size,
+            bbox_max_aspect_ratio=f.max_ratio,
+            bbox_max_iou=f.max_iou,
+            intra_bbox_num=f.topk,
+            knn_image_num=self.num_neighbours,
+            knn_bbox_pair_ratio=self.topk_bbox_ratio)
+
+    def _embed_fingerprint(self) -> dict:
+        fp = dict(
+            cache_format=1,
+            step='correspondence_embed',
+            chunk_size=self.chunk_size,
+            batch_size=self.batch_size,
+            encode_batch_size=self.encode_batch_size,
+            embed_dtype=self.embed_dtype,
+            encoder='backbone[-1]+avgpool+l2',
+            dataset=self._dataset_fingerprint(),
+            checkpoint=self._checkpoint_fingerprint(),
+            proposals=_path_identity(getattr(self.dataset, 'proposal_file', '')),
+        )
+        if self._dataloader_cfg is not None:
+            fp['pipeline'] = self._dataloader_cfg.get('dataset', {}).get('pipeline')
+        return fp
+
+    def fingerprint(self) -> dict:
+        fp = super().fingerprint()
+        fp.update(
+            embeddings=self._embed_key,
+            knn=_path_identity(self.knn_file),
+            knn_image_num=self.num_neighbours,
+            topk_bbox_ratio=self.topk_bbox_ratio)
+        return fp
+
+    def before_mining(self) -> None:
+        """Phase 1: encode every image's kept boxes once (this rank's chunks), then barrier."""
+        self._check_pipeline()
+        self._open_knn()
+        for metric in getattr(self.evaluator, 'metrics', []):
+            if hasattr(metric, 'set_mining_params'):
+                metric.set_mining_params(self.mining_params())
+
+        rank, world_size = get_dist_info()
+        n = len(self.dataset)
+        fp = self._embed_fingerprint()
+        self._embed_key = hashlib.sha1(
+            json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
+        mode = self.embed_cache_mode
+        if mode == 'auto':
+            mode = 'memory' if n <= self.memory_max_images else 'disk'
+        cache_dir = None
+        if mode == 'disk':
+            cache_dir = self.embed_cache_dir or osp.join(
+                self.runner.work_dir, 'mining_cache', 'correspondence_embed',
+                self._embed_key[:16])
+        self.embeddings = EmbeddingCache(n, self.chunk_size, cache_dir, dtype=self.embed_dtype)
+        if cache_dir is not None and rank == 0:
+            os.makedirs(cache_dir, exist_ok=True)
+            tmp = osp.join(cache_dir, f'.fingerprint.json.tmp{os.getpid()}')
+            with open(tmp, 'w') as f:
+                json.dump(dict(sha1=self._embed_key, **fp), f, indent=1, sort_keys=True,
+                          default=_json_default)
+            os.replace(tmp, osp.join(cache_dir, 'fingerprint.json'))
+
+        mine = [c for c in range(self.embeddings.num_chunks) if c % world_size == rank]
+        pending = [c for c in mine if not self.embeddings.is_done(c)]
+        print_log(
+            f'[{self.step_name}] phase 1 (encode every image\'s boxes once): {n} images, '
+            f'{mode} embedding cache{"" if cache_dir is None else " " + cache_dir}; rank '
+            f'{rank}/{world_size}: {len(mine) - len(pending)} chunks cached, {len(pending)} '
+            'to compute', logger='current')
+        self.stats = dict(encode_forward_s=0.0, crops_encoded=0)
+        if pending:
+            for c, results in self._stream(pending):
+                self._store_chunk(c, results)
+        barrier()
+        self.embeddings.all_gather()
+
+    def _store_chunk(self, c: int, results: List[dict]) -> None:
+        embeds, boxes, reasons = [], [], []
+        for r in results:
+            if r.get('skipped', False):
+                embeds.append(None)
+                boxes.append(None)
+                reasons.append(str(r.get('skip_reason', 'skipped')))
+            else:
+                embeds.append(r['embeddings'])
+                boxes.append(r['kept_boxes'])
+                reasons.append(None)
+        self.embeddings.put_chunk(c, embeds, boxes, reasons)
+
+    # ------------------------------------------------------------------ phase 1
+    def process_batch(self, data_batch: Any) -> List[dict]:
+        """Encode the kept boxes of a batch of images (one forward pass over all their crops)."""
+        crops, boxes = _unpack(data_batch)
+        counts = [len(c) for c in crops]
+        if min(counts, default=1) < 1:
+            raise RuntimeError('CorrespondenceLoop: an image has no kept box; FilterBoxes '
+                               'always keeps one')
+        all_crops = np.concatenate(crops, axis=0)
+        if self.model.training:
+            self.model.eval()
+        start = time.perf_counter()
+        emb = encode_crops(self.model, all_crops, self.encode_batch_size).cpu().numpy()
+        self.stats['encode_forward_s'] += time.perf_counter() - start
+        self.stats['crops_encoded'] += len(all_crops)
+        out, s = [], 0
+        for c, b in zip(counts, boxes):
+            out.append(dict(embeddings=emb[s:s + c], kept_boxes=np.asarray(b, dtype=np.int32)))
+            s += c
+        return out
+
+    # ------------------------------------------------------------------ phase 2
+    def process_chunk(self, indices: List[int]) -> List[dict]:
+        """Pairs of each query of a chunk with each of its neighbours, from cached embeddings."""
+        device = next(self.model.parameters()).device
+        k = self.num_neighbours
+        cache = self.embeddings
+        results = []
+        for i in indices:
+            knn = self.knn_store.knn(i)[:k].astype(np.int64)
+            reason = cache.skip_reason(i)
+            if reason is not None:
+                results.append(dict(
+                    skipped=True, skip_reason=reason, kept_boxes=np.zeros((0, 4), np.int32),
+                    knn=knn, pairs=np.zeros((0, 8), np.int32),
+                    pair_counts=np.zeros(k, np.int64)))
+                continue
+            eq, bq = cache.get(i)
+            tq = torch.from_numpy(eq).to(device)
+            per = []
+            for n in knn.tolist():
+                en, bn = cache.get(n)
+                if len(en) == 0:  # a skipped neighbour has no boxes: no pairs with it
+                    per.append(np.zeros((0, 8), np.int32))
+                    continue
+                per.append(top_pairs(tq, torch.from_numpy(en).to(device), bq, bn,
+                                     self.topk_bbox_ratio))
+            results.append(dict(
+                kept_boxes=bq.astype(np.int32), knn=knn,
+                pairs=np.concatenate(per, axis=0).astype(np.int32),
+                pair_counts=np.array([len(p) for p in per], dtype=np.int64)))
+        return results
+
+
+def _unpack(data_batch: Any):
+    """``(crops list, kept boxes list)`` from a pseudo-collated batch (dict of lists) or a list
+    of samples."""
+    if isinstance(data_batch, dict):
+        crops, boxes = data_batch['crops'], data_batch['kept_boxes']
+    else:
+        crops = [d['crops'] for d in data_batch]
+        boxes = [d['kept_boxes'] for d in data_batch]
+    crops = [c.numpy() if isinstance(c, torch.Tensor) else np.asarray(c) for c in crops]
+    boxes = [b.numpy() if isinstance(b, torch.Tensor) else np.asarray(b) for b in boxes]
+    return crops, boxes
