@@ -420,12 +420,13 @@ class MiningStore:
             if knn is None:
                 raise ValueError(f'a {kind} store needs knn')
             kn = np.asarray(knn)
-            if kn.ndim != 2 and not (kn.size == 0 and n == 0):
-                raise StoreFormatError(f'knn has shape {kn.shape}, expected (N, k)')
+            if kn.ndim != 2 or kn.shape[0] != n:
+                raise StoreFormatError(f'knn has shape {kn.shape}, expected ({n}, k)')
             if kn.dtype.kind not in 'iu' and kn.size:
                 raise StoreFormatError(f'knn has dtype {kn.dtype}, expected integers')
-            arrays['knn'] = kn.reshape(n, -1).astype(np.int32) if kn.size else \
-                np.zeros((n, kn.shape[1] if kn.ndim == 2 else 0), np.int32)
+            if kn.size and (kn.min() < np.iinfo(np.int32).min or kn.max() > np.iinfo(np.int32).max):
+                raise StoreFormatError('knn: positions do not fit in int32')
+            arrays['knn'] = kn.astype(np.int32)
         if kind == 'correspondence':
             if pairs is None or pair_offsets is None:
                 raise ValueError('a correspondence store needs pairs and pair_offsets')
