@@ -1,0 +1,276 @@
+"""Tests of orl_plugin.compat: the fixes for the stack's known breakages (STACK.md)."""
+import os.path as osp
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner, load_checkpoint
+
+import orl_plugin  # noqa: F401  (applies the patches)
+from orl_plugin import compat
+
+class _RecordResumedState(Hook):
+    """Snapshot of what the runner holds after resuming, before the first new iteration."""
+
+    def __init__(self):
+        self.state = None
+
+    def before_train(self, runner) -> None:
+        optimizer = runner.optim_wrapper.optimizer
+        self.state = dict(
+            epoch=runner.epoch,
+            iter=runner.iter,
+            momentum=[optimizer.state[p]['momentum_buffer'].clone()
+                      for group in optimizer.param_groups for p in group['params']
+                      if 'momentum_buffer' in optimizer.state[p]],
+            lr=[group['lr'] for group in optimizer.param_groups],
+            scheduler_last_step=runner.param_schedulers[0].last_step,
+            loss_history=runner.message_hub.get_scalar('train/loss').data[0].copy(),
+            ema_steps=runner.model.target_net.steps.clone())
+
+
+@pytest.fixture
+def one_thread():
+    # Tiny tensors on a shared 2-core machine: intra-op threads only wait for each other.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_resume_continues_epochs_and_optimizer_state(tmp_path, tiny_byol_cfg, one_thread):
+    work_dir = str(tmp_path / 'work')
+    runner = Runner.from_cfg(tiny_byol_cfg(work_dir, max_epochs=2))
+    runner.train()
+    ckpt_path = osp.join(work_dir, 'epoch_2.pth')
+    assert osp.isfile(ckpt_path)
+
+    # The checkpoint is plain data: no code references left for weights_only to refuse.
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(ckpt_path)
+    assert not [g for g in unsafe if 'HistoryBuffer' in g or 'getattr' in g], unsafe
+    saved = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+    assert saved['meta']['epoch'] == 2 and saved['meta']['iter'] == 4
+    loss_state = saved['message_hub']['log_scalars']['train/loss']
+    assert loss_state['type'] == 'HistoryBuffer' and len(loss_state['log_history']) == 4
+
+    recorder = _RecordResumedState()
+    cfg = tiny_byol_cfg(work_dir, max_epochs=3, resume=True)
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(recorder, priority='LOWEST')
+    runner.train()
+
+    state = recorder.state
+    assert state['epoch'] == 2 and state['iter'] == 4
+    saved_momentum = [s['momentum_buffer'] for s in saved['optimizer']['state'].values()]
+    assert len(state['momentum']) == len(saved_momentum) > 0
+    for resumed, ref in zip(state['momentum'], saved_momentum):
+        torch.testing.assert_close(resumed, ref, rtol=0, atol=0)
+    assert state['lr'] == [g['lr'] for g in saved['optimizer']['param_groups']]
+    assert state['scheduler_last_step'] == saved['param_schedulers'][0]['last_step'] == 4
+    np.testing.assert_array_equal(state['loss_history'], loss_state['log_history'])
+    assert int(state['ema_steps']) == int(saved['state_dict']['target_net.steps']) == 4
+
+    # ... and training went on from there.
+    assert runner.epoch == 3 and runner.iter == 6
+    final = torch.load(osp.join(work_dir, 'epoch_3.pth'), map_location='cpu', weights_only=True)
+    assert final['meta']['epoch'] == 3 and final['meta']['iter'] == 6
+    assert len(final['message_hub']['log_scalars']['train/loss']['log_history']) == 6
+
+
+def test_message_hub_state_round_trip():
+    hub = MessageHub.get_instance('orl_compat_round_trip')
+    hub.update_scalar('train/loss', 1.5)
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_info('epoch', np.int64(3))
+    state = hub.state_dict()
+    assert not isinstance(state['log_scalars']['train/loss'], HistoryBuffer)
+
+    restored = MessageHub.get_instance('orl_compat_round_trip_restored')
+    restored.load_state_dict(pickle.loads(pickle.dumps(state)))
+    buffer = restored.get_scalar('train/loss')
+    assert isinstance(buffer, HistoryBuffer)
+    assert buffer.mean() == pytest.approx(1.0) and buffer.current() == pytest.approx(0.5)
+    assert restored.get_info('epoch') == 3
+
+
+def test_apply_patches_is_idempotent():
+    wrapped = Runner.__dict__['build_dataloader'].__func__
+    state_dict = MessageHub.state_dict
+    compat.apply_patches()
+    compat.apply_patches()
+    assert Runner.__dict__['build_dataloader'].__func__ is wrapped
+    assert MessageHub.state_dict is state_dict
+    # One layer of wrapping over mmengine's own function, not a stack of them.
+    assert not getattr(wrapped.__wrapped__, '_orl_compat_patched', False)
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints from elsewhere stay under weights_only=True.
+# --------------------------------------------------------------------------------------
+_CALLS = []
+
+
+def _record_call(tag):
+    _CALLS.append(tag)
+    return tag
+
+
+class _Payload:
+    """Runs `_record_call` when unpickled by an unrestricted loader."""
+
+    def __reduce__(self):
+        return (_record_call, ('payload ran',))
+
+
+def _tiny_backbone_cfg(**kwargs) -> dict:
+    return dict(type='mmpretrain.ResNet', depth=18, stem_channels=16, base_channels=16, **kwargs)
+
+
+@pytest.fixture(params=['plain_object', 'numpy_object_array'])
+def malicious_checkpoint(request, tmp_path):
+    from mmengine.registry import MODELS
+    backbone = MODELS.build(_tiny_backbone_cfg())
+    state_dict = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
+    payload = _Payload() if request.param == 'plain_object' else \
+        np.array([_Payload()], dtype=object)
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict=state_dict, meta=dict(note=payload)), path)
+    _CALLS.clear()
+    yield path
+    assert not _CALLS, 'the payload was executed'
+
+
+def test_load_checkpoint_refuses_pickled_code(malicious_checkpoint):
+    from mmengine.registry import MODELS
+    model = MODELS.build(_tiny_backbone_cfg())
+    with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
+        load_checkpoint(model, malicious_checkpoint, map_location='cpu')
+
+
+@pytest.mark.parametrize('prefix', [None, 'backbone.'])
+def test_init_cfg_pretrained_refuses_pickled_code(malicious_checkpoint, prefix):
+    from mmengine.registry import MODELS
+    init_cfg = dict(type='Pretrained', checkpoint=malicious_checkpoint)
+    if prefix:
+        init_cfg['prefix'] = prefix
+    backbone = MODELS.build(_tiny_backbone_cfg(init_cfg=init_cfg))
+    with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
+        backbone.init_weights()
+
+
+@pytest.mark.parametrize('resume', [False, True], ids=['load_from', 'resume'])
+def test_runner_refuses_pickled_code(malicious_checkpoint, tmp_path, resume):
+    from mmengine.registry import MODELS
+    model = MODELS.build(dict(type='mmpretrain.ImageClassifier',
+                              backbone=_tiny_backbone_cfg()))
+    runner = Runner(model=model, work_dir=str(tmp_path / 'work'), default_scope='mmpretrain',
+                    load_from=malicious_checkpoint, log_level='WARNING')
+    with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
+        if resume:
+            # Resuming a file is no exception: it is loaded before anything else happens.
+            runner.resume(malicious_checkpoint)
+        else:
+            runner.load_or_resume()
+
+
+# --------------------------------------------------------------------------------------
+# Data loaders
+# --------------------------------------------------------------------------------------
+def test_mmpretrain_base_dataloader_builds_and_iterates(tmp_path, image_folder):
+    cfg_path = tmp_path / 'byol_from_mmpretrain_base.py'
+    cfg_path.write_text(
+        "_base_ = 'mmpretrain::byol/byol_resnet50_16xb256-coslr-200e_in1k.py'\n"
+        "custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)\n"
+        "train_dataloader = dict(\n"
+        "    batch_size=2, num_workers=0,\n"
+        "    dataset=dict(_delete_=True, type='CustomDataset',\n"
+        f"                 data_root={image_folder!r}, with_label=False,\n"
+        "                 pipeline={{_base_.train_pipeline}}))\n")
+    cfg = Config.fromfile(str(cfg_path))
+    # The breakages this test is about are really in the inherited config.
+    assert cfg.train_dataloader.collate_fn.get('_scope_') == 'mmpretrain'
+    assert cfg.train_dataloader.persistent_workers is True
+
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+        batch = next(iter(loader))
+    views = batch['inputs']
+    assert len(views) == 2 and all(v.shape == (2, 3, 224, 224) for v in views)
+    assert views[0].dtype == torch.uint8
+    assert len(batch['data_samples']) == 2
+
+    # Without the fix mmengine's own builder hands `_scope_` to default_collate.
+    unpatched = Runner.__dict__['build_dataloader'].__func__.__wrapped__
+    with DefaultScope.overwrite_default_scope(cfg.default_scope), \
+            pytest.raises(TypeError, match='_scope_'):
+        next(iter(unpatched(dict(cfg.train_dataloader, persistent_workers=False), seed=0)))
+
+
+def _folder_loader_cfg(image_folder: str, **kwargs) -> dict:
+    return dict(
+        batch_size=4,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        collate_fn=dict(type='default_collate'),
+        dataset=dict(type='mmpretrain.CustomDataset', data_root=image_folder, with_label=False,
+                     pipeline=[dict(type='mmpretrain.LoadImageFromFile'),
+                               dict(type='mmpretrain.PackInputs')]),
+        **kwargs)
+
+
+def test_persistent_workers_without_workers_builds(image_folder):
+    cfg = _folder_loader_cfg(image_folder, num_workers=0, persistent_workers=True)
+    loader = Runner.build_dataloader(cfg, seed=0)
+    assert loader.num_workers == 0 and not loader.persistent_workers
+    batches = list(loader)
+    assert len(batches) == 2 and batches[0]['inputs'].shape == (4, 3, 32, 32)
+    assert cfg['persistent_workers'] is True  # the caller's config is left alone
+    # Without the fix torch refuses the combination.
+    unpatched = Runner.__dict__['build_dataloader'].__func__.__wrapped__
+    with pytest.raises(ValueError, match='persistent_workers'):
+        unpatched(cfg, seed=0)
+
+
+def test_persistent_workers_with_workers_kept(image_folder):
+    cfg = _folder_loader_cfg(image_folder, num_workers=1, persistent_workers=True)
+    loader = Runner.build_dataloader(cfg, seed=0)
+    assert loader.persistent_workers
+
+
+# --------------------------------------------------------------------------------------
+# mmcv.adjust_hue under numpy 2
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize('backend', ['cv2', 'pillow'])
+def test_adjust_hue_negative_factor(backend):
+    import mmcv
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(16, 20, 3), dtype=np.uint8)
+    original = mmcv.adjust_hue.__wrapped__
+    with pytest.raises(OverflowError):  # the breakage, still in mmcv itself
+        original(img, -0.1, backend=backend)
+    for factor in (0.0, 0.1, 0.5):  # unchanged where mmcv worked
+        np.testing.assert_array_equal(mmcv.adjust_hue(img, factor, backend=backend),
+                                      original(img, factor, backend=backend))
+    # A negative shift is the inverse rotation of the same positive one.
+    there = mmcv.adjust_hue(img, 0.2, backend=backend)
+    back = mmcv.adjust_hue(there, -0.2, backend=backend)
+    hue = cv2.cvtColor(img, cv2.COLOR_BGR2HSV_FULL)[..., 0].astype(int)
+    hue_back = cv2.cvtColor(back, cv2.COLOR_BGR2HSV_FULL)[..., 0].astype(int)
+    circular = np.minimum(np.abs(hue - hue_back), 256 - np.abs(hue - hue_back))
+    assert np.median(circular) <= 3
+
+
+def test_color_jitter_hue_pipeline():
+    from mmpretrain.registry import TRANSFORMS
+    jitter = TRANSFORMS.build(dict(type='ColorJitter', brightness=0.4, contrast=0.4,
+                                   saturation=0.2, hue=0.1))
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    for _ in range(40):  # each call draws a hue factor in [-0.1, 0.1]
+        out = jitter(dict(img=img.copy()))
+        assert out['img'].shape == img.shape
