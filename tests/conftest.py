@@ -1,8 +1,13 @@
 """Shared pytest fixtures (keep this file small: fixtures used by several test files only)."""
 import os.path as osp
+from typing import Dict
 
 import numpy as np
 import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+BYOL_SYNTHETIC_CONFIG = osp.join(ROOT, 'configs', 'byol',
+                                 'byol_resnet18_1xb32-coslr-30e_synthetic.py')
 
 
 @pytest.fixture(scope='session')
@@ -34,59 +39,40 @@ def synthetic_scenes(tmp_path_factory) -> dict:
                                  workers=1)
 
 
-@pytest.fixture
-def tiny_byol_cfg(image_folder):
-    """Factory of a tiny CPU BYOL config over ``image_folder``.
+def tiny_byol_overrides(data_root: str, max_epochs: int, batch_size: int) -> Dict[str, object]:
+    """Overrides (``--cfg-options`` keys) shrinking the CPU BYOL config to a few seconds.
 
-    ``tiny_byol_cfg(work_dir, max_epochs, **extra)`` returns an mmengine ``Config``:
-    mmpretrain ``BYOL`` with a ResNet-18 at 1/4 width, 32 px views, batch 4 (2 iterations
-    per epoch), SGD with momentum, a per-iteration cosine schedule over 3 epochs and a
-    checkpoint every epoch; ``extra`` is merged in at the top level.
+    32 px views, no loader workers, a checkpoint and a log line every epoch/iteration.
+    """
+    options: Dict[str, object] = {
+        'train_dataloader.batch_size': batch_size,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'train_dataloader.dataset.data_root': data_root,
+        'train_cfg.max_epochs': max_epochs,
+        'default_hooks.checkpoint.interval': 1,
+        'default_hooks.checkpoint.max_keep_ckpts': -1,
+        'default_hooks.logger.interval': 1,
+        'randomness.seed': 0,
+    }
+    for view in (0, 1):  # MultiView(transforms=[view_pipeline1, view_pipeline2])
+        options[f'train_dataloader.dataset.pipeline.1.transforms.{view}.0.scale'] = 32
+    return options
+
+
+@pytest.fixture
+def tiny_byol_cfg(synthetic_scenes):
+    """Factory: ``tiny_byol_cfg(work_dir, max_epochs, **top_level)`` -> mmengine ``Config``.
+
+    The project's CPU BYOL config (ResNet-18, SGD + momentum, warm-up + cosine) on the
+    session's synthetic scenes (6 training images), batch 3: 2 iterations per epoch.
     """
     from mmengine.config import Config
 
-    view = [dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.5, 1.0)),
-            dict(type='RandomFlip', prob=0.5)]
-    model = dict(
-        type='BYOL',
-        base_momentum=0.01,
-        data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                               std=[58.395, 57.12, 57.375], to_rgb=True),
-        backbone=dict(type='ResNet', depth=18, stem_channels=16, base_channels=16,
-                      out_indices=[3], norm_cfg=dict(type='BN')),
-        neck=dict(type='NonLinearNeck', in_channels=128, hid_channels=64, out_channels=32,
-                  num_layers=2, with_bias=True, with_last_bn=False, with_avg_pool=True),
-        head=dict(type='LatentPredictHead', loss=dict(type='CosineSimilarityLoss'),
-                  predictor=dict(type='NonLinearNeck', in_channels=32, hid_channels=64,
-                                 out_channels=32, num_layers=2, with_bias=True,
-                                 with_last_bn=False, with_avg_pool=False)))
-
-    def make(work_dir: str, max_epochs: int, **extra) -> Config:
-        return Config(dict(
-            default_scope='mmpretrain',
-            custom_imports=dict(imports=['orl_plugin'], allow_failed_imports=False),
-            model=model,
-            work_dir=work_dir,
-            train_dataloader=dict(
-                batch_size=4, num_workers=0, persistent_workers=False,
-                sampler=dict(type='DefaultSampler', shuffle=True),
-                collate_fn=dict(type='default_collate'),
-                dataset=dict(type='CustomDataset', data_root=image_folder, with_label=False,
-                             pipeline=[dict(type='LoadImageFromFile'),
-                                       dict(type='MultiView', num_views=[1, 1],
-                                            transforms=[view, view]),
-                                       dict(type='PackInputs')])),
-            optim_wrapper=dict(type='OptimWrapper',
-                               optimizer=dict(type='SGD', lr=0.05, momentum=0.9,
-                                              weight_decay=1e-4)),
-            param_scheduler=[dict(type='CosineAnnealingLR', T_max=3, by_epoch=True, begin=0,
-                                  end=3, convert_to_iter_based=True)],
-            train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=max_epochs),
-            default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
-                               checkpoint=dict(type='CheckpointHook', interval=1)),
-            env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo')),
-            randomness=dict(seed=0),
-            log_level='WARNING',
-            **extra))
+    def make(work_dir: str, max_epochs: int, **top_level) -> Config:
+        cfg = Config.fromfile(BYOL_SYNTHETIC_CONFIG)
+        cfg.merge_from_dict(tiny_byol_overrides(synthetic_scenes['out_dir'], max_epochs, 3))
+        cfg.merge_from_dict(dict(work_dir=work_dir, log_level='WARNING', **top_level))
+        return cfg
 
     return make
