@@ -2,8 +2,8 @@
 
 Every stage is launched exactly as a user would launch it by hand: a subprocess of
 ``tools/train.py`` / ``tools/test.py`` / ``tools/det_train.py`` (or ``tools/dist_train.sh`` /
-``tools/dist_test.sh`` with ``--gpus N``, or ``srun ... --launcher slurm``) on the stage's own config,
-with the previous stages' outputs passed in through ``--cfg-options``:
+``tools/dist_test.sh`` with ``--gpus N``, or ``tools/slurm_*.sh`` with ``--launcher slurm``) on the
+stage's own config, with the previous stages' outputs passed in through ``--cfg-options``:
 
 ==================  =========  ======================================  =====================================
 stage (aliases)     entry      consumes                                 produces
@@ -91,13 +91,14 @@ STAGES: Tuple[StageSpec, ...] = (
 STAGE_BY_NAME: Dict[str, StageSpec] = {s.name: s for s in STAGES}
 
 # Where each stage's inputs/outputs go in its config (the keys --cfg-options sets). They follow the
-# shipped configs: the mining evaluators take ``out_file``; the 2c loop takes the two stores; the stage-3
-# dataset takes the correspondence store; mmdet backbones take a ``Pretrained`` init_cfg.
+# shipped configs: the mining evaluators write ``out_file``; 2c reads the proposals through its
+# ProposalDataset and the neighbours through its loop; the stage-3 ORLDataset reads the correspondence
+# store. The detection fine-tune takes the stage-3 checkpoint through tools/det_train.py --pretrained,
+# which points every ``Pretrained`` init_cfg of the detector at it (backbone, and a C4 shared head).
 STORE_OUT_KEY = 'test_evaluator.out_file'
-CORR_SS_KEY = 'test_cfg.selective_search_file'
+CORR_SS_KEY = 'test_dataloader.dataset.proposal_file'
 CORR_KNN_KEY = 'test_cfg.knn_file'
-STAGE3_CORR_KEY = 'train_dataloader.dataset.ann_file'
-FINETUNE_INIT_KEY = 'model.backbone.init_cfg'
+STAGE3_CORR_KEY = 'train_dataloader.dataset.correspondence_file'
 
 STORE_NAMES = {
     'knn': 'knn.orlstore',
@@ -109,27 +110,28 @@ STORE_NAMES = {
 PRESETS: Dict[str, Dict[str, str]] = {
     'synthetic': {
         'stage1': 'configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py',
-        'knn': 'configs/orl/stage2/knn_*_synthetic.py',
-        'selective_search': 'configs/orl/stage2/selective-search_*synthetic.py',
-        'correspondence': 'configs/orl/stage2/correspondence_*_synthetic.py',
+        'knn': 'configs/orl/stage2/knn_byol-resnet18_1xb64_synthetic.py',
+        'selective_search': 'configs/orl/stage2/selective-search_synthetic.py',
+        'correspondence': 'configs/orl/stage2/correspondence_byol-resnet18_1xb64_synthetic.py',
         'stage3': 'configs/orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py',
-        'finetune': 'configs/benchmarks/mmdetection/*synthetic*.py',
+        'finetune': 'configs/benchmarks/mmdetection/synthetic/faster-rcnn_r18_fpn_1xb8-*_synthetic.py',
     },
     'coco': {
         'stage1': 'configs/byol/byol_resnet50_8xb64-coslr-800e_coco.py',
-        'knn': 'configs/orl/stage2/knn_*_coco.py',
-        'selective_search': 'configs/orl/stage2/selective-search_*coco.py',
-        'correspondence': 'configs/orl/stage2/correspondence_*_coco.py',
+        'knn': 'configs/orl/stage2/knn_byol-resnet50_8xb64_coco.py',
+        'selective_search': 'configs/orl/stage2/selective-search_coco.py',
+        'correspondence': 'configs/orl/stage2/correspondence_byol-resnet50_8xb64_coco.py',
         'stage3': 'configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py',
-        'finetune': 'configs/benchmarks/mmdetection/mask-rcnn_r50*fpn*1x_coco.py',
+        'finetune': 'configs/benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_1x_coco_orl.py',
     },
     'coco-plus': {
         'stage1': 'configs/byol/byol_resnet50_8xb64-coslr-800e_coco-plus.py',
-        'knn': 'configs/orl/stage2/knn_*_coco-plus.py',
-        'selective_search': 'configs/orl/stage2/selective-search_*coco-plus.py',
-        'correspondence': 'configs/orl/stage2/correspondence_*_coco-plus.py',
+        'knn': 'configs/orl/stage2/knn_byol-resnet50_8xb64_coco-plus.py',
+        'selective_search': 'configs/orl/stage2/selective-search_coco-plus.py',
+        'correspondence': 'configs/orl/stage2/correspondence_byol-resnet50_8xb64_coco-plus.py',
         'stage3': 'configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco-plus.py',
-        'finetune': 'configs/benchmarks/mmdetection/mask-rcnn_r50*fpn*1x_coco.py',
+        # Transfer is always evaluated on COCO (train2017 -> val2017), whatever the pre-training set.
+        'finetune': 'configs/benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_1x_coco_orl.py',
     },
 }
 
@@ -202,7 +204,8 @@ def parse_stage_options(items: Sequence[str]) -> Dict[str, List[str]]:
     return out
 
 
-def _atomic_write_json(path: str, obj: Any) -> None:
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` through a temp file in the same folder + os.replace."""
     tmp = f'{path}.tmp-{os.getpid()}'
     with open(tmp, 'w') as f:
         json.dump(obj, f, indent=2, sort_keys=False, default=str)
@@ -292,6 +295,68 @@ def read_run_metrics(log_dir: str) -> Dict[str, Any]:
     return out
 
 
+_CONFIG_CACHE: Dict[str, Any] = {}
+
+
+def load_config(path: str) -> Dict[str, Any]:
+    """A config file as a plain dict (``mmengine.Config.fromfile(path).to_dict()``), cached per
+    process; read for option filtering and --data-root (mmengine is imported only then)."""
+    if path not in _CONFIG_CACHE:
+        from mmengine.config import Config
+        _CONFIG_CACHE[path] = Config.fromfile(path).to_dict()
+    return _CONFIG_CACHE[path]
+
+
+def has_parent_key(cfg: Any, dotted: str) -> bool:
+    """Whether every component of ``dotted`` but the last exists in ``cfg`` (dicts, list indices)."""
+    node = cfg
+    for part in dotted.split('.')[:-1]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return isinstance(node, (dict, list, tuple))
+
+
+def data_root_options(config_path: str, new_root: str) -> List[str]:
+    """cfg-options that move a config onto another data root.
+
+    The config's top-level ``data_root`` (every shipped config has one) is the old root. Every
+    ``data_root`` field equal to it becomes ``new_root``, and every other string field that starts
+    with it (``ann_file`` of a COCO evaluator, ``out_file`` of a mining evaluator...) gets the new
+    prefix. Relative fields (joined to the dataset's ``data_root`` by the dataset) need nothing.
+    """
+    cfg = load_config(config_path)
+    old = cfg.get('data_root')
+    if not isinstance(old, str) or not old:
+        raise PipelineError(f'{config_path}: --data-root needs a top-level data_root in the config')
+    new = new_root if not old.endswith('/') or new_root.endswith('/') else new_root + '/'
+    items: List[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                sub = f'{path}.{k}' if path else str(k)
+                if isinstance(v, str):
+                    if k == 'data_root' and osp.normpath(v) == osp.normpath(old):
+                        items.append(f'{sub}={new}')
+                    elif v.startswith(old) and sub != 'data_root':
+                        items.append(f'{sub}={new}{v[len(old):]}')
+                else:
+                    walk(v, sub)
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, f'{path}.{i}')
+
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator', 'test_evaluator',
+                'train_cfg', 'val_cfg', 'test_cfg'):
+        if key in cfg:
+            walk(cfg[key], key)
+    return items
+
+
 def _fmt_metric(v: Any) -> str:
     return f'{v:.4f}' if isinstance(v, float) else str(v)
 
@@ -304,11 +369,14 @@ class PipelineOptions:
     work_dir: Optional[str] = None
     from_stage: Optional[str] = None
     to_stage: Optional[str] = None
+    force: bool = False
     finetune: bool = False
     gpus: int = 1
     launcher: str = 'none'
+    partition: str = ''
     srun_args: str = ''
     cfg_options: List[str] = field(default_factory=list)
+    data_root: Optional[str] = None
     dry_run: bool = False
     quiet: bool = False
     python: str = sys.executable
@@ -336,14 +404,15 @@ class Pipeline:
         self.stages = names
         missing = [s for s in names if s not in self.configs]
         if missing:
-            where = (f'preset {self.label!r}' if opts.preset_or_dir in PRESETS
-                     else f'directory {opts.preset_or_dir!r}')
-            raise PipelineError(f'{where} has no config for stage(s): {", ".join(missing)} (expected '
-                                f'{", ".join(STAGE_BY_NAME[s].config_file for s in missing)})')
-        self.forced: set = set()
+            if opts.preset_or_dir in PRESETS:
+                want = ', '.join(f'{s}: {PRESETS[opts.preset_or_dir][s]}' for s in missing)
+                raise PipelineError(f'preset {self.label!r}: no config file matches ({want})')
+            want = ', '.join(STAGE_BY_NAME[s].config_file for s in missing)
+            raise PipelineError(f'directory {opts.preset_or_dir!r} has no {want}')
+        self.forced: set = set(names) if opts.force else set()
         if opts.from_stage:
             start = resolve_stage(opts.from_stage)
-            self.forced = set(descendants(start))
+            self.forced |= set(descendants(start))
         self.records: Dict[str, dict] = {}
 
     # ----------------------------------------------------------------- wiring
@@ -351,7 +420,11 @@ class Pipeline:
         return osp.join(self.work_dir, stage)
 
     def _inputs(self, stage: str) -> Tuple[Optional[str], Dict[str, Any]]:
-        """(CHECKPOINT positional argument, {cfg key: value}) fed from upstream outputs."""
+        """(checkpoint, {cfg key: value}) fed from upstream outputs.
+
+        The checkpoint is test.py's CHECKPOINT argument (the model's ``load_from``) for mining
+        stages, and det_train.py's ``--pretrained`` for the fine-tune.
+        """
         out = lambda s, k: self.records[s]['outputs'][k]  # noqa: E731
         wd = self.stage_dir(stage)
         if stage == 'stage1':
@@ -369,18 +442,29 @@ class Pipeline:
         if stage == 'stage3':
             return None, {STAGE3_CORR_KEY: out('correspondence', 'store')}
         if stage == 'finetune':
-            ckpt = out('stage3', 'checkpoint')
-            return None, {f'{FINETUNE_INIT_KEY}.type': 'Pretrained',
-                          f'{FINETUNE_INIT_KEY}.checkpoint': ckpt,
-                          f'{FINETUNE_INIT_KEY}.prefix': 'backbone.'}
+            return out('stage3', 'checkpoint'), {}
         raise PipelineError(f'no wiring for stage {stage}')
 
     def _options(self, stage: str, wired: Dict[str, Any]) -> List[str]:
-        """cfg-options in precedence order: wiring, then global user items, then per-stage items."""
-        items = [f'{k}={v}' for k, v in wired.items()]
-        items += self.stage_options.get('*', [])
+        """cfg-options, later items winning: --data-root moves, wiring, global then per-stage user items."""
+        items: List[str] = []
+        if self.opts.data_root:
+            items += data_root_options(self.configs[stage], osp.abspath(self.opts.data_root))
+        items += [f'{k}={v}' for k, v in wired.items()]
+        # An item for every stage only goes where it makes sense: a config that has its parent key
+        # (``train_dataloader.num_workers=0`` must not give a mining config a half train_dataloader).
+        common = self.stage_options.get('*', [])
+        if common:
+            cfg = load_config(self.configs[stage])
+            items += [it for it in common if has_parent_key(cfg, it.split('=', 1)[0])]
         items += self.stage_options.get(stage, [])
-        return items
+        # One item per key, the last one winning (as DictAction would): shorter, clearer commands.
+        merged: Dict[str, str] = {}
+        for it in items:
+            key = it.split('=', 1)[0]
+            merged.pop(key, None)
+            merged[key] = it
+        return list(merged.values())
 
     def _fingerprint(self, stage: str, checkpoint: Optional[str], options: List[str]) -> str:
         spec = STAGE_BY_NAME[stage]
@@ -409,32 +493,67 @@ class Pipeline:
         cfg = self.configs[stage]
         wd = self.stage_dir(stage)
         script = self._entry_script(spec.entry)
-        pos = [cfg] + ([checkpoint] if checkpoint else [])
+        pos = [cfg]
         tail = ['--work-dir', wd]
+        if spec.entry == 'det_train':
+            if checkpoint:
+                tail += ['--pretrained', checkpoint]
+        elif checkpoint:
+            pos.append(checkpoint)
         if resume:
             tail.append('--resume')
         if options:
             tail += ['--cfg-options'] + options
         launcher, gpus = self.opts.launcher, self.opts.gpus
         if launcher == 'slurm':
-            return (['srun'] + shlex.split(self.opts.srun_args) + [self.opts.python, '-u', script] + pos
-                    + ['--launcher', 'slurm'] + tail)
+            # tools/slurm_{train,test}.sh PARTITION JOB_NAME CONFIG (WORK_DIR | CHECKPOINT) [options];
+            # GPUS / GPUS_PER_NODE / SRUN_ARGS / PYTHON come through the environment (_launch_env).
+            if not self.opts.partition:
+                raise PipelineError('--launcher slurm needs --partition')
+            job = f'orl-{stage}'
+            if spec.entry == 'test':
+                sh = osp.join(self.tools_dir, 'slurm_test.sh')
+                return ['bash', sh, self.opts.partition, job, cfg, checkpoint or 'none'] + tail
+            if spec.entry == 'train':
+                # slurm_train.sh takes WORK_DIR as a positional argument.
+                sh = osp.join(self.tools_dir, 'slurm_train.sh')
+                return ['bash', sh, self.opts.partition, job, cfg, wd] + tail[2:]
+            # det_train.py has no slurm script of its own: the same srun line as slurm_train.sh.
+            per_node = min(gpus, 8)
+            return (['srun', '-p', self.opts.partition, f'--job-name={job}', f'--gres=gpu:{per_node}',
+                     f'--ntasks={gpus}', f'--ntasks-per-node={per_node}', '--cpus-per-task=5',
+                     '--kill-on-bad-exit=1'] + shlex.split(self.opts.srun_args)
+                    + [self.opts.python, '-u', script] + pos + ['--launcher', 'slurm'] + tail)
         if launcher == 'pytorch' or gpus > 1:
-            # The same launcher scripts a user runs: dist_train.sh CONFIG GPUS ..., dist_test.sh CONFIG
-            # CHECKPOINT GPUS ... (dist_test.sh takes 'none' when the step needs no checkpoint).
+            # tools/dist_train.sh CONFIG GPUS [options]; tools/dist_test.sh CONFIG CHECKPOINT GPUS
+            # [options] ('none' when the step needs no weights).
             if spec.entry == 'test':
                 sh = osp.join(self.tools_dir, 'dist_test.sh')
                 return ['bash', sh, cfg, checkpoint or 'none', str(gpus)] + tail
-            sh = osp.join(self.tools_dir, 'dist_train.sh' if spec.entry == 'train' else 'dist_det_train.sh')
-            if not osp.isfile(sh):
-                raise PipelineError(f'{sh} not found: cannot launch {stage} on {gpus} processes')
-            return ['bash', sh, cfg, str(gpus)] + tail
+            if spec.entry == 'train':
+                sh = osp.join(self.tools_dir, 'dist_train.sh')
+                return ['bash', sh, cfg, str(gpus)] + tail
+            # det_train.py: torchrun exactly as dist_train.sh runs train.py.
+            port = os.environ.get('PORT', '29500')
+            return ([self.opts.python, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
+                     f'--master_port={port}', script] + pos + ['--launcher', 'pytorch'] + tail)
         return [self.opts.python, script] + pos + tail
+
+    def _launch_env(self) -> Dict[str, str]:
+        env = dict(os.environ if self.opts.env is None else self.opts.env)
+        env.setdefault('PYTHONUNBUFFERED', '1')
+        # The launcher scripts run ``$PYTHON``: the interpreter the pipeline itself runs with.
+        env.setdefault('PYTHON', self.opts.python)
+        if self.opts.launcher == 'slurm':
+            env['GPUS'] = str(self.opts.gpus)
+            env.setdefault('GPUS_PER_NODE', str(min(self.opts.gpus, 8)))
+            if self.opts.srun_args:
+                env['SRUN_ARGS'] = self.opts.srun_args
+        return env
 
     def _run_command(self, cmd: List[str], log_path: str) -> int:
         """Run ``cmd``, teeing its output into ``log_path`` (and the console unless quiet)."""
-        env = dict(os.environ if self.opts.env is None else self.opts.env)
-        env.setdefault('PYTHONUNBUFFERED', '1')
+        env = self._launch_env()
         with open(log_path, 'a') as log:
             log.write(f'$ {shlex.join(cmd)}\n')
             log.flush()
@@ -483,7 +602,7 @@ class Pipeline:
             self._run_stage(stage)
         summary = self.summary()
         if not self.opts.dry_run:
-            _atomic_write_json(osp.join(self.work_dir, SUMMARY_FILE), summary)
+            write_json_atomic(osp.join(self.work_dir, SUMMARY_FILE), summary)
         self._say(self.format_table())
         return summary
 
@@ -525,7 +644,7 @@ class Pipeline:
                 # stages pick their finished chunks up from their cache in the same work dir.
                 resume = spec.entry in ('train', 'det_train') and latest_checkpoint(wd) is not None
         os.makedirs(wd, exist_ok=True)
-        _atomic_write_json(osp.join(wd, STARTED_MARKER), {'stage': stage, 'fingerprint': fp})
+        write_json_atomic(osp.join(wd, STARTED_MARKER), {'stage': stage, 'fingerprint': fp})
         cmd = self.build_command(stage, ckpt, options, resume=resume)
         log_path = osp.join(wd, 'pipeline_stage.log')
         self._say(f'{stage} ({spec.title}){" resuming" if resume else ""}: {shlex.join(cmd)}')
@@ -565,7 +684,7 @@ class Pipeline:
             'stage_log': log_path,
             'metrics': metrics,
         }
-        _atomic_write_json(osp.join(wd, DONE_MARKER), record)
+        write_json_atomic(osp.join(wd, DONE_MARKER), record)
         record['skipped'] = False
         self.records[stage] = record
         shown = ', '.join(f'{k}={_fmt_metric(v)}' for k, v in metrics.items()) or '-'
@@ -606,21 +725,26 @@ def build_parser() -> argparse.ArgumentParser:
         description='Run ORL stage 1 -> 2a/2b/2c -> 3 (-> detection fine-tune) through the ordinary entry '
                     'points, skipping stages that are already done.',
         epilog=f'stages: {stage_names}. Per-stage options: --cfg-options 2a:test_dataloader.batch_size=8; '
-               'an item without STAGE: applies to every stage.')
+               "an item without STAGE: goes to every stage whose config has the key's parent.")
     p.add_argument('pipeline', help=f'preset ({", ".join(PRESETS)}) or a directory holding '
                                     + '/'.join(s.config_file for s in STAGES))
     p.add_argument('--work-dir', help='default: work_dirs/pipeline/<preset or directory name>')
     p.add_argument('--from', dest='from_stage', metavar='STAGE',
                    help='rerun STAGE and every stage downstream of it, even if done')
     p.add_argument('--to', dest='to_stage', metavar='STAGE', help='stop after STAGE')
+    p.add_argument('--force', action='store_true', help='rerun every stage, done or not')
     p.add_argument('--finetune', action='store_true', help='also fine-tune a detector from the stage-3 backbone')
     p.add_argument('--gpus', type=int, default=1,
                    help='processes per stage; > 1 launches through tools/dist_train.sh / dist_test.sh')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
-                   help="'slurm': each stage runs as `srun SRUN_ARGS python tools/... --launcher slurm`")
-    p.add_argument('--srun-args', default='', help='arguments for srun (partition, gres, ntasks...)')
+                   help="'pytorch': tools/dist_{train,test}.sh with --gpus processes; 'slurm': "
+                        "tools/slurm_{train,test}.sh on --partition with --gpus tasks")
+    p.add_argument('--partition', default='', help='slurm partition (with --launcher slurm)')
+    p.add_argument('--srun-args', default='', help='extra srun arguments (SRUN_ARGS of tools/slurm_*.sh)')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='[STAGE:]KEY=VALUE',
-                   help='config overrides, for one stage (prefix STAGE:) or all')
+                   help='config overrides for one stage (prefix STAGE:), or, without a prefix, for '
+                        "every stage whose config has the key's parent (e.g. train_dataloader)")
+    p.add_argument('--data-root', help="run on this data root instead of the configs' data_root")
     p.add_argument('--dry-run', action='store_true', help='print the commands and exit')
     p.add_argument('--quiet', action='store_true', help="write stage output only to the stage's log file")
     return p
@@ -631,8 +755,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     opts = PipelineOptions(
         preset_or_dir=args.pipeline, work_dir=args.work_dir, from_stage=args.from_stage,
-        to_stage=args.to_stage, finetune=args.finetune, gpus=args.gpus, launcher=args.launcher,
-        srun_args=args.srun_args, cfg_options=args.cfg_options, dry_run=args.dry_run, quiet=args.quiet)
+        to_stage=args.to_stage, force=args.force, finetune=args.finetune, gpus=args.gpus, launcher=args.launcher,
+        partition=args.partition, srun_args=args.srun_args, cfg_options=args.cfg_options, data_root=args.data_root, dry_run=args.dry_run, quiet=args.quiet)
     try:
         Pipeline(opts).run()
     except PipelineError as e:

@@ -3,7 +3,7 @@
 
     python tools/pipeline.py synthetic --finetune          # CPU demo scale
     python tools/pipeline.py coco --gpus 8                 # stage by stage through tools/dist_*.sh
-    python tools/pipeline.py coco --launcher slurm --srun-args "-p PART --gres=gpu:8 --ntasks=8"
+    python tools/pipeline.py coco --launcher slurm --partition PART --gpus 16
     python tools/pipeline.py my_configs/ --from 2c         # a directory with stage1.py ... stage3.py
 """
 import sys
