@@ -1,2 +1,3 @@
 """Importing this package registers its components."""
 from .selective_search_proposer import SelectiveSearchProposer  # noqa: F401
+from .orl import ORL  # noqa: F401
