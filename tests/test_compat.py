@@ -101,14 +101,26 @@ def test_message_hub_state_round_trip():
 
 
 def test_apply_patches_is_idempotent():
-    wrapped = Runner.__dict__['build_dataloader'].__func__
-    state_dict = MessageHub.state_dict
+    import mmcv
+    import mmengine.dist.utils as dist_utils
+    from mmengine.model import MMDistributedDataParallel
+
+    def patched():
+        return dict(build_dataloader=Runner.__dict__['build_dataloader'].__func__,
+                    state_dict=MessageHub.state_dict, load_state_dict=MessageHub.load_state_dict,
+                    init_dist=dist_utils._init_dist_pytorch,
+                    ddp_init=MMDistributedDataParallel.__init__, adjust_hue=mmcv.adjust_hue)
+
+    before = patched()
+    safe_globals = set(map(str, torch.serialization.get_safe_globals()))
     compat.apply_patches()
     compat.apply_patches()
-    assert Runner.__dict__['build_dataloader'].__func__ is wrapped
-    assert MessageHub.state_dict is state_dict
-    # One layer of wrapping over mmengine's own function, not a stack of them.
-    assert not getattr(wrapped.__wrapped__, '_orl_compat_patched', False)
+    assert patched() == before
+    assert set(map(str, torch.serialization.get_safe_globals())) == safe_globals
+    for fn in before.values():
+        # One layer of wrapping over the library's own function, not a stack of them.
+        assert getattr(fn, '_orl_compat_patched', False)
+        assert not getattr(fn.__wrapped__, '_orl_compat_patched', False)
 
 
 # --------------------------------------------------------------------------------------
