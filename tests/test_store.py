@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from orl_plugin.datasets import orl_store
-from orl_plugin.datasets.orl_store import (MiningStore, StoreFormatError, write_correspondence_store,
-                                           write_knn_store, write_selective_search_store)
+from orl_plugin.datasets.orl_store import (MiningStore, StoreFormatError,
+                                           write_correspondence_store, write_knn_store,
+                                           write_selective_search_store)
 
 
 def make_corr(n=6, k=3, seed=0, hi=600):

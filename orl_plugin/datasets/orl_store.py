@@ -5,10 +5,10 @@ A store is a directory (by convention ``*.orlstore``)::
     header.json        format name + version, kind, num_images, params, provenance, skipped images
     image_ids.npy      int64 (N,)
     file_names.npy     fixed-width bytes 'S' (N,), UTF-8
-    boxes.npy          int16 or int32 (total_boxes, 4) xywh          [selective_search, correspondence]
-    box_offsets.npy    int64 (N + 1,) CSR offsets into boxes.npy      [selective_search, correspondence]
-    knn.npy            int32 (N, k) 0-based positions                 [knn, correspondence]
-    pairs.npy          int16 or int32 (total_pairs, 8)                [correspondence]
+    boxes.npy          int16 or int32 (total_boxes, 4) xywh       [selective_search, correspondence]
+    box_offsets.npy    int64 (N + 1,) CSR offsets into boxes      [selective_search, correspondence]
+    knn.npy            int32 (N, k) 0-based positions             [knn, correspondence]
+    pairs.npy          int16 or int32 (total_pairs, 8)            [correspondence]
     pair_offsets.npy   int64 (N * k + 1,) CSR offsets over the (image, neighbour slot) cells
 
 Arrays are opened with ``np.load(mmap_mode='r')``: opening parses nothing but ``header.json``
