@@ -6,14 +6,16 @@ The loop splits the data set into fixed chunks of global indices ``[c*S, (c+1)*S
 the batches (they never straddle a chunk) and therefore the results do not depend on the number
 of ranks. Every finished chunk is written atomically to ``<cache_dir>/chunk_<c:06d>.npz``; a
 rerun after any kill (SIGKILL included) loads the finished chunks and computes only the rest.
-``cache_dir`` defaults to ``<work_dir>/mining_cache/<step_name>/<fingerprint hash>/``, so a cache
-made with other inputs (data, pipeline, checkpoint, parameters) is never reused.
+The chunks live in ``<cache root>/<fingerprint hash>/`` (root: ``cache_dir`` or
+``<work_dir>/mining_cache/<step_name>``), so a cache made with other inputs (data, pipeline,
+checkpoint, parameters) is never reused.
 Each image gives one result dict (``index`` = its global position, plus step fields);
 loaded and computed chunks alike go to ``self.evaluator.process``; the metric gathers them across
 ranks (mmengine ``collect_results``), writes the output and scores it
 (``self.evaluator.evaluate(len(dataset))``).
 
-How a subclass uses it (implement exactly one of the two ``process_*`` methods):
+How a subclass uses it (the base computes pending chunks with ``process_chunk`` when the
+subclass overrides it, otherwise by streaming images through ``process_batch``):
 
 - ``step_name`` (class attribute): names the cache folder and the log lines.
 - ``process_batch(data_batch) -> list[dict]``: the common case. The base streams the chunks'
@@ -28,6 +30,8 @@ How a subclass uses it (implement exactly one of the two ``process_*`` methods):
   changes the results (JSON-serialisable); it keys the cache.
 - ``before_mining()``: optional set-up that needs the loaded checkpoint (it runs after
   ``load_from`` is applied, before any chunk); the base puts the model in eval mode.
+- ``stream_chunks(chunk_ids)``: helper that yields ``(chunk_id, results)`` through
+  ``process_batch`` (for a step with an image pass before its ``process_chunk`` phase).
 
 Metric side: ``orl_plugin.evaluation.mining_metric.MiningMetric`` (keeps ``result_keys``,
 orders gathered results by ``index``, writes stores); the loop sets its ``mining_provenance``
@@ -202,8 +206,8 @@ class MiningLoop(BaseLoop):
             workers and collate_fn are used, its sampler is not (chunks decide the order).
         evaluator: The ``test_evaluator`` config or object (a mining metric).
         chunk_size (int): Images per chunk (the unit of caching and of rank assignment).
-        cache_dir (str, optional): Chunk cache folder; default
-            ``<work_dir>/mining_cache/<step_name>/<fingerprint hash>``.
+        cache_dir (str, optional): Chunk cache root (default ``<work_dir>/mining_cache/
+            <step_name>``); chunks go to its ``<fingerprint hash>`` sub-folder.
         log_interval (float): Seconds between progress lines.
     """
 
@@ -298,9 +302,11 @@ class MiningLoop(BaseLoop):
         num_images = len(self.dataset)
         num_chunks = math.ceil(num_images / self.chunk_size)
         fp = self.fingerprint()
-        key = hashlib.sha1(json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
-        self.cache_dir = self._cache_dir_cfg or osp.join(
-            self.runner.work_dir, 'mining_cache', self.step_name, key[:16])
+        key = hashlib.sha1(
+            json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
+        base = self._cache_dir_cfg or osp.join(self.runner.work_dir, 'mining_cache',
+                                               self.step_name)
+        self.cache_dir = osp.join(base, key[:16])
         os.makedirs(self.cache_dir, exist_ok=True)
         if rank == 0:
             self._write_fingerprint(fp, key)
@@ -356,10 +362,15 @@ class MiningLoop(BaseLoop):
                 yield c, results
             progress.finish()
         else:
-            yield from self._stream(chunks)
+            yield from self.stream_chunks(chunks)
 
-    def _stream(self, chunks: List[int]) -> Iterator[Tuple[int, List[dict]]]:
-        """One data loader over every pending chunk; batches never straddle chunks."""
+    def stream_chunks(self, chunks: List[int]) -> Iterator[Tuple[int, List[dict]]]:
+        """Yield ``(chunk_id, results)`` for ``chunks`` through ``process_batch``.
+
+        One data loader over all their images (workers start once); batches never straddle
+        chunks, so a chunk's results do not depend on which other chunks are computed with it.
+        Subclasses with an extra image pass (e.g. a phase before ``process_chunk``) can call it.
+        """
         batches: List[List[int]] = []
         batch_chunk: List[int] = []
         for c in chunks:
@@ -398,6 +409,8 @@ class MiningLoop(BaseLoop):
                     yield c, current
                     current = []
         progress.finish()
+
+    _stream = stream_chunks  # former name, used by CorrespondenceLoop
 
     def _check(self, results: Any, expected: int, what: str) -> None:
         if not isinstance(results, list) or len(results) != expected or \
