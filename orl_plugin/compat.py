@@ -25,8 +25,8 @@ gets them. Every patch is idempotent and can be re-applied with :func:`apply_pat
 2. **``collate_fn`` with ``_scope_``.** Configs inheriting ``mmpretrain::``/``mmdet::``
    bases carry ``collate_fn=dict(type='default_collate', _scope_='mmpretrain')``;
    ``Runner.build_dataloader`` passes ``_scope_`` on as a keyword argument. The patched
-   builder resolves ``type`` in the registry of that scope (what ``_scope_`` means
-   everywhere else in mmengine) and drops the key.
+   builder resolves ``type`` in that scope's ``FUNCTIONS`` registry (mmpretrain and mmdet
+   have none, so mmengine's, the fallback mmengine's own builders use) and drops the key.
 3. **``persistent_workers`` with ``num_workers=0``.** torch's ``DataLoader`` raises for
    this combination (mmpretrain's dataset bases set ``persistent_workers=True``); the
    patched builder drops ``persistent_workers`` when there are no workers.
@@ -41,12 +41,13 @@ gets them. Every patch is idempotent and can be re-applied with :func:`apply_pat
 5. **Negative hue shifts under numpy 2.** ``mmcv.adjust_hue`` (used by mmpretrain's
    ``ColorJitter``, so by every BYOL/ORL view pipeline) shifts the hue channel with
    ``h += np.uint8(hue_factor * 255)``; numpy 2 raises ``OverflowError`` for a negative
-   ``hue_factor`` instead of wrapping, so about 4 in 10 jittered views crash. The
+   ``hue_factor`` instead of wrapping: about 4 in 10 views of the BYOL recipe crash. The
    replacement does the modular shift mmcv intends (``int(hue_factor * 255) mod 256``,
    identical results for ``hue_factor >= 0``), for both the ``cv2`` and ``pillow``
    backends.
 """
 import functools
+import logging
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List
 
@@ -54,15 +55,15 @@ import cv2
 import mmcv
 import mmcv.image
 import mmcv.image.photometric as mmcv_photometric
+import mmengine.dist.utils as mmengine_dist_utils
 import numpy as np
 import torch
-import mmengine.dist.utils as mmengine_dist_utils
-from PIL import Image
 from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
 from mmengine.logging import HistoryBuffer, MessageHub, print_log
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import FUNCTIONS
 from mmengine.runner import FlexibleRunner, Runner
+from PIL import Image
 
 __all__ = ['apply_patches']
 
@@ -172,7 +173,8 @@ def _fix_dataloader_cfg(dataloader: Any) -> Any:
         # torch refuses persistent workers when there are none; there is nothing to keep.
         fixed.pop('persistent_workers')
         print_log('num_workers=0: dropping persistent_workers=True from the dataloader '
-                  'config (torch refuses the combination)', logger='current', level=10)
+                  'config (torch refuses the combination)', logger='current',
+                  level=logging.DEBUG)
     return fixed
 
 
