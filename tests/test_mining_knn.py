@@ -106,6 +106,12 @@ def knn_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp('knn')
     data = str(root / 'scenes')
     make_synthetic_scenes(data, num_images=15, seed=5, img_size=(96, 96))  # 12 train images
+    # Duplicate images: 1 and 2 are byte copies of 0.
+    with open(osp.join(data, 'images', '000000.jpg'), 'rb') as f:
+        img0 = f.read()
+    for name in ('000001.jpg', '000002.jpg'):
+        with open(osp.join(data, 'images', name), 'wb') as f:
+            f.write(img0)
     cfg = Config.fromfile(KNN_CONFIG)
     from mmpretrain.registry import MODELS
     torch.manual_seed(0)
@@ -144,6 +150,9 @@ def test_knn_step_one_vs_two_ranks(knn_setup):
     assert knn.shape == (12, 3)
     assert not (knn == np.arange(12)[:, None]).any()
     assert all(len(set(r)) == 3 for r in knn.tolist())
+    # The duplicates find each other first, never themselves.
+    for q, others in ((0, {1, 2}), (1, {0, 2}), (2, {0, 1})):
+        assert set(knn[q, :2].tolist()) == others
     for name in ('knn.npy', 'image_ids.npy', 'file_names.npy'):
         with open(osp.join(out1, name), 'rb') as f1, open(osp.join(out2, name), 'rb') as f2:
             assert f1.read() == f2.read(), name
