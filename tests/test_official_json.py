@@ -121,8 +121,11 @@ def test_selective_search_image_list(tmp_path):
     for i in range(N):
         (folder / f'{i:012d}.jpg').write_bytes(b'')
     (folder / 'readme.txt').write_text('not an image')
-    names, ids = load_image_list(str(folder))
-    assert names == [f'{i:012d}.jpg' for i in range(N)] and ids.tolist() == list(range(N))
+    (folder / 'sub').mkdir()
+    (folder / 'sub' / 'A.JPG').write_bytes(b'')
+    names, ids = load_image_list(str(folder))  # recursive, sorted, as SceneImageDataset
+    assert names == [f'{i:012d}.jpg' for i in range(N)] + ['sub/A.JPG']
+    assert ids.tolist() == list(range(N + 1))
     short = dump({'images': [{'file_name': 'a.jpg', 'id': 1}]}, tmp_path / 'one.json')
     with pytest.raises(OfficialFormatError,
                        match=r'ss\.json: has boxes for 7 images but the given image list has 1'):

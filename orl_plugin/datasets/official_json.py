@@ -23,8 +23,10 @@ import os.path as osp
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+from mmengine.fileio import list_dir_or_file
 
 from .orl_store import KINDS, MiningStore, StoreFormatError, _fsync_dir
+from .scene_dataset import IMG_EXTENSIONS  # one rule for "is an image file"
 
 __all__ = [
     'OfficialFormatError', 'CORRESPONDENCE_INFO_FIELDS', 'detect_kind', 'read_official_json',
@@ -34,7 +36,6 @@ __all__ = [
 CORRESPONDENCE_INFO_FIELDS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_max_iou',
                               'intra_bbox_num', 'knn_image_num', 'knn_bbox_pair_ratio')
 META_KEY = 'orl_plugin'
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 ImagesArg = Union[None, str, Sequence[str], tuple]
 
@@ -48,15 +49,16 @@ class OfficialFormatError(StoreFormatError):
 # --------------------------------------------------------------------------------------------
 def load_image_list(sources: Union[str, Sequence[str]]) -> tuple[list, np.ndarray]:
     """File names and ids of one or more COCO-format JSONs (concatenated in order), or of an
-    image folder (sorted names, ids = positions). Matches ``SceneImageDataset``'s order."""
+    image folder (image files under it, recursive, sorted by relative path; ids = positions),
+    in the order ``SceneImageDataset`` lists them."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [os.fspath(sources)]
     names: list = []
     ids: list = []
     for src in sources:
         if osp.isdir(src):
-            found = sorted(f for f in os.listdir(src)
-                           if f.lower().endswith(IMG_EXTENSIONS) and osp.isfile(osp.join(src, f)))
+            suffixes = tuple(set(IMG_EXTENSIONS + tuple(e.upper() for e in IMG_EXTENSIONS)))
+            found = sorted(list_dir_or_file(src, list_dir=False, suffix=suffixes, recursive=True))
             ids.extend(range(len(names), len(names) + len(found)))
             names.extend(found)
             continue
