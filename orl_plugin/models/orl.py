@@ -27,9 +27,9 @@ class ORL(BaseSelfSupervisor):
     official implementation.
 
     With heads using ``CosineSimilarityLoss(shift_factor=2, scale_factor=2)``
-    every branch loss is the paper's symmetric ``2 - 2 cos`` summed over both
-    view orders; mmpretrain's ``BYOL`` (``2 * (-cos - cos)``) differs from it
-    by the constant 4 only, so the gradients are the same.
+    every branch loss is the paper's ``2 - 2 cos`` summed over both view
+    orders: the same value as the stage-1 configs' mmpretrain ``BYOL``, which
+    doubles the sum of two ``CosineSimilarityLoss(1, 1)`` terms.
 
     Args:
         backbone (dict): Backbone config.
