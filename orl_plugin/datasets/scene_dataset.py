@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import os.path as osp
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np

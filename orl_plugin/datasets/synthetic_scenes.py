@@ -41,7 +41,7 @@ _JPEG_QUALITY = 92
 
 @dataclass(frozen=True)
 class _Category:
-    """One object category: a shape, a colour family (OpenCV-free HSV hue in [0, 1)) and a texture."""
+    """One object category: a shape, a colour family (HSV hue in [0, 1)) and a texture."""
 
     name: str
     shape: str
