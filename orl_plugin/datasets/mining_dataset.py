@@ -99,7 +99,8 @@ class ProposalDataset(BaseDataset):
     def load_data_list(self) -> List[dict]:
         """Build the image list and check that the store holds the same images, in order."""
         cfg = copy.deepcopy(self.image_list_cfg)
-        cfg.update(pipeline=[], test_mode=True, lazy_init=False)
+        # Read once and dropped: no need to serialise it (that costs a gc.collect()).
+        cfg.update(pipeline=[], test_mode=True, lazy_init=False, serialize_data=False)
         images = DATASETS.build(cfg)
         self._image_metainfo = copy.deepcopy(getattr(images, 'metainfo', {}))
         infos = [images.get_data_info(i) for i in range(len(images))]

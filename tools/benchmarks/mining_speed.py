@@ -263,7 +263,7 @@ def main() -> None:
         r.test()
         ours_runs.append(time.perf_counter() - t0)
         stats = dict(r.test_loop.stats)
-        shutil.rmtree(r.test_loop.cache_dir, ignore_errors=True)
+        shutil.rmtree(r.cfg.test_cfg.cache_dir, ignore_errors=True)
     ours_s = min(ours_runs)
     ours = MiningStore.open(out_store)
 

@@ -14,7 +14,7 @@ cached embeddings only. Pairs are the same as the official procedure's:
    ``max(1, int(ratio * B))`` entries of the flattened ``B x B'`` cosine matrix, in descending
    order, ties to the smaller flat index (:func:`top_pairs`).
 
-Phase 1 reuses the base loop's streaming (chunks of the data set, rank ``r`` takes chunks
+Phase 1 uses the base loop's ``stream_chunks`` (chunks of the data set, rank ``r`` takes chunks
 ``c % W == r``, one data loader, bad images skipped); each finished chunk of embeddings is
 stored (disk: atomic per-chunk files, so a killed run resumes; memory: small sets). All ranks
 then wait at a barrier, and phase 2 runs as the base loop's ``process_chunk`` with its own
@@ -161,8 +161,10 @@ class CorrespondenceLoop(MiningLoop):
             (memory up to ``memory_max_images`` images). Default ``'auto'``.
         embed_dtype (str): ``'float32'`` (pairs exactly as the official fp32 procedure) or
             ``'float16'`` (half the disk/memory). Default ``'float32'``.
-        embed_cache_dir (str, optional): Folder of the disk embedding cache; default
-            ``<work_dir>/mining_cache/correspondence_embed/<fingerprint hash>``.
+        embed_cache_dir (str, optional): Folder of the disk embedding cache (a sub-folder per
+            fingerprint hash is made in it); default ``<work_dir>/mining_cache/
+            correspondence_embed``. Every rank reads every chunk, so with several nodes it must
+            be on a shared file system (or use ``'memory'``, which gathers over the network).
         memory_max_images (int): Threshold of ``embed_cache='auto'``. Default 5000.
     """
 
@@ -204,6 +206,7 @@ class CorrespondenceLoop(MiningLoop):
         self._embed_key: Optional[str] = None
         self._filter: Optional[FilterBoxes] = None
         self._crop: Optional[CropBoxes] = None
+        self._dataset_fp: Optional[dict] = None
         self.stats: Dict[str, float] = {}
 
     # ------------------------------------------------------------------ set-up
@@ -272,6 +275,12 @@ class CorrespondenceLoop(MiningLoop):
             fp['pipeline'] = self._dataloader_cfg.get('dataset', {}).get('pipeline')
         return fp
 
+    def _dataset_fingerprint(self) -> dict:
+        # Reads every data info (proposals included): compute it once for both caches.
+        if self._dataset_fp is None:
+            self._dataset_fp = super()._dataset_fingerprint()
+        return self._dataset_fp
+
     def fingerprint(self) -> dict:
         fp = super().fingerprint()
         fp.update(
@@ -299,10 +308,12 @@ class CorrespondenceLoop(MiningLoop):
             mode = 'memory' if n <= self.memory_max_images else 'disk'
         cache_dir = None
         if mode == 'disk':
-            cache_dir = self.embed_cache_dir or osp.join(
-                self.runner.work_dir, 'mining_cache', 'correspondence_embed',
-                self._embed_key[:16])
-        self.embeddings = EmbeddingCache(n, self.chunk_size, cache_dir, dtype=self.embed_dtype)
+            cache_dir = osp.join(
+                self.embed_cache_dir or osp.join(self.runner.work_dir, 'mining_cache',
+                                                 'correspondence_embed'), self._embed_key[:16])
+        self.embeddings = EmbeddingCache(n, self.chunk_size, cache_dir, dtype=self.embed_dtype,
+                                         tmp_prefix=f'.tmp_rank{rank}_')
+        self.embeddings.remove_stale_tmp()
         if cache_dir is not None and rank == 0:
             os.makedirs(cache_dir, exist_ok=True)
             tmp = osp.join(cache_dir, f'.fingerprint.json.tmp{os.getpid()}')
@@ -320,7 +331,7 @@ class CorrespondenceLoop(MiningLoop):
             'to compute', logger='current')
         self.stats = dict(encode_forward_s=0.0, crops_encoded=0)
         if pending:
-            for c, results in self._stream(pending):
+            for c, results in self.stream_chunks(pending):
                 self._store_chunk(c, results)
         barrier()
         self.embeddings.all_gather()

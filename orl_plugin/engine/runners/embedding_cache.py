@@ -27,9 +27,9 @@ import numpy as np
 _DTYPES = {'float32': np.float32, 'float16': np.float16}
 
 
-def _atomic_save(path: str, writer) -> None:
+def _atomic_save(path: str, writer, prefix: str = '.tmp_') -> None:
     """Run ``writer(fileobj)`` into a temp file next to ``path``, fsync, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix='.tmp_')
+    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix=prefix)
     try:
         with os.fdopen(fd, 'wb') as f:
             writer(f)
@@ -63,6 +63,8 @@ class EmbeddingCache:
         dtype: ``'float32'`` or ``'float16'``: the storage type of the embeddings (reads
             always return float32).
         max_open_chunks: Disk back end: how many chunks' memory maps stay open.
+        tmp_prefix: Disk back end: prefix of this writer's temporary files (one per rank, so
+            that :meth:`remove_stale_tmp` never touches another rank's file in flight).
     """
 
     def __init__(self,
@@ -70,7 +72,8 @@ class EmbeddingCache:
                  chunk_size: int,
                  cache_dir: Optional[str] = None,
                  dtype: str = 'float32',
-                 max_open_chunks: int = 256) -> None:
+                 max_open_chunks: int = 256,
+                 tmp_prefix: str = '.tmp_') -> None:
         if dtype not in _DTYPES:
             raise ValueError(f'embed dtype must be one of {sorted(_DTYPES)}, got {dtype!r}')
         if chunk_size < 1:
@@ -81,6 +84,7 @@ class EmbeddingCache:
         self.cache_dir = cache_dir
         self.dtype = np.dtype(_DTYPES[dtype])
         self.max_open_chunks = int(max_open_chunks)
+        self.tmp_prefix = tmp_prefix
         self._chunks: 'OrderedDict[int, _Chunk]' = OrderedDict()
         if cache_dir is not None:
             os.makedirs(cache_dir, exist_ok=True)
@@ -101,6 +105,15 @@ class EmbeddingCache:
 
     def _done_path(self, c: int) -> str:
         return osp.join(self.cache_dir, f'chunk_{c:06d}.done.npz')
+
+    def remove_stale_tmp(self) -> int:
+        """Delete temporary files this writer left when it was killed; returns how many."""
+        if self.in_memory:
+            return 0
+        stale = [n for n in os.listdir(self.cache_dir) if n.startswith(self.tmp_prefix)]
+        for n in stale:
+            os.remove(osp.join(self.cache_dir, n))
+        return len(stale)
 
     def is_done(self, c: int) -> bool:
         """Whether chunk ``c`` is complete (in memory, or its done marker is on disk)."""
@@ -148,10 +161,10 @@ class EmbeddingCache:
         if self.in_memory:
             self._chunks[c] = _Chunk(emb, offsets, box, skipped, reason_arr)
             return
-        _atomic_save(self._emb_path(c), lambda f: np.save(f, emb))
+        _atomic_save(self._emb_path(c), lambda f: np.save(f, emb), self.tmp_prefix)
         _atomic_save(self._done_path(c), lambda f: np.savez(
             f, offsets=offsets, boxes=box, skipped=skipped, reasons=reason_arr,
-            dim=np.int64(emb.shape[1]), dtype=np.array(str(self.dtype))))
+            dim=np.int64(emb.shape[1]), dtype=np.array(str(self.dtype))), self.tmp_prefix)
         self._chunks.pop(c, None)
 
     def all_gather(self) -> None:
