@@ -317,3 +317,19 @@ def test_proposal_dataset_checks_the_image_list(inputs, tmp_path):
     np.testing.assert_array_equal(info['proposals'],
                                   MiningStore.open(inputs['ss_path']).boxes(5))
     assert info['file_name'] == names[5]
+
+
+def test_crops_are_the_official_resized_crops():
+    """crop_boxes == torchvision ``resized_crop`` on a PIL image (the official crop), in
+    either channel order."""
+    import torchvision.transforms.functional as TF
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    boxes = np.array([[0, 0, 70, 50], [3, 4, 20, 40], [60, 45, 10, 5], [1, 1, 2, 3]])
+    out = crop_boxes(img, boxes, 24)
+    assert out.shape == (4, 24, 24, 3) and out.dtype == np.uint8
+    pil = Image.fromarray(img)
+    for k, (x, y, w, h) in enumerate(boxes.tolist()):
+        ref = TF.resized_crop(pil, y, x, h, w, [24, 24])
+        np.testing.assert_array_equal(out[k], np.asarray(ref))
+    np.testing.assert_array_equal(crop_boxes(img[..., ::-1].copy(), boxes, 24), out[..., ::-1])

@@ -30,7 +30,6 @@ import copy
 import json
 import os
 import os.path as osp
-import platform
 import time
 
 import numpy as np
@@ -72,7 +71,6 @@ def make_inputs(args, root: str, cfg: Config) -> dict:
                                                write_selective_search_store)
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
     from orl_plugin.datasets.transforms.selective_search import selective_search
-    from orl_plugin.evaluation.knn_metric import exact_knn
 
     ann = osp.join(root, 'annotations', 'instances.json')
     if not osp.exists(ann):
