@@ -1,0 +1,66 @@
+# VOC07+12 transfer benchmark of ORL: Faster R-CNN R50-C4, 24k iterations, batch 16, multi-scale
+# training, evaluated on VOC2007 test. This is the detectron2 recipe of MoCo's detection benchmark
+# that ORL reports: SyncBN everywhere with statistics trained, no frozen stage, and an extra norm
+# after res5 (mmpretrain's ResLayerExtraNorm, registered in mmdet's registry: detectron2's
+# Res5ROIHeadsExtraNorm).
+# mmdet's C4 model keeps res2-res4 in the backbone (num_stages=3) and res5 as the RoI shared head,
+# whose block weights are named 'layer4.*' like the ResNet's: both load the same checkpoint with
+# prefix='backbone.', so a stage-3 checkpoint is used as is (no conversion step).
+#   tools/benchmarks/mmdetection/train.sh THIS_CONFIG CKPT 8
+# (sets the checkpoint of both init_cfgs; with --cfg-options set
+# model.backbone.init_cfg.checkpoint and model.roi_head.shared_head.init_cfg.checkpoint).
+_base_ = 'mmdet::pascal_voc/faster-rcnn_r50-caffe-c4_ms-18k_voc0712.py'
+
+custom_imports = dict(
+    imports=['orl_plugin', 'mmpretrain.models.utils.res_layer_extra_norm'],
+    allow_failed_imports=False)
+default_scope = 'mmdet'
+
+# The stage-3 COCO run's last checkpoint (configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py).
+pretrained = 'work_dirs/orl_resnet50_8xb64-coslr-800e_coco/epoch_800.pth'
+
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+model = dict(
+    # the pre-trained ResNet is torchvision-style: RGB, ImageNet mean/std (not caffe's BGR)
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True),
+    backbone=dict(
+        frozen_stages=-1,
+        norm_cfg=norm_cfg,
+        norm_eval=False,
+        style='pytorch',
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    roi_head=dict(
+        shared_head=dict(
+            type='ResLayerExtraNorm',
+            norm_cfg=norm_cfg,
+            norm_eval=False,
+            style='pytorch',
+            init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        bbox_head=dict(num_classes=20)))
+
+# 24k iterations (detectron2's pascal_voc_R_50_C4_24k recipe), lr 0.02 for batch 16
+max_iter = 24000
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iter, val_interval=2000)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_iter,
+        by_epoch=False,
+        milestones=[18000, 22000],
+        gamma=0.1)
+]
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2000, max_keep_ckpts=2))
+auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# AP50 (the VOC metric), AP75 and AP = mean over IoU 0.50:0.95, as the paper reports for VOC
+val_evaluator = dict(
+    type='VOCMetric',
+    metric='mAP',
+    eval_mode='11points',
+    iou_thrs=[0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])
+test_evaluator = val_evaluator
