@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import os.path as osp
+import resource
 import shlex
 import shutil
 import subprocess
@@ -357,6 +358,49 @@ def data_root_options(config_path: str, new_root: str) -> List[str]:
     return items
 
 
+def schedule_options(config_path: str, length: int) -> List[str]:
+    """cfg-options that change a config's training length to ``length`` epochs (epoch-based loop)
+    or iterations (iteration-based loop) and rescale its schedule with it.
+
+    A scheduler ending at the old length now ends at the new one (and a cosine ``T_max`` that
+    spanned it spans the new span); step ``milestones`` and a warm-up longer than the new run scale
+    proportionally; ``val_interval`` equal to the old length follows. Without this, overriding
+    ``train_cfg.max_epochs`` alone leaves the learning rate where a long schedule would be.
+    """
+    if length < 1:
+        raise PipelineError(f'{config_path}: a schedule needs at least 1 epoch/iteration, got {length}')
+    cfg = load_config(config_path)
+    tc = cfg.get('train_cfg') or {}
+    key = 'max_epochs' if 'max_epochs' in tc else 'max_iters' if 'max_iters' in tc else None
+    if key is None:
+        raise PipelineError(f'{config_path}: train_cfg has neither max_epochs nor max_iters')
+    old = int(tc[key])
+    by_epoch = key == 'max_epochs'
+    items = [f'train_cfg.{key}={length}']
+    if tc.get('val_interval') == old:
+        items.append(f'train_cfg.val_interval={length}')
+    scheds = cfg.get('param_scheduler') or []
+    single = isinstance(scheds, dict)
+    for i, sch in enumerate([scheds] if single else scheds):
+        if bool(sch.get('by_epoch', True)) != by_epoch:
+            continue  # measured in the other unit: left alone
+        pre = 'param_scheduler' if single else f'param_scheduler.{i}'
+        begin = int(sch.get('begin', 0))
+        end = sch.get('end')
+        if end is not None and end >= old:
+            if length <= begin:
+                continue  # the shorter run ends before this scheduler starts
+            items.append(f'{pre}.end={length}')
+            if sch.get('T_max') == old - begin:
+                items.append(f'{pre}.T_max={max(1, length - begin)}')
+        elif end is not None and end > length:  # a warm-up longer than the new run
+            items.append(f'{pre}.end={max(1, round(end * length / old))}')
+        if sch.get('milestones'):
+            ms = [max(1, round(m * length / old)) for m in sch['milestones']]
+            items.append(f'{pre}.milestones=[{",".join(str(m) for m in ms)}]')
+    return items
+
+
 def _fmt_metric(v: Any) -> str:
     return f'{v:.4f}' if isinstance(v, float) else str(v)
 
@@ -377,6 +421,8 @@ class PipelineOptions:
     srun_args: str = ''
     cfg_options: List[str] = field(default_factory=list)
     data_root: Optional[str] = None
+    schedule: Dict[str, int] = field(default_factory=dict)
+    use: Dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
     quiet: bool = False
     python: str = sys.executable
@@ -393,6 +439,14 @@ class Pipeline:
         self.work_dir = osp.abspath(opts.work_dir or osp.join('work_dirs', 'pipeline', self.label))
         self.tools_dir = opts.tools_dir or osp.join(repo_root(), 'tools')
         self.stage_options = parse_stage_options(opts.cfg_options)
+        self.schedule = {resolve_stage(k): int(v) for k, v in opts.schedule.items()}
+        self.use = {resolve_stage(k): osp.abspath(v) for k, v in opts.use.items()}
+        for k, path in self.use.items():
+            if not osp.exists(path):
+                raise PipelineError(f'--use {k}={path}: no such file or directory')
+        for k in self.schedule:
+            if STAGE_BY_NAME[k].entry == 'test':
+                raise PipelineError(f'--schedule {k}: a mining stage has no training schedule')
         if opts.launcher not in ('none', 'pytorch', 'slurm'):
             raise PipelineError(f'--launcher must be none, pytorch or slurm, got {opts.launcher!r}')
         names = [s.name for s in STAGES if opts.finetune or not s.optional]
@@ -402,7 +456,7 @@ class Pipeline:
                 raise PipelineError(f'--to {to}: that stage is not part of this run (add --finetune?)')
             names = names[:names.index(to) + 1]
         self.stages = names
-        missing = [s for s in names if s not in self.configs]
+        missing = [s for s in names if s not in self.configs and s not in self.use]
         if missing:
             if opts.preset_or_dir in PRESETS:
                 want = ', '.join(f'{s}: {PRESETS[opts.preset_or_dir][s]}' for s in missing)
@@ -450,6 +504,8 @@ class Pipeline:
         items: List[str] = []
         if self.opts.data_root:
             items += data_root_options(self.configs[stage], osp.abspath(self.opts.data_root))
+        if stage in self.schedule:
+            items += schedule_options(self.configs[stage], self.schedule[stage])
         items += [f'{k}={v}' for k, v in wired.items()]
         # An item for every stage only goes where it makes sense: a config that has its parent key
         # (``train_dataloader.num_workers=0`` must not give a mining config a half train_dataloader).
@@ -609,6 +665,17 @@ class Pipeline:
     def _run_stage(self, stage: str) -> None:
         spec = STAGE_BY_NAME[stage]
         wd = self.stage_dir(stage)
+        if stage in self.use:
+            # An output made elsewhere (another run, an official ORL JSON): not run; its identity
+            # (path, size, mtime) stands in for a run id, so consumers rerun when it changes.
+            path = self.use[stage]
+            st = os.stat(path)
+            kind = 'store' if spec.entry == 'test' else 'checkpoint'
+            self.records[stage] = {'stage': stage, 'run_id': f'use:{path}:{st.st_size}:{st.st_mtime_ns}',
+                                   'outputs': {kind: path}, 'skipped': True, 'provided': True,
+                                   'metrics': {}, 'wall_s': None, 'log': None}
+            self._say(f'{stage}: using the given {kind} {path}')
+            return
         if self.opts.dry_run:
             # Placeholder-free dry run: show the commands with symbolic upstream outputs.
             self.records[stage] = {'run_id': 'dry-run', 'outputs': {
@@ -650,8 +717,12 @@ class Pipeline:
         self._say(f'{stage} ({spec.title}){" resuming" if resume else ""}: {shlex.join(cmd)}')
         before = set(_timestamp_dirs(wd))
         t0 = time.time()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         rc = self._run_command(cmd, log_path)
         wall = time.time() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # CPU seconds of the stage's processes (all ranks on this node): a load-independent cost.
+        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         if rc != 0:
             tail = ''
             try:
@@ -675,6 +746,7 @@ class Pipeline:
             'run_id': uuid.uuid4().hex,
             'finished_at': datetime.datetime.now().isoformat(timespec='seconds'),
             'wall_s': round(wall, 2),
+            'cpu_s': round(cpu, 2),
             'config': self.configs[stage],
             'command': cmd,
             'fingerprint': fp,
@@ -688,15 +760,16 @@ class Pipeline:
         record['skipped'] = False
         self.records[stage] = record
         shown = ', '.join(f'{k}={_fmt_metric(v)}' for k, v in metrics.items()) or '-'
-        self._say(f'{stage}: done in {wall:.1f} s; outputs {outputs}; log {record["log"]}; metrics: {shown}')
+        self._say(f'{stage}: done in {wall:.1f} s ({cpu:.0f} CPU s); outputs {outputs}; '
+                  f'log {record["log"]}; metrics: {shown}')
 
     # ----------------------------------------------------------------- reporting
     def summary(self) -> Dict[str, Any]:
         return {
             'pipeline': self.label,
             'work_dir': self.work_dir,
-            'stages': {s: {k: r.get(k) for k in ('skipped', 'wall_s', 'config', 'outputs', 'log', 'metrics',
-                                                 'run_id', 'finished_at')}
+            'stages': {s: {k: r.get(k) for k in ('skipped', 'provided', 'wall_s', 'cpu_s', 'config', 'outputs',
+                                                 'log', 'metrics', 'run_id', 'finished_at')}
                        for s, r in self.records.items()},
         }
 
@@ -706,7 +779,8 @@ class Pipeline:
             r = self.records.get(stage)
             if r is None:
                 continue
-            status = 'dry-run' if self.opts.dry_run else ('skipped' if r.get('skipped') else 'ran')
+            status = ('given' if r.get('provided') else 'dry-run' if self.opts.dry_run
+                      else 'skipped' if r.get('skipped') else 'ran')
             wall = f'{r["wall_s"]:.1f}s' if isinstance(r.get('wall_s'), (int, float)) else '-'
             outs = ' '.join(r.get('outputs', {}).values())
             lines.append(f'  {stage:<17} {status:<8} {wall:>8}  {outs}')
@@ -744,6 +818,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='[STAGE:]KEY=VALUE',
                    help='config overrides for one stage (prefix STAGE:), or, without a prefix, for '
                         "every stage whose config has the key's parent (e.g. train_dataloader)")
+    p.add_argument('--schedule', nargs='+', default=[], metavar='STAGE=N',
+                   help='train STAGE for N epochs (N iterations for iteration-based configs), '
+                        'rescaling its LR schedule; e.g. --schedule stage1=12 stage3=12 ft=150')
+    p.add_argument('--use', nargs='+', default=[], metavar='STAGE=PATH',
+                   help="use this output for STAGE instead of running it: a store or official ORL JSON "
+                        "for a mining stage, a checkpoint for a training stage")
     p.add_argument('--data-root', help="run on this data root instead of the configs' data_root")
     p.add_argument('--dry-run', action='store_true', help='print the commands and exit')
     p.add_argument('--quiet', action='store_true', help="write stage output only to the stage's log file")
@@ -753,10 +833,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry: returns the exit status (0 on success, 1 when a stage failed)."""
     args = build_parser().parse_args(argv)
+    schedule = {}
+    for item in args.schedule:
+        stage, sep, n = item.partition('=')
+        if not sep or not n.isdigit():
+            print(f'[pipeline] ERROR: --schedule item {item!r} is not STAGE=N', file=sys.stderr)
+            return 2
+        schedule[stage] = int(n)
+    use = {}
+    for item in args.use:
+        stage, sep, path = item.partition('=')
+        if not sep or not path:
+            print(f'[pipeline] ERROR: --use item {item!r} is not STAGE=PATH', file=sys.stderr)
+            return 2
+        use[stage] = path
     opts = PipelineOptions(
         preset_or_dir=args.pipeline, work_dir=args.work_dir, from_stage=args.from_stage,
-        to_stage=args.to_stage, force=args.force, finetune=args.finetune, gpus=args.gpus, launcher=args.launcher,
-        partition=args.partition, srun_args=args.srun_args, cfg_options=args.cfg_options, data_root=args.data_root, dry_run=args.dry_run, quiet=args.quiet)
+        to_stage=args.to_stage, force=args.force, finetune=args.finetune, gpus=args.gpus,
+        launcher=args.launcher, partition=args.partition, srun_args=args.srun_args,
+        cfg_options=args.cfg_options, data_root=args.data_root, schedule=schedule, use=use,
+        dry_run=args.dry_run, quiet=args.quiet)
     try:
         Pipeline(opts).run()
     except PipelineError as e:
