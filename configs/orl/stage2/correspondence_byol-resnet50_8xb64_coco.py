@@ -14,6 +14,11 @@ _base_ = ['../../byol/byol_resnet50_8xb64-coslr-800e_coco.py']
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 
+# Only the stage-1 model is needed: drop the inherited training settings, which 2c never uses
+# (and which would make the config dump that every run writes several times larger).
+view_pipeline1 = view_pipeline2 = train_pipeline = None
+train_dataloader = train_cfg = optim_wrapper = param_scheduler = auto_scale_lr = None
+
 data_root = 'data/coco/'
 
 test_pipeline = [

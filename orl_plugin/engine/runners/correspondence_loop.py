@@ -329,12 +329,18 @@ class CorrespondenceLoop(MiningLoop):
             f'{mode} embedding cache{"" if cache_dir is None else " " + cache_dir}; rank '
             f'{rank}/{world_size}: {len(mine) - len(pending)} chunks cached, {len(pending)} '
             'to compute', logger='current')
-        self.stats = dict(encode_forward_s=0.0, crops_encoded=0)
+        self.stats.update(encode_forward_s=0.0, crops_encoded=0)
+        start = time.perf_counter()
         if pending:
             for c, results in self.stream_chunks(pending):
                 self._store_chunk(c, results)
+        self.stats['phase1_s'] = time.perf_counter() - start
         barrier()
         self.embeddings.all_gather()
+        print_log(
+            f'[{self.step_name}] phase 1: {self.stats["crops_encoded"]} boxes encoded in '
+            f'{self.stats["phase1_s"]:.1f} s ({self.stats["encode_forward_s"]:.1f} s in the '
+            'encoder)', logger='current')
 
     def _store_chunk(self, c: int, results: List[dict]) -> None:
         embeds, boxes, reasons = [], [], []
@@ -348,6 +354,14 @@ class CorrespondenceLoop(MiningLoop):
                 boxes.append(r['kept_boxes'])
                 reasons.append(None)
         self.embeddings.put_chunk(c, embeds, boxes, reasons)
+
+    def run(self) -> dict:
+        """Phase 1 (``before_mining``), phase 2 (the base loop's chunks), then the metric."""
+        self.stats = {}
+        start = time.perf_counter()
+        metrics = super().run()
+        self.stats['run_s'] = time.perf_counter() - start
+        return metrics
 
     # ------------------------------------------------------------------ phase 1
     def process_batch(self, data_batch: Any) -> List[dict]:
