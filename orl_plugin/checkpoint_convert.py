@@ -18,8 +18,9 @@ import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
-import numpy as np
 import torch
+
+from orl_plugin.compat import numpy_safe_globals
 
 __all__ = ['CheckpointFormatError', 'DroppedObject', 'PREFIX_MAP', 'BACKBONE_PREFIXES', 'RESNET_ARCHS',
            'load_checkpoint_file', 'get_state_dict', 'key_prefixes', 'is_bare_resnet',
@@ -56,23 +57,6 @@ RESNET_ARCHS: Dict[int, Tuple[str, Tuple[int, ...]]] = {
 
 class CheckpointFormatError(ValueError):
     """A checkpoint does not have the layout a converter expects."""
-
-
-def _numpy_safe_globals() -> list:
-    """The numpy globals that old checkpoints pickle inside ``meta`` (scalars, arrays, dtypes).
-
-    Both numpy 1.x (``numpy.core``) and 2.x (``numpy._core``) spellings are listed, because a file
-    names the module that wrote it.
-    """
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray  # type: ignore[no-redef]
-    items: list = [np.dtype, np.ndarray, multiarray._reconstruct, multiarray.scalar,
-                   (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
-                   (multiarray.scalar, 'numpy.core.multiarray.scalar')]
-    items += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith('DType')]
-    return items
 
 
 class DroppedObject:
@@ -125,8 +109,12 @@ def load_checkpoint_file(path: str) -> dict:
             raise CheckpointFormatError(
                 f'{path}: cannot be loaded with weights_only=True: {first}') from first
         try:
-            with torch.serialization.safe_globals(_numpy_safe_globals() +
-                                                  _runner_state_globals()):
+            # Only what is not allowed yet: leaving the context removes its globals, which
+            # would otherwise take away the numpy allow-list of orl_plugin.compat.
+            allowed = torch.serialization.get_safe_globals()
+            extra = [g for g in numpy_safe_globals() + _runner_state_globals()
+                     if g not in allowed]
+            with torch.serialization.safe_globals(extra):
                 obj = torch.load(path, map_location='cpu', weights_only=True)
         except pickle.UnpicklingError as second:
             raise CheckpointFormatError(

@@ -65,7 +65,7 @@ from mmengine.registry import FUNCTIONS
 from mmengine.runner import FlexibleRunner, Runner
 from PIL import Image
 
-__all__ = ['apply_patches']
+__all__ = ['apply_patches', 'numpy_safe_globals']
 
 _PATCH_FLAG = '_orl_compat_patched'
 _BUFFER_TYPE = 'HistoryBuffer'
@@ -119,7 +119,7 @@ def _patch_message_hub() -> None:
     MessageHub.load_state_dict = load_state_dict
 
 
-def _numpy_safe_globals() -> List[Any]:
+def numpy_safe_globals() -> List[Any]:
     """numpy callables that only rebuild arrays, scalars and dtypes from their bytes."""
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     safe: List[Any] = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
@@ -136,7 +136,7 @@ def _numpy_safe_globals() -> List[Any]:
 
 def _allow_numpy_data() -> None:
     # torch keeps user-allowed globals in a set: adding them again is a no-op.
-    torch.serialization.add_safe_globals(_numpy_safe_globals())
+    torch.serialization.add_safe_globals(numpy_safe_globals())
 
 
 # --------------------------------------------------------------------------------------
