@@ -27,7 +27,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCH = osp.join(ROOT, 'configs', 'benchmarks', 'mmdetection')
 COCO_CFG = osp.join(BENCH, 'coco', 'mask-rcnn_r50-syncbn-4conv1fc_fpn_1x_coco_orl.py')
 VOC_CFG = osp.join(BENCH, 'voc0712', 'faster-rcnn_r50-c4_ms-24k_voc0712_orl.py')
-SYN_CFG = osp.join(BENCH, 'synthetic', 'faster-rcnn_r18_fpn_1xb8-300i_synthetic.py')
+SYN_CFG = osp.join(BENCH, 'synthetic', 'faster-rcnn_r18_fpn_1xb8-100i_synthetic.py')
 
 
 def _load_det_train():

@@ -9,7 +9,7 @@ holds ``layer4``) at one checkpoint: a stage-1/stage-3 checkpoint as training wr
 Examples::
 
     # CPU, synthetic scenes, from the stage-3 CPU checkpoint
-    python tools/det_train.py configs/benchmarks/mmdetection/synthetic/faster-rcnn_r18_fpn_1xb8-600i_synthetic.py \
+    python tools/det_train.py configs/benchmarks/mmdetection/synthetic/faster-rcnn_r18_fpn_1xb8-100i_synthetic.py \
         --pretrained work_dirs/orl_resnet18_1xb16-coslr-30e_synthetic/epoch_30.pth
     # 8 GPUs: see tools/benchmarks/mmdetection/train.sh
 """
