@@ -7,12 +7,21 @@ import shutil
 import numpy as np
 import pytest
 from mmengine.logging import MMLogger
+from mmengine.registry import DefaultScope
 
 from mmpretrain.registry import DATASETS
 from orl_plugin.datasets.scene_dataset import SceneImageDataset
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 
 LOAD = [dict(type='LoadImageFromFile')]
+
+
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    """Build by name in mmpretrain's registries even when an earlier test's runner left
+    another default scope current."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
 
 
 @pytest.fixture(scope='module')
