@@ -14,7 +14,7 @@ selective_search    test       -                                        ``select
 (2b, ss)
 correspondence (2c) test       stage-1 checkpoint, 2a + 2b stores       ``correspondence.orlstore``
 stage3 (3)          train      2c store                                 latest checkpoint
-finetune (ft)       det_train  stage-3 checkpoint (backbone init_cfg)   latest checkpoint + bbox mAP
+finetune (ft)       det_train  stage-3 checkpoint (``--pretrained``)    latest checkpoint + bbox mAP
 ==================  =========  ======================================  =====================================
 
 Each stage runs in ``<work_dir>/<stage>/``. When it succeeds the pipeline writes
@@ -25,6 +25,12 @@ crashed pipeline resumes where it stopped; a crashed *training* stage resumes fr
 checkpoint (``--resume``), a crashed mining stage from its chunk cache. Re-running an upstream stage
 gives it a new run id, which makes every stage downstream of it stale. ``--from STAGE`` forces STAGE
 and every stage that consumes its output (directly or not) to run again from scratch.
+
+Also: ``--schedule STAGE=N`` (train a stage for N epochs/iterations, LR schedule rescaled),
+``--use STAGE=PATH`` (an output made elsewhere, e.g. an official ORL JSON, instead of running the
+stage), ``--data-root DIR`` (every stage on another copy of the data), per-stage ``--cfg-options``.
+After each stage the pipeline prints its outputs, its runner log and the figures its evaluator
+returned (read from the runner's json logs); ``<work_dir>/pipeline_summary.json`` collects them.
 """
 from __future__ import annotations
 
@@ -530,8 +536,7 @@ class Pipeline:
             'checkpoint': checkpoint,
             'options': options,
             'upstream': {d: self.records[d]['run_id'] for d in spec.deps},
-            'launch': [self.opts.launcher, self.opts.gpus],
-        }
+        }  # the launcher and process count are left out: a finished stage stays done on other hardware
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     # ----------------------------------------------------------------- launching
