@@ -358,7 +358,7 @@ def data_root_options(config_path: str, new_root: str) -> List[str]:
                 walk(v, f'{path}.{i}')
 
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator', 'test_evaluator',
-                'train_cfg', 'val_cfg', 'test_cfg'):
+                'train_cfg', 'val_cfg', 'test_cfg', 'custom_hooks'):
         if key in cfg:
             walk(cfg[key], key)
     return items

@@ -1,4 +1,5 @@
 """Stage 1 (image-level BYOL): the CPU config trains; the COCO configs are the paper's method."""
+import json
 import math
 import os.path as osp
 
@@ -36,6 +37,10 @@ def test_cpu_config_trains_and_saves_backbone(tmp_path):
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_level = 'WARNING'
+    probe = cfg.custom_hooks[0]
+    assert probe.type == 'ObjectProbeHook'
+    probe.reference.data_root = probe.query.data_root = data_root
+    probe.interval = 1
     runner = Runner.from_cfg(cfg)
     before = {k: v.clone() for k, v in runner.model.state_dict().items()}
     runner.train()
@@ -45,6 +50,13 @@ def test_cpu_config_trains_and_saves_backbone(tmp_path):
     assert len(losses) == 4 and all(math.isfinite(float(x)) for x in losses)
     # The paper's loss: (2 - 2 cos) over both view orders, so each iteration's total is in [0, 8].
     assert all(0.0 <= float(x) <= 8.0 for x in losses)
+
+    # The object probe ran before training and after each epoch, and logged where users look.
+    with open(osp.join(runner.log_dir, 'vis_data', 'scalars.json')) as f:
+        probes = [r for r in map(json.loads, f) if 'probe/object_knn_top1' in r]
+    assert len(probes) == 3
+    assert all(0.0 <= r['probe/object_knn_top1'] <= 1.0 for r in probes)
+    assert {r['probe/object_knn_top1_init'] for r in probes} == {probes[0]['probe/object_knn_top1']}
 
     ckpt_path = osp.join(cfg.work_dir, 'epoch_2.pth')
     ckpt = CheckpointLoader.load_checkpoint(ckpt_path, map_location='cpu')

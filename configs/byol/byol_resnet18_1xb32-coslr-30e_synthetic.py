@@ -80,3 +80,22 @@ auto_scale_lr = dict(base_batch_size=32)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
+
+# Is it learning? Classify the held-out split's object crops by kNN over the train split's crops
+# with the online backbone, before training and every 5 epochs (logged as probe/object_knn_top1).
+custom_hooks = [
+    dict(
+        type='ObjectProbeHook',
+        reference=dict(
+            type='SceneImageDataset',
+            data_root='data/synthetic_scenes/',
+            ann_file='annotations/instances_train.json',
+            data_prefix=dict(img_path='images/')),
+        query=dict(
+            type='SceneImageDataset',
+            data_root='data/synthetic_scenes/',
+            ann_file='annotations/instances_val.json',
+            data_prefix=dict(img_path='images/')),
+        interval=5,
+        crop_size=64)
+]

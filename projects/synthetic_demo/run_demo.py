@@ -166,6 +166,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         'stage1_checkpoint': st['stage1']['outputs']['checkpoint'],
         'stage3_checkpoint': st['stage3']['outputs']['checkpoint'],
         'detector_checkpoint': st['finetune']['outputs']['checkpoint'],
+        'stage1_object_probe_top1': metric(st['stage1'], 'val/probe/object_knn_top1'),
+        'stage1_object_probe_top1_at_init': metric(st['stage1'], 'val/probe/object_knn_top1_init'),
         'knn_category_precision': metric(st['knn'], 'knn/category_precision@10'),
         'knn_category_precision_at_1': metric(st['knn'], 'knn/category_precision@1'),
         'knn_category_precision_random_neighbour': knn_chance_precision(ann_train),
@@ -190,6 +192,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = [
         ('data', f"{data['train']['images']} train / {data['val']['images']} val images"),
         ('stage-1 checkpoint', result['stage1_checkpoint']),
+        ('stage-1 object kNN probe top-1',
+         f"{f(result['stage1_object_probe_top1'])} (random init: {f(result['stage1_object_probe_top1_at_init'])})"),
         ('KNN category precision@10',
          f"{f(result['knn_category_precision'])} "
          f"(random neighbour: {f(result['knn_category_precision_random_neighbour'])})"),

@@ -55,9 +55,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--repeat', type=int, default=3,
                    help="runs of this project's 2c and of the pure forward (the fastest "
                    'counts; the slow official procedure runs once)')
-    p.add_argument('--official-batch', choices=['box', 'image', 'both'], default='box',
+    p.add_argument('--official-batch', choices=['box', 'image', 'both', 'none'], default='box',
                    help="official encoder batching: 'box' = one box per forward (batch 1), "
-                   "'image' = one image's boxes per forward (the released code)")
+                   "'image' = one image's boxes per forward (the released code); 'none' skips "
+                   'the official procedure (to measure the total/forward ratio on more images)')
+    p.add_argument('--workers', type=int, default=None,
+                   help="data-loader workers of this project's 2c (default: the config's); "
+                   'workers crop while the main process encodes')
     p.add_argument('--out-dir', default='work_dirs/benchmarks/mining_speed')
     p.add_argument('--json-out', default=None, help='default: <out-dir>/mining_speed.json')
     p.add_argument('--seed', type=int, default=0)
@@ -234,6 +238,8 @@ def main() -> None:
         # a fresh pair cache for every run, so each run is timed from scratch
         cfg.test_cfg.cache_dir = osp.join(out_dir, 'work_dir', f'pairs_cache_{time.time_ns()}')
         cfg.test_evaluator.out_file = out_store
+        if args.workers is not None:
+            cfg.test_dataloader.num_workers = args.workers
         cfg.log_level = 'WARNING'
         return Runner.from_cfg(cfg)
 
@@ -289,7 +295,7 @@ def main() -> None:
           f'forward {pure_s:.2f} s (runs {[round(t, 2) for t in pure_runs]}); official '
           'per-pair procedure next', flush=True)
 
-    modes = ['box', 'image'] if args.official_batch == 'both' else [args.official_batch]
+    modes = {'both': ['box', 'image'], 'none': []}.get(args.official_batch, [args.official_batch])
     official = {}
     for mode in modes:
         t0 = time.perf_counter()
@@ -304,6 +310,7 @@ def main() -> None:
         num_images=n, k=args.k, img_size=args.img_size, crop_size=crop_size,
         kept_boxes=int(len(crops)), mean_kept_boxes=len(crops) / n,
         encode_batch_size=enc_bs, checkpoint=ckpt_note,
+        loader_workers=probe.cfg.test_dataloader.num_workers if args.workers is None else args.workers,
         device=str(next(model.parameters()).device), torch_threads=torch.get_num_threads(),
         cpu_count=os.cpu_count(), load_average=list(os.getloadavg()),
         ours_seconds=ours_s, ours_runs_seconds=ours_runs,
@@ -332,7 +339,7 @@ def main() -> None:
     line = '  '.join('{:<%d}' % w for w in widths)
     print(f'\nStage 2c on {n} synthetic {args.img_size}px images, k={args.k}, '
           f'{len(crops) / n:.1f} kept boxes/image, {crop_size}px crops, '
-          f'{args.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}\n'
+          f'{args.threads} torch thread(s), {result["loader_workers"]} loader worker(s), load average {os.getloadavg()[0]:.1f}\n'
           f'checkpoint: {ckpt_note}')
     print(line.format(*head))
     for r in rows:

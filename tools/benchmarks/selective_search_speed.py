@@ -26,9 +26,13 @@ import cv2
 import mmcv
 import numpy as np
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
+from mmpretrain.registry import DATASETS
+
 import orl_plugin  # noqa: F401  (registers the components)
+from orl_plugin.datasets.orl_store import MiningStore
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.datasets.transforms.selective_search import selective_search
 
@@ -114,13 +118,22 @@ def main() -> None:
             make_synthetic_scenes(data_root, args.num_images, seed=0,
                                   img_size=tuple(args.img_size), val_fraction=0.0)
         cfg_ds = dict(data_root=data_root, ann_file=args.ann_file, img_prefix=args.img_prefix)
-        runs = [time_step(args.config, workers=w, chunk_size=args.chunk_size, tmp=tmp,
-                          **cfg_ds) for w in args.workers]
-        from orl_plugin.datasets.orl_store import MiningStore
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            ds = DATASETS.build(dict(type='SceneImageDataset', data_root=data_root, ann_file=args.ann_file,
+                                     data_prefix=dict(img_path=args.img_prefix)))
+        paths = [ds.get_data_info(i)['img_path'] for i in range(len(ds))]
+        # Raw calls before, between and after the step runs (median counts): the machine's speed
+        # drifts over minutes, and a raw figure taken at one end only would charge the drift to
+        # the step.
+        raws, runs = [time_raw(paths)], []
+        for w in args.workers:
+            runs.append(time_step(args.config, workers=w, chunk_size=args.chunk_size, tmp=tmp, **cfg_ds))
+            raws.append(time_raw(paths))
         store = MiningStore.open(osp.join(tmp, f'ss_w{args.workers[0]}.orlstore'))
-        img_dir = osp.join(data_root, args.img_prefix)
-        paths = [osp.join(img_dir, store.file_name(i)) for i in range(store.num_images)]
-        raw = time_raw(paths)
+        assert store.num_images == len(paths)
+        raw = sorted(raws, key=lambda r: r['total_s'])[len(raws) // 2]
+        raw = dict(raw, runs_total_s=[r['total_s'] for r in raws],
+                   runs_cpu_s_per_image=[r['cpu_s_per_image'] for r in raws])
 
     n = len(paths)
     raw_ips = n / raw['total_s']
@@ -142,7 +155,9 @@ def main() -> None:
     print(f'{n} images, {raw["mean_boxes"]:.0f} raw boxes per image on average')
     print(f'raw (decode {raw["decode_s"] * 1e3:.1f} ms + search {raw["search_s"] * 1e3:.1f} ms '
           f'per image, 1 process): {raw_ips:.3f} images/s')
-    print(f'raw CPU time: {raw["cpu_s_per_image"] * 1e3:.1f} ms per image')
+    print(f'raw CPU time: {raw["cpu_s_per_image"] * 1e3:.1f} ms per image (median of '
+          f'{len(raw["runs_total_s"])} raw passes interleaved with the step runs: '
+          f'{", ".join(f"{t / n:.2f}" for t in raw["runs_total_s"])} s per image)')
     for r in runs:
         print(f'step, {r["workers"]} worker(s): {r["images_per_s"]:.3f} images/s '
               f'({r["seconds"]:.2f} s; CPU {r["cpu_s_per_image"] * 1e3:.1f} ms per image)')

@@ -24,6 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='fraction of images, taken from the end, in instances_val.json (default 0.2)')
     parser.add_argument('--workers', type=int, default=None,
                         help='worker processes (default: all cores for >= 64 images)')
+    parser.add_argument('--colour-cue', action='store_true',
+                        help='give every category its own colour family (colour alone then separates '
+                             'the categories; off by default)')
     return parser.parse_args(argv)
 
 
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
 
     summary = make_synthetic_scenes(args.out, args.num_images, seed=args.seed,
                                     img_size=tuple(args.img_size), val_fraction=args.val_fraction,
-                                    workers=args.workers, progress=progress)
+                                    workers=args.workers, progress=progress, colour_cue=args.colour_cue)
     print(json.dumps(summary, indent=2))
     print(f'{summary["num_images"] / summary["elapsed_s"] * 60:.0f} images/min', file=sys.stderr)
     return 0

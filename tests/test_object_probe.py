@@ -1,0 +1,111 @@
+"""Object kNN probe: the weighted vote, the crops it reads, and the score of a known feature map."""
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+from mmengine.registry import DefaultScope
+
+from mmpretrain.registry import DATASETS, HOOKS
+from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
+from orl_plugin.evaluation.object_probe import knn_classify, object_crops, object_knn_probe
+
+
+def test_knn_vote_is_similarity_weighted():
+    ref = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), dim=1)
+    labels = torch.tensor([0, 0, 1])
+    q = F.normalize(torch.tensor([[0.05, 1.0]]), dim=1)
+    # All three vote. With a sharp temperature the one very close class-1 crop outweighs two far class-0 ones;
+    # with a flat one it is a plain majority vote.
+    assert knn_classify(ref, labels, q, 2, k=3, temperature=0.07).tolist() == [1]
+    assert knn_classify(ref, labels, q, 2, k=3, temperature=1e6).tolist() == [0]
+    assert knn_classify(ref, labels, q, 2, k=1).tolist() == [1]
+    with pytest.raises(ValueError, match='no reference'):
+        knn_classify(ref[:0], labels[:0], q, 2)
+
+
+class _ColourBackbone(torch.nn.Module):
+    """Features = the crop's mean normalised colour (3 channels), as a 1x1 map."""
+
+    def forward(self, x):
+        return (x.mean(dim=(2, 3), keepdim=True), )
+
+
+class _ColourModel(torch.nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = _ColourBackbone()
+        self.w = torch.nn.Parameter(torch.zeros(1))  # a device to read
+
+
+def _scenes(tmp_path, n=12):
+    root = str(tmp_path / 'scenes')
+    make_synthetic_scenes(root, n, seed=3, img_size=(96, 96), workers=1)
+
+    def ds(split):
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            return DATASETS.build(dict(type='SceneImageDataset', data_root=root,
+                                       ann_file=f'annotations/instances_{split}.json',
+                                       data_prefix=dict(img_path='images/'), pipeline=[]))
+
+    return root, ds('train'), ds('val')
+
+
+def test_object_crops_follow_the_annotations(tmp_path):
+    _, train, _ = _scenes(tmp_path)
+    infos = [train.get_data_info(i) for i in range(len(train))]
+    crops, labels = object_crops(infos, size=32, min_side=8)
+    expect = np.concatenate([
+        np.asarray(i['gt_labels'])[((i['gt_bboxes'][:, 2:] - i['gt_bboxes'][:, :2]).round() >= 8).all(1)]
+        for i in infos])
+    assert crops.shape == (len(expect), 32, 32, 3) and crops.dtype == np.uint8
+    np.testing.assert_array_equal(labels, expect)
+    few, few_labels = object_crops(infos, size=32, max_objects=5)
+    assert len(few) == 5 and np.array_equal(few_labels, expect[:5])
+
+
+def test_probe_scores_a_known_feature_map():
+    # Two colour classes: mean colour separates them perfectly; a model that sees only noise cannot.
+    rng = np.random.default_rng(0)
+    def crops(n, colour):
+        return np.clip(rng.normal(colour, 10, (n, 8, 8, 3)), 0, 255).astype(np.uint8)
+    ref = (np.concatenate([crops(10, (200, 30, 30)), crops(10, (30, 30, 200))]), np.repeat([0, 1], 10))
+    qry = (np.concatenate([crops(5, (190, 40, 30)), crops(5, (40, 30, 190))]), np.repeat([0, 1], 5))
+    model = _ColourModel().train()
+    res = object_knn_probe(model, ref, qry, k=5)
+    assert res['top1'] == 1.0 and res['chance'] == 0.5
+    assert res['num_reference'] == 20 and res['num_query'] == 10
+    assert model.training  # restored after the eval-mode forward
+    swapped = (qry[0], 1 - qry[1])
+    assert object_knn_probe(model, ref, swapped, k=5)['top1'] == 0.0
+    with pytest.raises(ValueError, match='both splits'):
+        object_knn_probe(model, ref, (qry[0][:0], qry[1][:0]))
+
+
+def test_hook_without_annotations_warns_and_turns_off(tmp_path):
+    root, _, _ = _scenes(tmp_path, n=6)
+    ann = osp.join(root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        d = json.load(f)
+    d['annotations'] = []
+    with open(osp.join(root, 'annotations', 'empty.json'), 'w') as f:
+        json.dump(d, f)
+    cfg = dict(data_root=root, ann_file='annotations/empty.json', data_prefix=dict(img_path='images/'))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        hook = HOOKS.build(dict(type='ObjectProbeHook', reference=cfg, query=cfg))
+    with pytest.raises(ValueError, match='empty.json'):
+        hook._load(cfg)
+
+    class _Runner:
+        model = _ColourModel()
+        logger = MMLogger.get_instance('probe_test')
+        epoch = 0
+        max_epochs = 1
+        train_loop = None
+    hook.before_train(_Runner())  # warns and turns off instead of stopping the training
+    assert 'empty.json' in hook.disabled_reason
+    hook.after_train_epoch(_Runner())  # stays off, no error
