@@ -92,9 +92,8 @@ def test_train_val_split(scenes):
     COCO(summary['val_ann_file'])
 
 
-def test_category_appearance_is_consistent(tmp_path):
-    # Same-category objects share a colour family; different categories differ (the data is learnable).
-    summary = make_synthetic_scenes(str(tmp_path), 30, seed=1, img_size=(160, 160), workers=1)
+def _object_hues(summary):
+    """Per category: the hue (OpenCV 0-179) of saturated pixels at each object's centre."""
     coco = COCO(summary['ann_file'])
     hues = {c: [] for c in coco.cats}
     for img in coco.dataset['images']:
@@ -104,13 +103,31 @@ def test_category_appearance_is_consistent(tmp_path):
             cx, cy = x + w // 2, y + h // 2
             patch = hsv[max(cy - 2, 0):cy + 3, max(cx - 2, 0):cx + 3].reshape(-1, 3)
             hues[a['category_id']].extend(patch[patch[:, 1] > 120, 0].tolist())
-    # A circular hue histogram per category; distinct categories peak at distinct hues.
-    peaks = {}
-    for c, h in hues.items():
-        if len(h) > 20:
-            peaks[c] = int(np.argmax(np.bincount(np.asarray(h) // 10, minlength=18)))
-    assert len(peaks) >= 5
-    assert len(set(peaks.values())) >= 5
+    return {c: np.bincount(np.asarray(h) // 10, minlength=18) for c, h in hues.items() if len(h) > 20}
+
+
+def test_colour_cue_only_changes_colours(tmp_path):
+    # With the colour cue every category has its own colour family (one dominant hue bin each,
+    # distinct across categories); without it (the default) hues spread over the wheel. Objects,
+    # boxes and categories are the same either way.
+    cue = make_synthetic_scenes(str(tmp_path / 'cue'), 30, seed=1, img_size=(160, 160), workers=1,
+                                colour_cue=True)
+    free = make_synthetic_scenes(str(tmp_path / 'free'), 30, seed=1, img_size=(160, 160), workers=1)
+    with open(cue['ann_file']) as f1, open(free['ann_file']) as f2:
+        a1, a2 = json.load(f1), json.load(f2)
+    assert a1['info']['colour_cue'] is True and a2['info']['colour_cue'] is False
+    assert [(a['category_id'], a['bbox']) for a in a1['annotations']] == \
+        [(a['category_id'], a['bbox']) for a in a2['annotations']]
+
+    def dominance(hist):  # share of the pixels in the two most common adjacent hue bins
+        h = hist / hist.sum()
+        return max(h[i] + h[(i + 1) % len(h)] for i in range(len(h)))
+
+    cue_hues, free_hues = _object_hues(cue), _object_hues(free)
+    assert len(cue_hues) >= 5 and len(free_hues) >= 5
+    assert len({int(np.argmax(h)) for h in cue_hues.values()}) >= 5
+    assert np.median([dominance(h) for h in cue_hues.values()]) > 0.8
+    assert np.median([dominance(h) for h in free_hues.values()]) < 0.45
 
 
 def test_invalid_arguments(tmp_path):
