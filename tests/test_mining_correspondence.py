@@ -273,6 +273,15 @@ def test_pair_precision_on_a_hand_made_case(tmp_path):
     ]
     m = pair_precision(pairs, knn, gt_b, gt_l, iou_thr=0.5)
     assert m == dict(pair_precision=2 / 4, pair_object_rate=3 / 4, scored_pairs=4)
+    # Random level: pairs drawn uniformly from the kept boxes, as many per neighbour as mined.
+    # Image 0 keeps a cat-0, a cat-1 and a background box; image 1 a cat-0 and a background box.
+    # Either direction: 1 of 6 box pairs is same-category, 2/3 x 1/2 of them are object-object.
+    kept = [np.array([[0, 0, 10, 10], [20, 20, 10, 10], [100, 100, 10, 10]]),
+            np.array([[50, 50, 10, 10], [200, 200, 10, 10]]), np.array([[0, 0, 5, 5]])]
+    r = pair_precision(pairs, knn, gt_b, gt_l, iou_thr=0.5, kept_boxes=kept)
+    assert r['pair_precision'] == 2 / 4
+    assert r['pair_precision_random'] == pytest.approx((3 / 6 + 1 / 6) / 4)
+    assert r['pair_object_rate_random'] == pytest.approx((3 / 3 + 1 / 3) / 4)
 
     # the same through the metric: gathered results -> store + numbers
     metric = CorrespondenceMetric(out_file=str(tmp_path / 'c.orlstore'))

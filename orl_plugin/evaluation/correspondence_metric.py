@@ -19,7 +19,8 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
                    knn: np.ndarray,
                    gt_bboxes: Sequence[Optional[np.ndarray]],
                    gt_labels: Sequence[Optional[np.ndarray]],
-                   iou_thr: float = 0.5) -> Dict[str, float]:
+                   iou_thr: float = 0.5,
+                   kept_boxes: Optional[Sequence[np.ndarray]] = None) -> Dict[str, float]:
     """How often a mined RoI pair shows the same kind of object in both images.
 
     A pair ``[q xywh, n xywh]`` of query ``i`` and neighbour ``knn[i, j]`` is correct when the
@@ -28,9 +29,14 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
     truth (``gt_bboxes`` not ``None``; an image with an empty list counts, its pairs are wrong)
     are scored.
 
+    With ``kept_boxes`` (the boxes the pairs were chosen from) it also gives the same two figures
+    for pairs drawn uniformly at random from those boxes, as many per neighbour as were mined
+    (``*_random``, exact expectations): the level the similarity ranking has to beat.
+
     Returns:
         ``pair_precision`` (category-correct pairs / scored pairs), ``pair_object_rate``
-        (pairs whose two boxes each match any GT object) and ``scored_pairs``; empty when no
+        (pairs whose two boxes each match any GT object), ``scored_pairs`` and, with
+        ``kept_boxes``, ``pair_precision_random`` and ``pair_object_rate_random``; empty when no
         pair could be scored.
     """
     n = len(pairs)
@@ -40,6 +46,15 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
         if has_gt[i] and len(gt_labels[i]):
             num_cls = max(num_cls, int(np.max(gt_labels[i])) + 1)
     correct = objects = scored = 0
+    rand_correct = rand_objects = 0.0
+    all_masks: Dict[int, np.ndarray] = {}
+
+    def masks_of(i: int) -> np.ndarray:
+        if i not in all_masks:
+            all_masks[i] = _pad(matched_gt_labels(np.asarray(kept_boxes[i]).reshape(-1, 4), gt_bboxes[i],
+                                                  gt_labels[i], iou_thr), num_cls)
+        return all_masks[i]
+
     for i in range(n):
         if not has_gt[i]:
             continue
@@ -53,10 +68,17 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
             correct += int((mq & mn).any(axis=1).sum())
             objects += int((mq.any(axis=1) & mn.any(axis=1)).sum())
             scored += len(p)
+            if kept_boxes is not None:
+                aq, an = masks_of(i).astype(np.int64), masks_of(nb).astype(np.int64)
+                if len(aq) and len(an):
+                    rand_correct += len(p) * float(((aq @ an.T) > 0).mean())
+                    rand_objects += len(p) * float(aq.any(axis=1).mean() * an.any(axis=1).mean())
     if scored == 0:
         return {}
-    return dict(pair_precision=correct / scored, pair_object_rate=objects / scored,
-                scored_pairs=scored)
+    out = dict(pair_precision=correct / scored, pair_object_rate=objects / scored, scored_pairs=scored)
+    if kept_boxes is not None:
+        out.update(pair_precision_random=rand_correct / scored, pair_object_rate_random=rand_objects / scored)
+    return out
 
 
 def _pad(mask: np.ndarray, num_cls: int) -> np.ndarray:
@@ -75,7 +97,7 @@ class CorrespondenceMetric(MiningMetric):
     official correspondence JSON when ``json_file`` is set. Skipped images keep their
     neighbour list but have no boxes and no pairs (and pairs with them as neighbour are
     empty); they are listed in the header. With ground truth it reports
-    :func:`pair_precision` plus counts.
+    :func:`pair_precision` (with the random-pair level) plus counts.
 
     Args:
         out_file (str): Output store (``<data_root>/orl/correspondence.orlstore``).
@@ -146,5 +168,5 @@ class CorrespondenceMetric(MiningMetric):
                 for b in gt_b]
         gt_l = [None if lab is None else np.asarray(lab, dtype=np.int64).reshape(-1)
                 for lab in gt_l]
-        metrics.update(pair_precision(pairs, knn, gt_b, gt_l, self.iou_thr))
+        metrics.update(pair_precision(pairs, knn, gt_b, gt_l, self.iou_thr, kept_boxes=boxes))
         return metrics

@@ -174,7 +174,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         'proposal_recall_raw': metric(st['selective_search'], 'selective_search/recall@0.5_raw'),
         'proposal_recall_filtered': metric(st['selective_search'], 'selective_search/recall@0.5_filtered'),
         'correspondence_pair_precision': metric(st['correspondence'], 'correspondence/pair_precision'),
+        'correspondence_pair_precision_random': metric(st['correspondence'],
+                                                       'correspondence/pair_precision_random'),
         'correspondence_pair_object_rate': metric(st['correspondence'], 'correspondence/pair_object_rate'),
+        'correspondence_pair_object_rate_random': metric(st['correspondence'],
+                                                         'correspondence/pair_object_rate_random'),
         'finetune_bbox_mAP': metric(st['finetune'], 'val/coco/bbox_mAP', 'coco/bbox_mAP'),
         'finetune_bbox_mAP_50': metric(st['finetune'], 'val/coco/bbox_mAP_50', 'coco/bbox_mAP_50'),
         'stages': {s: dict(skipped=r.get('skipped'), wall_s=r.get('wall_s'), cpu_s=r.get('cpu_s'),
@@ -199,7 +203,9 @@ def main(argv: Optional[List[str]] = None) -> int:
          f"(random neighbour: {f(result['knn_category_precision_random_neighbour'])})"),
         ('proposal recall@0.5 raw / kept', f"{f(result['proposal_recall_raw'])} / "
                                            f"{f(result['proposal_recall_filtered'])}"),
-        ('pair precision (same category)', f(result['correspondence_pair_precision'])),
+        ('pair precision (same category)',
+         f"{f(result['correspondence_pair_precision'])} "
+         f"(random pairs of the same boxes: {f(result['correspondence_pair_precision_random'])})"),
         ('stage-3 checkpoint', result['stage3_checkpoint']),
         ('fine-tuned bbox mAP (val)', f"{f(result['finetune_bbox_mAP'])} "
                                       f"(mAP@0.5 {f(result['finetune_bbox_mAP_50'])})"),
