@@ -109,3 +109,29 @@ def test_hook_without_annotations_warns_and_turns_off(tmp_path):
     hook.before_train(_Runner())  # warns and turns off instead of stopping the training
     assert 'empty.json' in hook.disabled_reason
     hook.after_train_epoch(_Runner())  # stays off, no error
+
+
+def test_probe_cli_scores_checkpoints(tmp_path):
+    import runpy
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    tool = runpy.run_path(osp.join(repo, 'tools', 'analysis_tools', 'object_probe.py'))
+    root, _, _ = _scenes(tmp_path)
+    cfg = osp.join(repo, 'configs', 'byol', 'byol_resnet18_1xb32-coslr-30e_synthetic.py')
+    # A stage-3-like checkpoint: a ResNet-18 under 'backbone.' (seed 5, so it differs from 'random' seed 0).
+    from mmpretrain.models import ResNet
+    torch.manual_seed(5)
+    net = ResNet(depth=18, out_indices=(3, ))
+    ckpt = str(tmp_path / 'ckpt.pth')
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in net.state_dict().items()}), ckpt)
+    out = str(tmp_path / 'probe.json')
+    assert tool['main']([cfg, 'random', ckpt, 'random', '--data-root', root, '--out', out]) == 0
+    with open(out) as f:
+        res = json.load(f)['results']
+    assert [r['checkpoint'] for r in res] == ['random', ckpt, 'random']
+    assert all(0.0 <= r['top1'] <= 1.0 and r['num_query'] > 0 for r in res)
+    assert res[0]['top1'] == res[2]['top1']  # the seeded random init is reproducible
+
+    bad = str(tmp_path / 'bad.pth')
+    torch.save(dict(state_dict={'backbone.conv1.weight': net.conv1.weight.detach()}), bad)
+    with pytest.raises(SystemExit, match='bad.pth'):
+        tool['main']([cfg, bad, '--data-root', root])
