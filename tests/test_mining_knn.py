@@ -90,6 +90,8 @@ def test_knn_metric_category_precision_known_case(tmp_path):
     # hits: 2 + 2 + 2 + 1 + 1 + 0 over 6 annotated readable queries x 2
     assert res['category_precision@2'] == pytest.approx(8 / 12)
     assert res['category_precision@1'] == pytest.approx(5 / 6)
+    # a random readable neighbour: label-0 queries share with 2 of the 6 others, label-1 ones with 1, image 5 with none
+    assert res['category_precision_random'] == pytest.approx((3 * 2 / 6 + 2 * 1 / 6) / 6)
     assert res['num_skipped'] == 1
     assert store.skipped == [dict(index=7, file_name='7.jpg', reason='7.jpg: cannot decode')]
     assert store.image_ids.tolist() == list(range(100, 108))

@@ -63,18 +63,39 @@ def exact_knn(feats: np.ndarray, k: int, use_gpu: bool = False, margin: int = 16
     return out
 
 
-def category_precision(labels: List[np.ndarray], knn: np.ndarray, queries: np.ndarray) -> dict:
+def category_precision(labels: List[np.ndarray], knn: np.ndarray, queries: np.ndarray,
+                       candidates: Optional[np.ndarray] = None, max_random_queries: int = 2000) -> dict:
     """Fraction of neighbours sharing at least one GT category with the query.
 
     ``labels[i]``: GT category indices of image i; ``queries``: rows to score (images with
-    annotations). Returns precision over all k neighbours and over the first one.
+    annotations). Returns precision over all k neighbours and over the first one. With
+    ``candidates`` (the images a neighbour can be) it also returns ``category_precision_random``:
+    the same figure for a neighbour drawn uniformly from the candidates other than the query, the
+    level retrieval has to beat - exact for up to ``max_random_queries`` queries, else the mean
+    over that many queries drawn with a fixed seed (the all-pairs count is quadratic).
     """
     sets = [frozenset(np.asarray(lab).reshape(-1).tolist()) for lab in labels]
     hits = np.array([[bool(sets[q] & sets[j]) for j in knn[q]] for q in queries], dtype=bool)
     if hits.size == 0:
         return {}
-    return {f'category_precision@{knn.shape[1]}': float(hits.mean()),
-            'category_precision@1': float(hits[:, 0].mean())}
+    out = {f'category_precision@{knn.shape[1]}': float(hits.mean()),
+           'category_precision@1': float(hits[:, 0].mean())}
+    if candidates is not None and len(candidates) > 1:
+        num_cls = max((max(st) for st in sets if st), default=-1) + 1
+        onehot = np.zeros((len(labels), num_cls), dtype=np.float32)
+        for i, st in enumerate(sets):
+            onehot[i, list(st)] = 1.0
+        sample = queries
+        if len(sample) > max_random_queries:
+            sample = np.sort(np.random.default_rng(0).choice(queries, max_random_queries, replace=False))
+        cand = onehot[candidates]
+        shared = 0.0
+        for s in range(0, len(sample), 256):  # blocks keep the (queries x candidates) matrix small
+            q = sample[s:s + 256]
+            # the query is a candidate that always shares with itself: take it out
+            shared += float(((onehot[q] @ cand.T) > 0).sum()) - int((np.isin(q, candidates) & onehot[q].any(1)).sum())
+        out['category_precision_random'] = shared / (len(sample) * (len(candidates) - 1))
+    return out
 
 
 @METRICS.register_module()
@@ -85,7 +106,7 @@ class KNNMetric(MiningMetric):
     Skipped (unreadable) images are never anyone's neighbour; their own row holds their own
     index ``k`` times (the store needs valid positions), and they are listed in the header's
     ``skipped``. With ground truth, reports the fraction of neighbours that share at least one
-    category with the query (over queries with annotations).
+    category with the query (over queries with annotations), and that fraction for a random neighbour.
 
     Args:
         out_file (str): Output store (``<data_root>/orl/knn.orlstore``).
@@ -136,5 +157,5 @@ class KNNMetric(MiningMetric):
         metrics = dict(num_images=n, num_skipped=len(skipped))
         labels = [np.asarray(r.get('gt_labels', []), dtype=np.int64) for r in results]
         queries = np.array([i for i in valid if labels[i].size], dtype=np.int64)
-        metrics.update(category_precision(labels, knn, queries))
+        metrics.update(category_precision(labels, knn, queries, candidates=valid))
         return metrics
