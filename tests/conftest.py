@@ -76,3 +76,24 @@ def tiny_byol_cfg(synthetic_scenes):
         return cfg
 
     return make
+
+
+@pytest.fixture
+def colour_model():
+    """A stand-in for a self-supervised model in the probes: its ``backbone`` maps each image to its
+    mean normalised colour (a 3-channel 1x1 map), so which images look alike is known."""
+    import torch
+
+    class _ColourBackbone(torch.nn.Module):
+
+        def forward(self, x):
+            return (x.mean(dim=(2, 3), keepdim=True), )
+
+    class _ColourModel(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.backbone = _ColourBackbone()
+            self.w = torch.nn.Parameter(torch.zeros(1))  # a device to read
+
+    return _ColourModel()

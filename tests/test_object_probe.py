@@ -27,21 +27,6 @@ def test_knn_vote_is_similarity_weighted():
         knn_classify(ref[:0], labels[:0], q, 2)
 
 
-class _ColourBackbone(torch.nn.Module):
-    """Features = the crop's mean normalised colour (3 channels), as a 1x1 map."""
-
-    def forward(self, x):
-        return (x.mean(dim=(2, 3), keepdim=True), )
-
-
-class _ColourModel(torch.nn.Module):
-
-    def __init__(self):
-        super().__init__()
-        self.backbone = _ColourBackbone()
-        self.w = torch.nn.Parameter(torch.zeros(1))  # a device to read
-
-
 def _scenes(tmp_path, n=12):
     root = str(tmp_path / 'scenes')
     make_synthetic_scenes(root, n, seed=3, img_size=(96, 96), workers=1)
@@ -68,14 +53,14 @@ def test_object_crops_follow_the_annotations(tmp_path):
     assert len(few) == 5 and np.array_equal(few_labels, expect[:5])
 
 
-def test_probe_scores_a_known_feature_map():
+def test_probe_scores_a_known_feature_map(colour_model):
     # Two colour classes: mean colour separates them perfectly; a model that sees only noise cannot.
     rng = np.random.default_rng(0)
     def crops(n, colour):
         return np.clip(rng.normal(colour, 10, (n, 8, 8, 3)), 0, 255).astype(np.uint8)
     ref = (np.concatenate([crops(10, (200, 30, 30)), crops(10, (30, 30, 200))]), np.repeat([0, 1], 10))
     qry = (np.concatenate([crops(5, (190, 40, 30)), crops(5, (40, 30, 190))]), np.repeat([0, 1], 5))
-    model = _ColourModel().train()
+    model = colour_model.train()
     res = object_knn_probe(model, ref, qry, k=5)
     assert res['top1'] == 1.0 and res['chance'] == 0.5
     assert res['num_reference'] == 20 and res['num_query'] == 10
@@ -86,7 +71,7 @@ def test_probe_scores_a_known_feature_map():
         object_knn_probe(model, ref, (qry[0][:0], qry[1][:0]))
 
 
-def test_hook_without_annotations_warns_and_turns_off(tmp_path):
+def test_hook_without_annotations_warns_and_turns_off(tmp_path, colour_model):
     root, _, _ = _scenes(tmp_path, n=6)
     ann = osp.join(root, 'annotations', 'instances_train.json')
     with open(ann) as f:
@@ -101,7 +86,7 @@ def test_hook_without_annotations_warns_and_turns_off(tmp_path):
         hook._load(cfg)
 
     class _Runner:
-        model = _ColourModel()
+        model = colour_model
         logger = MMLogger.get_instance('probe_test')
         epoch = 0
         max_epochs = 1

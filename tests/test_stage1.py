@@ -21,7 +21,7 @@ COCO_PLUS_CFG = osp.join(REPO, 'configs/byol/byol_resnet50_8xb64-coslr-800e_coco
 
 def test_cpu_config_trains_and_saves_backbone(tmp_path):
     data_root = str(tmp_path / 'scenes')
-    make_synthetic_scenes(data_root, 8, seed=0, img_size=(64, 64), workers=1)
+    make_synthetic_scenes(data_root, 10, seed=0, img_size=(64, 64), workers=1)  # 8 train, 2 val
     cfg = Config.fromfile(CPU_CFG)
     cfg.work_dir = str(tmp_path / 'work')
     dl = cfg.train_dataloader
@@ -37,10 +37,10 @@ def test_cpu_config_trains_and_saves_backbone(tmp_path):
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_level = 'WARNING'
-    probe = cfg.custom_hooks[0]
-    assert probe.type == 'ObjectProbeHook'
-    probe.reference.data_root = probe.query.data_root = data_root
-    probe.interval = 1
+    probe, views = cfg.custom_hooks
+    assert probe.type == 'ObjectProbeHook' and views.type == 'ViewRetrievalHook'
+    probe.reference.data_root = probe.query.data_root = views.dataset.data_root = data_root
+    probe.interval = views.interval = 1
     runner = Runner.from_cfg(cfg)
     before = {k: v.clone() for k, v in runner.model.state_dict().items()}
     runner.train()
@@ -57,6 +57,11 @@ def test_cpu_config_trains_and_saves_backbone(tmp_path):
     assert len(probes) == 3
     assert all(0.0 <= r['probe/object_knn_top1'] <= 1.0 for r in probes)
     assert {r['probe/object_knn_top1_init'] for r in probes} == {probes[0]['probe/object_knn_top1']}
+    # So did held-out view retrieval, on the training views (32 px here) of the 2 val images.
+    with open(osp.join(runner.log_dir, 'vis_data', 'scalars.json')) as f:
+        views = [r for r in map(json.loads, f) if 'probe/view_top1' in r]
+    assert len(views) == 3 and all(r['probe/view_chance'] == 0.5 for r in views)
+    assert all(r['probe/view_top1'] in (0.0, 0.25, 0.5, 0.75, 1.0) for r in views)
 
     ckpt_path = osp.join(cfg.work_dir, 'epoch_2.pth')
     ckpt = CheckpointLoader.load_checkpoint(ckpt_path, map_location='cpu')

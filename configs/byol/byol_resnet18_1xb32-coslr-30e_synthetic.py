@@ -81,8 +81,9 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
 
-# Is it learning? Classify the held-out split's object crops by kNN over the train split's crops
-# with the online backbone, before training and every 5 epochs (logged as probe/object_knn_top1).
+# Is it learning? Before training and every 5 epochs, on the held-out split: classify its object
+# crops by kNN over the train split's crops (probe/object_knn_top1), and find each image's second
+# view among all images' views (probe/view_top1), both with the online backbone.
 custom_hooks = [
     dict(
         type='ObjectProbeHook',
@@ -97,5 +98,17 @@ custom_hooks = [
             ann_file='annotations/instances_val.json',
             data_prefix=dict(img_path='images/')),
         interval=5,
-        crop_size=64)
+        crop_size=64),
+    dict(
+        type='ViewRetrievalHook',
+        dataset=dict(
+            type='SceneImageDataset',
+            data_root='data/synthetic_scenes/',
+            ann_file='annotations/instances_val.json',
+            data_prefix=dict(img_path='images/')),
+        interval=5,
+        max_images=256),
 ]
+
+# A fixed seed: the random initialisation, and so the probes' starting values, repeat run to run.
+randomness = dict(seed=0)

@@ -82,6 +82,18 @@ def knn_classify(ref_feats: torch.Tensor,
 
 
 @torch.no_grad()
+def encode_in_eval_mode(model: torch.nn.Module, *crop_sets: np.ndarray, batch_size: int = 128) -> List[torch.Tensor]:
+    """:func:`encode_crops` of each set with the model in eval mode (BN running statistics, as 2c
+    uses them); the model's mode is restored afterwards, also on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        return [encode_crops(model, crops, batch_size=batch_size) for crops in crop_sets]
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
 def object_knn_probe(model: torch.nn.Module,
                      ref: Tuple[np.ndarray, np.ndarray],
                      query: Tuple[np.ndarray, np.ndarray],
@@ -100,13 +112,7 @@ def object_knn_probe(model: torch.nn.Module,
     if len(ref_crops) == 0 or len(q_crops) == 0:
         raise ValueError(f'object probe: needs annotated objects in both splits '
                          f'(got {len(ref_crops)} reference and {len(q_crops)} query crops)')
-    was_training = model.training
-    model.eval()
-    try:
-        f_ref = encode_crops(model, ref_crops, batch_size=batch_size)
-        f_q = encode_crops(model, q_crops, batch_size=batch_size)
-    finally:
-        model.train(was_training)
+    f_ref, f_q = encode_in_eval_mode(model, ref_crops, q_crops, batch_size=batch_size)
     num_classes = int(max(ref_labels.max(), q_labels.max())) + 1
     device = f_ref.device
     pred = knn_classify(f_ref, torch.from_numpy(ref_labels).to(device), f_q, num_classes, k, temperature)

@@ -1,0 +1,89 @@
+"""Held-out view retrieval: does the backbone recognise a scene across two augmented views?
+
+This is what stage 1's loss asks for, measured on images it never trained on: every held-out
+image is cut into two views by the training view pipelines, both are embedded with the online
+backbone (avgpool + L2, the feature 2a and 2c use), and a view counts as retrieved when its
+nearest view of the other kind comes from the same image. Random weights already match some
+views (colour and layout survive the augmentations), so the value at the start is the level to
+beat; a collapsed network (the same output for every input) scores chance, ``1 / N``. It says
+nothing about object categories: that is :mod:`orl_plugin.evaluation.object_probe`'s question.
+"""
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmcv.transforms import Compose
+from mmengine.registry import DefaultScope
+
+from orl_plugin.evaluation.object_probe import encode_in_eval_mode
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed the global generators the transforms draw from, and give the training its own back."""
+    np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        torch.set_rng_state(torch_state)
+
+
+def make_view_pairs(img_paths: Sequence[str],
+                    view_pipelines: Sequence[Sequence[dict]],
+                    seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Two views of every image, one from each of the two ``view_pipelines`` (mmpretrain
+    transform configs, e.g. ``view_pipeline1`` / ``view_pipeline2`` of the stage-1 data config).
+    The same ``seed`` gives the same views, so scores taken during a run are comparable.
+
+    Returns:
+        Two ``(N, H, W, 3)`` uint8 arrays (the loader's BGR order); the pipelines must end in
+        a fixed size (``RandomResizedCrop`` does).
+    """
+    if len(view_pipelines) != 2:
+        raise ValueError(f'view retrieval needs two view pipelines, got {len(view_pipelines)}')
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        pipes = [Compose([dict(type='LoadImageFromFile'), *p]) for p in view_pipelines]
+    views: List[List[np.ndarray]] = [[], []]
+    with _seeded(seed):
+        for path in img_paths:
+            for out, pipe in zip(views, pipes):
+                res = pipe(dict(img_path=path))
+                if res is None:
+                    raise ValueError(f'view retrieval: the view pipeline dropped image {path}')
+                out.append(np.asarray(res['img'], np.uint8))
+    shapes = {v.shape for vs in views for v in vs}
+    if len(shapes) > 1:
+        raise ValueError(f'view retrieval: views differ in size {sorted(shapes)}; end the pipelines '
+                         'in a fixed-size crop')
+    return np.stack(views[0]), np.stack(views[1])
+
+
+@torch.no_grad()
+def view_retrieval(model: torch.nn.Module,
+                   views: Tuple[np.ndarray, np.ndarray],
+                   batch_size: int = 128) -> Dict[str, float]:
+    """Top-1 retrieval of each image's other view among all ``N`` images' views, averaged over
+    both directions. The model runs in eval mode (restored afterwards).
+
+    Returns:
+        ``top1``, ``chance`` (``1 / N``) and ``num_images``.
+    """
+    v1, v2 = views
+    if len(v1) < 2 or len(v1) != len(v2):
+        raise ValueError(f'view retrieval needs two equally long view sets of >= 2 images, '
+                         f'got {len(v1)} and {len(v2)}')
+    f1, f2 = encode_in_eval_mode(model, v1, v2, batch_size=batch_size)
+    sim = f1 @ f2.t()
+    target = torch.arange(len(v1), device=sim.device)
+    top1 = 0.5 * (float((sim.argmax(1) == target).float().mean()) +
+                  float((sim.argmax(0) == target).float().mean()))
+    return dict(top1=top1, chance=1.0 / len(v1), num_images=int(len(v1)))
