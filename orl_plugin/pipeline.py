@@ -273,7 +273,8 @@ def read_run_metrics(log_dir: str) -> Dict[str, Any]:
 
     * ``<log_dir>/<ts>.json`` (written by LoggerHook after ``Runner.test()``): the evaluator's metrics.
     * ``<log_dir>/vis_data/scalars.json`` (one json per line): the last training line's losses
-      (``train/loss*``) and the last validation line's metrics (``val/<name>``).
+      (``train/loss*``) and the latest value of every other scalar (``val/<name>``: validation
+      metrics, probe hooks).
     """
     out: Dict[str, Any] = {}
     ts = osp.basename(log_dir)
@@ -292,8 +293,8 @@ def read_run_metrics(log_dir: str) -> Dict[str, Any]:
                     continue
                 if 'lr' in rec or any(k.startswith('loss') for k in rec):
                     last_train = rec
-                else:
-                    last_val = rec
+                else:  # hooks log their own lines (probes): keep the latest value of each
+                    last_val.update(rec)
         for k, v in _numeric_items(last_train).items():
             if k.startswith('loss'):
                 out[f'train/{k}'] = v

@@ -1,5 +1,6 @@
 """The pipeline runner: stage graph, options, skip-if-done / --from / crash resume (fast, with a fake
 launcher), and one real end-to-end run of every stage on a tiny synthetic set."""
+import json
 import os
 import os.path as osp
 import sys
@@ -97,6 +98,18 @@ def test_data_root_options():
     items = pl.data_root_options(cfg, '/elsewhere/scenes')
     assert 'test_dataloader.dataset.data_root=/elsewhere/scenes/' in items
     assert 'test_evaluator.out_file=/elsewhere/scenes/orl/knn.orlstore' in items
+
+
+def test_run_metrics_keep_every_probe(tmp_path):
+    # Two hooks log their own scalar lines at the same step; both must reach the summary, each at its latest value.
+    log_dir = tmp_path / '20260101_000000'
+    (log_dir / 'vis_data').mkdir(parents=True)
+    lines = [dict(lr=0.1, loss=3.0, step=1), dict(**{'probe/object_knn_top1': 0.5}, step=0),
+             dict(**{'probe/view_top1': 0.1}, step=0), dict(lr=0.05, loss=2.0, step=2),
+             dict(**{'probe/object_knn_top1': 0.6}, step=2), dict(**{'probe/view_top1': 0.2}, step=2)]
+    (log_dir / 'vis_data' / 'scalars.json').write_text(''.join(json.dumps(r) + '\n' for r in lines))
+    assert pl.read_run_metrics(str(log_dir)) == {'train/loss': 2.0, 'val/probe/object_knn_top1': 0.6,
+                                                 'val/probe/view_top1': 0.2}
 
 
 def test_schedule_options():

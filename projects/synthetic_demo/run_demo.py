@@ -147,6 +147,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         'detector_checkpoint': st['finetune']['outputs']['checkpoint'],
         'stage1_object_probe_top1': metric(st['stage1'], 'val/probe/object_knn_top1'),
         'stage1_object_probe_top1_at_init': metric(st['stage1'], 'val/probe/object_knn_top1_init'),
+        'stage1_view_retrieval_top1': metric(st['stage1'], 'val/probe/view_top1'),
+        'stage1_view_retrieval_top1_at_init': metric(st['stage1'], 'val/probe/view_top1_init'),
+        'stage1_view_retrieval_chance': metric(st['stage1'], 'val/probe/view_chance'),
         'knn_category_precision': metric(st['knn'], 'knn/category_precision@10'),
         'knn_category_precision_at_1': metric(st['knn'], 'knn/category_precision@1'),
         'knn_category_precision_random_neighbour': metric(st['knn'], 'knn/category_precision_random'),
@@ -177,6 +180,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         ('stage-1 checkpoint', result['stage1_checkpoint']),
         ('stage-1 object kNN probe top-1',
          f"{f(result['stage1_object_probe_top1'])} (random init: {f(result['stage1_object_probe_top1_at_init'])})"),
+        ('stage-1 held-out view retrieval top-1',
+         f"{f(result['stage1_view_retrieval_top1'])} (random init: "
+         f"{f(result['stage1_view_retrieval_top1_at_init'])}, chance: {f(result['stage1_view_retrieval_chance'])})"),
         ('KNN category precision@10',
          f"{f(result['knn_category_precision'])} "
          f"(random neighbour: {f(result['knn_category_precision_random_neighbour'])})"),
