@@ -1,0 +1,42 @@
+"""tools/benchmarks/stage1_probe_curve.py: both arms train and are probed, the baselines match the
+runs' start, a finished arm is not rerun."""
+import json
+import os.path as osp
+import runpy
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOL = osp.join(ROOT, 'tools', 'benchmarks', 'stage1_probe_curve.py')
+
+
+def test_curve_benchmark_small_run(tmp_path, monkeypatch):
+    tool = runpy.run_path(TOOL)
+    out = str(tmp_path / 'curve')
+    argv = ['--num-images', '15', '--epochs', '1', '--crop-epochs', '1', '--view-size', '32', '--probe-interval', '1', '--out', out]
+    assert tool['main'](argv) == 0
+    with open(osp.join(out, 'results.json')) as f:
+        res = json.load(f)
+
+    with open(osp.join(out, 'data', 'annotations', 'instances_train.json')) as f:
+        train = json.load(f)
+    sides = [min(round(a['bbox'][2]), round(a['bbox'][3])) for a in train['annotations']]
+    assert res['object_crops'] == sum(s >= 8 for s in sides)  # the probe's own crop rule, no labels kept
+    with open(osp.join(out, 'object_crops', 'annotations', 'crops.json')) as f:
+        assert json.load(f)['annotations'] == []
+
+    base = res['random_init']
+    for arm in ('scenes', 'object-crops'):
+        rec = res['arms'][arm]
+        assert [s for s, _ in rec['object_probe']] == [0, rec['object_probe'][-1][0]]  # before and after epoch 1
+        assert len(rec['view_retrieval']) == 2 and rec['loss']
+        # The seeded initialisation the runs start from is the one the baselines probe.
+        assert rec['object_probe'][0][1] == pytest.approx(base['object_probe'], abs=1e-4)
+        assert rec['view_retrieval'][0][1] == pytest.approx(base['view_retrieval'], abs=1e-4)
+    # 12 training scenes make one batch of 32, their ~50 object crops two: the crop arm trained on the crops.
+    assert res['arms']['object-crops']['object_probe'][-1][0] > res['arms']['scenes']['object_probe'][-1][0]
+    assert 0.0 <= base['object_probe_bn_recalibrated'] <= 1.0
+
+    # A second call reads the finished arms instead of training again.
+    monkeypatch.setattr(tool['subprocess'], 'run', lambda *a, **k: pytest.fail('an arm was rerun'))
+    assert tool['main'](argv) == 0

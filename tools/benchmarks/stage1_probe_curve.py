@@ -1,0 +1,249 @@
+#!/usr/bin/env python
+"""Stage-1 learning curve on synthetic scenes: do the held-out probes pass the random initialisation?
+
+Runs the CPU stage-1 config (``tools/train.py``, one subprocess per arm) on a synthetic-scenes set
+with its two hooks every ``--probe-interval`` epochs, and collects their curves from the run's
+``vis_data/scalars.json``:
+
+* ``probe/object_knn_top1``: kNN top-1 of the held-out split's object crops over the training
+  split's (``ObjectProbeHook``);
+* ``probe/view_top1``: held-out view retrieval (``ViewRetrievalHook``).
+
+Arms (``--arms``): ``scenes`` trains on the scene images (the method); ``object-crops`` trains the
+same recipe on the ground-truth object crops of the training images (no labels), to tell whether
+the scenes are what holds the features back. Both are probed on the same scenes.
+
+Beside the curves: the random initialisation probed twice, as a fresh network is (its BN layers are
+the identity in eval mode) and with BN statistics measured on the probe's reference crops, so a
+drop below the first can be read against the second.
+
+A finished arm is not rerun (``OUT/<arm>/arm_done.json``). Output: ``OUT/results.json``, and a table
+printed at the end.
+
+    python tools/benchmarks/stage1_probe_curve.py --out work_dirs/stage1_curve
+    python tools/benchmarks/stage1_probe_curve.py --num-images 40 --epochs 2 --view-size 32 --out /tmp/c
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from orl_plugin.pipeline import data_root_options, load_config, repo_root, schedule_options, write_json_atomic
+
+ARMS = ('scenes', 'object-crops')
+CPU_CONFIG = 'configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py'
+DONE = 'arm_done.json'
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--out', default='work_dirs/stage1_curve', help='output folder')
+    p.add_argument('--config', default=CPU_CONFIG, help='stage-1 config with the two probe hooks')
+    p.add_argument('--data-root', default=None,
+                   help='synthetic scenes; default OUT/data, generated with --num-images if absent')
+    p.add_argument('--num-images', type=int, default=2000)
+    p.add_argument('--arms', nargs='+', default=list(ARMS), choices=ARMS)
+    p.add_argument('--epochs', type=int, default=30, help="training epochs of the scenes arm (cosine over them)")
+    p.add_argument('--crop-epochs', type=int, default=2,
+                   help='training epochs of the object-crops arm (its epochs are ~4.5x longer: one image per object)')
+    p.add_argument('--view-size', type=int, default=64, help='side of the two training views')
+    p.add_argument('--probe-interval', type=int, default=2, help='epochs between probes')
+    p.add_argument('--max-probe-objects', type=int, default=2000, help='cap on the crops of each probe split')
+    p.add_argument('--verbose', action='store_true', help="stream the runs' output")
+    args = p.parse_args(argv)
+    if args.data_root is None:
+        args.data_root = osp.join(args.out, 'data')
+    return args
+
+
+def ensure_scenes(root: str, num_images: int) -> None:
+    from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
+    if not osp.isfile(osp.join(root, 'annotations', 'instances_val.json')):
+        print(f'[bench] generating {num_images} synthetic scenes under {root}', flush=True)
+        make_synthetic_scenes(root, num_images=num_images, seed=7)
+
+
+def ensure_object_crops(scenes: str, out: str, size: int = 96) -> int:
+    """The training split's ground-truth object crops as a folder of images with a COCO image list
+    (no annotations: the arm trains without labels). Written once; returns the crop count."""
+    import mmcv
+    ann = osp.join(out, 'annotations', 'crops.json')
+    if osp.isfile(ann):
+        with open(ann) as f:
+            return len(json.load(f)['images'])
+    from orl_plugin.evaluation.object_probe import object_crops
+    crops, _ = object_crops(_split_infos(scenes, 'train'), size)
+    os.makedirs(osp.join(out, 'images'), exist_ok=True)
+    images = []
+    for i, c in enumerate(crops):
+        name = f'{i:06d}.jpg'
+        mmcv.imwrite(c, osp.join(out, 'images', name))
+        images.append(dict(id=i + 1, file_name=name, width=size, height=size))
+    os.makedirs(osp.dirname(ann), exist_ok=True)
+    write_json_atomic(ann, dict(images=images, annotations=[], categories=[]))
+    return len(images)
+
+
+def _split_infos(root: str, split: str) -> List[dict]:
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import DATASETS
+    import orl_plugin  # noqa: F401  (registers SceneImageDataset)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        ds = DATASETS.build(dict(type='SceneImageDataset', data_root=root, ann_file=f'annotations/instances_{split}.json',
+                                 data_prefix=dict(img_path='images/'), pipeline=[]))
+    return [ds.get_data_info(i) for i in range(len(ds))]
+
+
+def view_size_options(cfg: Dict[str, Any], size: int) -> List[str]:
+    """cfg-options setting the output side of every view's ``RandomResizedCrop``."""
+    pipeline = cfg['train_dataloader']['dataset']['pipeline']
+    opts = []
+    for i, t in enumerate(pipeline):
+        if t.get('type') != 'MultiView':
+            continue
+        for j, view in enumerate(t['transforms']):
+            for k, step in enumerate(view):
+                if step.get('type') == 'RandomResizedCrop':
+                    opts.append(f'train_dataloader.dataset.pipeline.{i}.transforms.{j}.{k}.scale={size}')
+    if not opts:
+        raise SystemExit('the config has no MultiView RandomResizedCrop to resize')
+    return opts
+
+
+def hook_options(cfg: Dict[str, Any], interval: int, max_objects: int) -> List[str]:
+    opts = []
+    types = [h.get('type') for h in cfg.get('custom_hooks', [])]
+    for name in ('ObjectProbeHook', 'ViewRetrievalHook'):
+        if name not in types:
+            raise SystemExit(f'the config has no {name} in custom_hooks')
+        i = types.index(name)
+        opts.append(f'custom_hooks.{i}.interval={interval}')
+        if name == 'ObjectProbeHook':
+            opts.append(f'custom_hooks.{i}.max_objects={max_objects}')
+    return opts
+
+
+def read_curves(log_dir: str) -> Dict[str, list]:
+    """``[iteration, value]`` lists of both probes and of the training loss."""
+    curves: Dict[str, list] = dict(object_probe=[], view_retrieval=[], loss=[])
+    with open(osp.join(log_dir, 'vis_data', 'scalars.json')) as f:
+        for line in f:
+            rec = json.loads(line)
+            if 'probe/object_knn_top1' in rec:
+                curves['object_probe'].append([rec['step'], rec['probe/object_knn_top1']])
+            if 'probe/view_top1' in rec:
+                curves['view_retrieval'].append([rec['step'], rec['probe/view_top1']])
+            if 'loss' in rec and 'lr' in rec:
+                curves['loss'].append([rec['step'], rec['loss']])
+    return curves
+
+
+def run_arm(arm: str, args: argparse.Namespace, cfg: Dict[str, Any], crops_root: Optional[str]) -> dict:
+    work = osp.join(args.out, arm)
+    done = osp.join(work, DONE)
+    if osp.isfile(done):
+        with open(done) as f:
+            print(f'[bench] {arm}: done before, not rerun ({done})', flush=True)
+            return json.load(f)
+    epochs = args.crop_epochs if arm == 'object-crops' else args.epochs
+    interval = min(args.probe_interval, epochs)
+    opts = (data_root_options(args.config, args.data_root) + schedule_options(args.config, epochs) +
+            view_size_options(cfg, args.view_size) + hook_options(cfg, interval, args.max_probe_objects) +
+            [f'default_hooks.checkpoint.interval={epochs}', 'default_hooks.logger.interval=25'])
+    if arm == 'object-crops':
+        opts += [f'train_dataloader.dataset.data_root={crops_root}/', 'train_dataloader.dataset.ann_file=annotations/crops.json']
+    cmd = [sys.executable, osp.join(repo_root(), 'tools', 'train.py'), args.config, '--work-dir', work,
+           '--cfg-options', *opts]
+    print(f'[bench] {arm}: training {epochs} epochs ({work})', flush=True)
+    os.makedirs(work, exist_ok=True)
+    t0 = time.time()
+    with open(osp.join(work, 'bench_stdout.log'), 'w') as log:
+        rc = subprocess.run(cmd, stdout=None if args.verbose else log, stderr=subprocess.STDOUT,
+                            cwd=repo_root()).returncode
+    if rc:
+        raise SystemExit(f'[bench] {arm}: tools/train.py exited {rc}; see {osp.join(work, "bench_stdout.log")}')
+    runs = sorted(d for d in os.listdir(work) if osp.isfile(osp.join(work, d, 'vis_data', 'scalars.json')))
+    rec = dict(arm=arm, epochs=epochs, wall_s=round(time.time() - t0, 1), log_dir=osp.join(work, runs[-1]),
+               **read_curves(osp.join(work, runs[-1])))
+    write_json_atomic(done, rec)
+    return rec
+
+
+def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
+    """Both probes of the seed-0 initialisation, with the identity BN of a fresh network and with
+    BN statistics measured on the reference crops (cumulative average over them, train-mode forwards)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    from orl_plugin.engine.hooks.view_retrieval_hook import _training_view_pipelines
+    from orl_plugin.engine.runners.correspondence_loop import encode_crops
+    from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
+    from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
+
+    cfg = Config.fromfile(args.config)
+    pipelines = copy.deepcopy(_training_view_pipelines(cfg))
+    for view in pipelines:
+        for step in view:
+            if step.get('type') == 'RandomResizedCrop':
+                step['scale'] = args.view_size
+    val = _split_infos(args.data_root, 'val')
+    splits = (object_crops(_split_infos(args.data_root, 'train'), 64, max_objects=args.max_probe_objects),
+              object_crops(val, 64, max_objects=args.max_probe_objects))
+    views = make_view_pairs([i['img_path'] for i in val[:256]], pipelines, seed=0)  # the hook's defaults
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+    out = dict(object_probe=object_knn_probe(model, *splits)['top1'], view_retrieval=view_retrieval(model, views)['top1'])
+    for m in model.backbone.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over all batches
+    model.train()
+    with torch.no_grad():
+        encode_crops(model, splits[0][0])
+    out.update(object_probe_bn_recalibrated=object_knn_probe(model, *splits)['top1'],
+               view_retrieval_bn_recalibrated=view_retrieval(model, views)['top1'])
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    ensure_scenes(args.data_root, args.num_images)
+    cfg = load_config(args.config)
+    crops_root = None
+    results: Dict[str, Any] = dict(config=args.config, data_root=osp.abspath(args.data_root), epochs=args.epochs,
+                                   crop_epochs=args.crop_epochs, view_size=args.view_size, arms={})
+    if 'object-crops' in args.arms:
+        crops_root = osp.join(args.out, 'object_crops')
+        results['object_crops'] = ensure_object_crops(args.data_root, crops_root)
+    results['random_init'] = random_init_baselines(args)
+    for arm in args.arms:
+        results['arms'][arm] = run_arm(arm, args, cfg, crops_root)
+        write_json_atomic(osp.join(args.out, 'results.json'), results)
+    write_json_atomic(osp.join(args.out, 'results.json'), results)
+
+    r = results['random_init']
+    print(f"\nrandom init: object probe {r['object_probe']:.3f} (BN recalibrated {r['object_probe_bn_recalibrated']:.3f}), "
+          f"view retrieval {r['view_retrieval']:.3f} ({r['view_retrieval_bn_recalibrated']:.3f})")
+    print('| arm | iteration | object probe | view retrieval |\n|---|---|---|---|')
+    for arm, rec in results['arms'].items():
+        views = dict(map(tuple, rec['view_retrieval']))
+        for step, top1 in rec['object_probe']:
+            v = views.get(step)
+            print(f"| {arm} | {step} | {top1:.3f} | {'-' if v is None else f'{v:.3f}'} |")
+    print(f"[bench] results: {osp.join(args.out, 'results.json')}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
