@@ -10,7 +10,7 @@ from mmengine.registry import DefaultScope
 
 from mmpretrain.registry import HOOKS
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
-from orl_plugin.engine.hooks.view_retrieval_hook import _training_view_pipelines
+from orl_plugin.engine.hooks.view_retrieval_hook import training_view_pipelines
 from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -69,12 +69,12 @@ def test_view_pairs_are_seeded_and_leave_the_training_rng_alone(tmp_path):
 
 def test_hook_reads_the_training_views_and_turns_off_on_bad_data(tmp_path, colour_model):
     cfg = Config.fromfile(CPU_CFG)
-    first, second = _training_view_pipelines(cfg)
+    first, second = training_view_pipelines(cfg)
     assert first == cfg.view_pipeline1 and second == cfg.view_pipeline2
     one_pipeline = Config(dict(train_dataloader=dict(dataset=dict(type='RepeatDataset', dataset=dict(
         pipeline=[dict(type='MultiView', num_views=[2], transforms=[cfg.view_pipeline1])])))))
-    assert _training_view_pipelines(one_pipeline) == [cfg.view_pipeline1] * 2
-    assert _training_view_pipelines(Config(dict(train_dataloader=dict(dataset=dict(pipeline=[]))))) is None
+    assert training_view_pipelines(one_pipeline) == [cfg.view_pipeline1] * 2
+    assert training_view_pipelines(Config(dict(train_dataloader=dict(dataset=dict(pipeline=[]))))) is None
 
     root = str(tmp_path / 'scenes')
     make_synthetic_scenes(root, 5, seed=0, img_size=(64, 64), workers=1)  # 1 val image

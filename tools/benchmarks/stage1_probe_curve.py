@@ -183,13 +183,13 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-    from orl_plugin.engine.hooks.view_retrieval_hook import _training_view_pipelines
+    from orl_plugin.engine.hooks.view_retrieval_hook import training_view_pipelines
     from orl_plugin.engine.runners.correspondence_loop import encode_crops
     from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
     from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
 
     cfg = Config.fromfile(args.config)
-    pipelines = copy.deepcopy(_training_view_pipelines(cfg))
+    pipelines = copy.deepcopy(training_view_pipelines(cfg))
     for view in pipelines:
         for step in view:
             if step.get('type') == 'RandomResizedCrop':

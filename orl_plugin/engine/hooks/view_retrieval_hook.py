@@ -13,8 +13,8 @@ from mmpretrain.registry import DATASETS, HOOKS
 from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
 
 
-def _training_view_pipelines(cfg: Any) -> Optional[List[list]]:
-    """The ``MultiView`` transforms of the training data set's pipeline, if it has one."""
+def training_view_pipelines(cfg: Any) -> Optional[List[list]]:
+    """The two view pipelines of a config's training ``MultiView`` transform (``None`` without one)."""
     dataset = cfg.get('train_dataloader', {}).get('dataset', {})
     for ds in (dataset, dataset.get('dataset', {})):  # plain, or wrapped once (RepeatDataset & co.)
         for t in ds.get('pipeline', []) or []:
@@ -68,7 +68,7 @@ class ViewRetrievalHook(Hook):
         self.disabled_reason: Optional[str] = None
 
     def _make_views(self, runner: Any) -> tuple:
-        pipelines = self.view_pipelines or _training_view_pipelines(runner.cfg)
+        pipelines = self.view_pipelines or training_view_pipelines(runner.cfg)
         if not pipelines:
             raise ValueError('no view_pipelines given and the training data set has no MultiView transform')
         cfg = dict(self.dataset_cfg)
