@@ -10,7 +10,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 from mmpretrain.registry import DATASETS
-from orl_plugin.datasets.scene_dataset import SceneImageDataset
+from orl_plugin.datasets.scene_dataset import SceneImageDataset, scene_data_infos
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 
 LOAD = [dict(type='LoadImageFromFile')]
@@ -63,6 +63,19 @@ def test_one_coco_json(scenes):
         assert ds.get_cat_ids(i) == info['gt_labels'].tolist()
     out = ds[3]
     assert out['img'].shape == (48, 64, 3) and out['sample_idx'] == 3
+
+
+def test_scene_data_infos_without_pipeline(scenes):
+    # Tools read infos (paths, boxes) of a data set config whatever its pipeline and the caller's scope.
+    root, _ = scenes
+    cfg = dict(data_root=root, ann_file='annotations/instances.json', data_prefix=dict(img_path='images/'),
+               pipeline=[dict(type='NoSuchTransform')])
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        infos = scene_data_infos(cfg)
+        first = scene_data_infos(cfg, limit=3)
+    assert [i['position'] for i in infos] == list(range(10))
+    assert [i['img_path'] for i in first] == [i['img_path'] for i in infos[:3]]
+    assert cfg['pipeline'] == [dict(type='NoSuchTransform')]  # the caller's config is left alone
 
 
 def test_crowd_and_user_classes(tmp_path, scenes):

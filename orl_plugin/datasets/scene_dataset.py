@@ -269,3 +269,16 @@ class SceneImageDataset(BaseDataset):
         """Labels present in image ``idx`` (for ``ClassBalancedDataset``); empty without annotations."""
         info = self.get_data_info(idx)
         return [int(x) for x in info.get('gt_labels', [])]
+
+
+def scene_data_infos(cfg: Dict[str, Any], limit: int = 0) -> List[dict]:
+    """Data infos of a data set config (``SceneImageDataset`` unless it names another type), its
+    pipeline left out, built in mmpretrain's registry whatever scope the caller has; the first
+    ``limit`` only when ``limit`` > 0. For tools that read images and boxes, not samples."""
+    from mmengine.registry import DefaultScope
+    cfg = dict(cfg, pipeline=[])
+    cfg.setdefault('type', 'SceneImageDataset')
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        dataset = DATASETS.build(cfg)
+    n = min(len(dataset), limit) if limit > 0 else len(dataset)
+    return [dataset.get_data_info(i) for i in range(n)]

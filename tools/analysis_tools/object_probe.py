@@ -13,7 +13,6 @@ checkpoint scores the config's random initialisation (seeded). Any checkpoint wi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -23,9 +22,11 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from mmpretrain.registry import DATASETS, MODELS
+from mmpretrain.registry import MODELS
 from orl_plugin.checkpoint_convert import extract_backbone, get_state_dict, load_checkpoint_file
+from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
+from orl_plugin.pipeline import write_json_atomic
 
 
 class _Encoder(torch.nn.Module):
@@ -56,11 +57,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        splits = []
-        for ann in (args.reference, args.query):
-            ds = DATASETS.build(dict(type='SceneImageDataset', data_root=args.data_root, ann_file=ann,
-                                     data_prefix=dict(img_path=args.img_prefix), pipeline=[]))
-            splits.append(object_crops([ds.get_data_info(i) for i in range(len(ds))], args.crop_size))
+        splits = [object_crops(scene_data_infos(dict(data_root=args.data_root, ann_file=ann,
+                                                     data_prefix=dict(img_path=args.img_prefix))), args.crop_size)
+                  for ann in (args.reference, args.query)]
         pre_cfg = dict(cfg.model.get('data_preprocessor') or dict(type='SelfSupDataPreprocessor'))
         results = []
         for ckpt in args.checkpoints:
@@ -81,10 +80,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f'reference objects; most common class {res["chance"]:.4f})', flush=True)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out + '.tmp', 'w') as f:
-            json.dump(dict(config=args.config, data_root=args.data_root, k=args.k, crop_size=args.crop_size,
-                           results=results), f, indent=1)
-        os.replace(args.out + '.tmp', args.out)
+        write_json_atomic(args.out, dict(config=args.config, data_root=args.data_root, k=args.k,
+                                         crop_size=args.crop_size, results=results))
     return 0
 
 

@@ -92,13 +92,9 @@ def ensure_object_crops(scenes: str, out: str, size: int = 96) -> int:
 
 
 def _split_infos(root: str, split: str) -> List[dict]:
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import DATASETS
-    import orl_plugin  # noqa: F401  (registers SceneImageDataset)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        ds = DATASETS.build(dict(type='SceneImageDataset', data_root=root, ann_file=f'annotations/instances_{split}.json',
-                                 data_prefix=dict(img_path='images/'), pipeline=[]))
-    return [ds.get_data_info(i) for i in range(len(ds))]
+    from orl_plugin.datasets.scene_dataset import scene_data_infos
+    return scene_data_infos(dict(data_root=root, ann_file=f'annotations/instances_{split}.json',
+                                 data_prefix=dict(img_path='images/')))
 
 
 def view_size_options(cfg: Dict[str, Any], size: int) -> List[str]:

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Union
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import DefaultScope
 
-from mmpretrain.registry import DATASETS, HOOKS
+from mmpretrain.registry import HOOKS
+from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
 
 
@@ -61,14 +61,7 @@ class ObjectProbeHook(Hook):
         self.disabled_reason: Optional[str] = None
 
     def _load(self, cfg: Union[Dict[str, Any], Any]) -> tuple:
-        cfg = dict(cfg)
-        cfg['pipeline'] = []
-        cfg.setdefault('type', 'SceneImageDataset')
-        # The data set lives in mmpretrain's registry whatever scope the runner (or a caller) set.
-        with DefaultScope.overwrite_default_scope('mmpretrain'):
-            dataset = DATASETS.build(cfg)
-        infos: Sequence[dict] = [dataset.get_data_info(i) for i in range(len(dataset))]
-        crops = object_crops(infos, self.crop_size, max_objects=self.max_objects)
+        crops = object_crops(scene_data_infos(cfg), self.crop_size, max_objects=self.max_objects)
         if len(crops[0]) == 0:
             raise ValueError(f'ObjectProbeHook: no annotated objects in {cfg.get("ann_file")!r} '
                              f'(data_root {cfg.get("data_root")!r}); the probe needs a COCO JSON with boxes')

@@ -7,9 +7,9 @@ from typing import Any, Dict, List, Optional, Sequence
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import DefaultScope
 
-from mmpretrain.registry import DATASETS, HOOKS
+from mmpretrain.registry import HOOKS
+from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
 
 
@@ -71,12 +71,8 @@ class ViewRetrievalHook(Hook):
         pipelines = self.view_pipelines or training_view_pipelines(runner.cfg)
         if not pipelines:
             raise ValueError('no view_pipelines given and the training data set has no MultiView transform')
-        cfg = dict(self.dataset_cfg)
-        cfg['pipeline'] = []
-        cfg.setdefault('type', 'SceneImageDataset')
-        with DefaultScope.overwrite_default_scope('mmpretrain'):
-            dataset = DATASETS.build(cfg)
-        paths = [dataset.get_data_info(i)['img_path'] for i in range(min(len(dataset), self.max_images))]
+        cfg = self.dataset_cfg
+        paths = [info['img_path'] for info in scene_data_infos(cfg, limit=self.max_images)]
         if len(paths) < 2:
             raise ValueError(f'ViewRetrievalHook: {cfg.get("ann_file") or cfg.get("data_root")!r} has '
                              f'{len(paths)} image(s); view retrieval needs at least 2')
