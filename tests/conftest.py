@@ -97,3 +97,36 @@ def colour_model():
             self.w = torch.nn.Parameter(torch.zeros(1))  # a device to read
 
     return _ColourModel()
+
+
+@pytest.fixture
+def diverged_model(colour_model):
+    """:func:`colour_model` after a diverged training: every feature is NaN."""
+    import torch
+
+    class _NanBackbone(torch.nn.Module):
+
+        def forward(self, x):
+            return (torch.full((x.size(0), 3, 1, 1), float('nan')), )
+
+    colour_model.backbone = _NanBackbone()
+    return colour_model
+
+
+@pytest.fixture
+def recording_logger():
+    """Stands in for ``runner.logger`` where a test reads what a hook logged: ``records`` holds
+    ``(level, message)`` pairs."""
+
+    class _RecordingLogger:
+
+        def __init__(self) -> None:
+            self.records: list = []
+
+        def info(self, msg: str) -> None:
+            self.records.append(('info', msg))
+
+        def warning(self, msg: str) -> None:
+            self.records.append(('warning', msg))
+
+    return _RecordingLogger()

@@ -62,6 +62,9 @@ def test_cpu_config_trains_and_saves_backbone(tmp_path):
         views = [r for r in map(json.loads, f) if 'probe/view_top1' in r]
     assert len(views) == 3 and all(r['probe/view_chance'] == 0.5 for r in views)
     assert all(r['probe/view_top1'] in (0.0, 0.25, 0.5, 0.75, 1.0) for r in views)
+    # With the features' effective rank: 4 views spread over at most 3 directions around their mean.
+    assert all(1.0 <= r['probe/view_rank'] <= 3.0 + 1e-6 for r in views)
+    assert {r['probe/view_rank_init'] for r in views} == {views[0]['probe/view_rank']}
 
     ckpt_path = osp.join(cfg.work_dir, 'epoch_2.pth')
     ckpt = CheckpointLoader.load_checkpoint(ckpt_path, map_location='cpu')

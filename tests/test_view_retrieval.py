@@ -11,7 +11,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.registry import HOOKS
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.engine.hooks.view_retrieval_hook import training_view_pipelines
-from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
+from orl_plugin.evaluation.view_retrieval import effective_rank, make_view_pairs, view_retrieval
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CPU_CFG = osp.join(REPO, 'configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py')
@@ -28,7 +28,8 @@ def test_retrieval_scores_a_known_feature_map(colour_model):
     v1, v2 = _views(colours, seed=1), _views(colours, seed=2)
     model = colour_model.train()
     res = view_retrieval(model, (v1, v2))
-    assert res == dict(top1=1.0, chance=0.25, num_images=4)
+    assert res['top1'] == 1.0 and res['chance'] == 0.25 and res['num_images'] == 4
+    assert 1.5 < res['rank'] <= 3.0  # mean colours: at most 3 directions, here more than one used
     assert model.training  # restored after the eval-mode forward
     assert view_retrieval(model, (v1, v2[::-1].copy()))['top1'] == 0.0  # every twin moved: nothing retrieved
     # Two images that look alike: each direction finds the pair's first image for both, so half of them.
@@ -37,9 +38,30 @@ def test_retrieval_scores_a_known_feature_map(colour_model):
     assert half['top1'] == 0.75
     # A collapsed network, one output for every input, scores chance.
     flat = np.full((4, 8, 8, 3), 128, np.uint8)
-    assert view_retrieval(model, (flat, flat)) == dict(top1=0.25, chance=0.25, num_images=4)
+    collapsed = view_retrieval(model, (flat, flat))
+    assert collapsed['top1'] == 0.25 and collapsed['chance'] == 0.25
+    assert collapsed['rank'] == 1.0
     with pytest.raises(ValueError, match='equally long'):
         view_retrieval(model, (v1, v2[:3]))
+
+
+def test_effective_rank_counts_the_directions_used():
+    import torch
+    # Four equally spread orthogonal directions, around a shared offset that is not one of them.
+    four = torch.cat([torch.eye(4), -torch.eye(4)]) + 10.0
+    assert effective_rank(four) == pytest.approx(4.0, rel=1e-6)
+    assert effective_rank(torch.ones(6, 4)) == 1.0  # one output for every input: collapsed
+    assert effective_rank(torch.ones(6, 4) + 1e-6 * torch.eye(6, 4)) == 1.0  # rounding noise is no spread
+    # Two directions, one holding 3/4 of the variance: exp of the entropy of (0.75, 0.25).
+    two = torch.tensor([[3 ** 0.5, 0.0], [-3 ** 0.5, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    expect = float(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))
+    assert effective_rank(two) == pytest.approx(expect, rel=1e-6)
+    # Squeezing all but 4 of 64 directions of random features leaves about 4.
+    g = torch.Generator().manual_seed(0)
+    full = torch.randn(512, 64, generator=g)
+    squeezed = full.clone()
+    squeezed[:, 4:] *= 0.01
+    assert effective_rank(full) > 50 and 4.0 < effective_rank(squeezed) < 4.5
 
 
 def test_view_pairs_are_seeded_and_leave_the_training_rng_alone(tmp_path):
@@ -94,3 +116,38 @@ def test_hook_reads_the_training_views_and_turns_off_on_bad_data(tmp_path, colou
     hook.after_train_epoch(_Runner())  # stays off, no error
     with pytest.raises(ValueError, match='max_images'):
         HOOKS.build(dict(type='ViewRetrievalHook', dataset=dict(), max_images=1))
+
+
+def test_nan_features_are_counted_and_the_hook_warns(tmp_path, diverged_model, recording_logger):
+    import torch
+    from orl_plugin.evaluation.object_probe import count_nonfinite
+    feats = torch.ones(4, 3)
+    feats[1, 2] = float('nan')
+    feats[3, 0] = float('inf')
+    assert count_nonfinite(feats, torch.ones(2, 3)) == 2
+
+    v = _views([(250, 10, 10), (10, 250, 10), (10, 10, 250)])
+    res = view_retrieval(diverged_model, (v, v))  # scores, does not raise
+    assert res['num_nonfinite'] == 6 and np.isnan(res['rank'])
+
+    root = str(tmp_path / 'scenes')
+    make_synthetic_scenes(root, 10, seed=0, img_size=(64, 64), workers=1)  # 2 val images
+    cfg = Config.fromfile(CPU_CFG)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        hook = HOOKS.build(dict(type='ViewRetrievalHook', dataset=dict(
+            data_root=root, ann_file='annotations/instances_val.json', data_prefix=dict(img_path='images/'))))
+    logged = []
+
+    class _Runner:
+        model = diverged_model
+        logger = recording_logger
+        epoch = 0
+        iter = 0
+
+        class visualizer:
+            add_scalars = staticmethod(lambda scalars, step: logged.append(scalars))
+    _Runner.cfg = cfg
+    hook.before_train(_Runner())  # the training goes on; the log says why the scores mean nothing
+    warnings = [m for level, m in recording_logger.records if level == 'warning']
+    assert len(warnings) == 1 and '4 of 4 view features are NaN/inf' in warnings[0]
+    assert np.isnan(logged[0]['probe/view_rank']) and hook.disabled_reason is None

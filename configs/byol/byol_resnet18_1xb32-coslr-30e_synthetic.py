@@ -83,7 +83,8 @@ default_hooks = dict(
 
 # Is it learning? Before training and every 5 epochs, on the held-out split: classify its object
 # crops by kNN over the train split's crops (probe/object_knn_top1), and find each image's second
-# view among all images' views (probe/view_top1), both with the online backbone.
+# view among all images' views (probe/view_top1), both with the online backbone; the rank of
+# those view features (probe/view_rank) falls when they collapse into a few directions.
 custom_hooks = [
     dict(
         type='ObjectProbeHook',

@@ -93,6 +93,12 @@ def encode_in_eval_mode(model: torch.nn.Module, *crop_sets: np.ndarray, batch_si
         model.train(was_training)
 
 
+def count_nonfinite(*feats: torch.Tensor) -> int:
+    """Rows (embeddings) holding a NaN or inf, over all ``feats``: a diverged network, or broken
+    BN statistics, gives them, and any score taken on them means nothing."""
+    return sum(int((~torch.isfinite(f)).any(dim=1).sum()) for f in feats)
+
+
 @torch.no_grad()
 def object_knn_probe(model: torch.nn.Module,
                      ref: Tuple[np.ndarray, np.ndarray],
@@ -106,7 +112,7 @@ def object_knn_probe(model: torch.nn.Module,
 
     Returns:
         ``top1`` accuracy, ``chance`` (share of the most common query class: the best constant
-        answer) and the crop counts.
+        answer), the crop counts and ``num_nonfinite`` (:func:`count_nonfinite` of all crops).
     """
     (ref_crops, ref_labels), (q_crops, q_labels) = ref, query
     if len(ref_crops) == 0 or len(q_crops) == 0:
@@ -118,4 +124,5 @@ def object_knn_probe(model: torch.nn.Module,
     pred = knn_classify(f_ref, torch.from_numpy(ref_labels).to(device), f_q, num_classes, k, temperature)
     top1 = float((pred.cpu().numpy() == q_labels).mean())
     return dict(top1=top1, chance=float(np.bincount(q_labels).max() / len(q_labels)),
-                num_reference=int(len(ref_labels)), num_query=int(len(q_labels)))
+                num_reference=int(len(ref_labels)), num_query=int(len(q_labels)),
+                num_nonfinite=count_nonfinite(f_ref, f_q))

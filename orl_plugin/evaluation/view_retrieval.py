@@ -7,6 +7,10 @@ nearest view of the other kind comes from the same image. Random weights already
 views (colour and layout survive the augmentations), so the value at the start is the level to
 beat; a collapsed network (the same output for every input) scores chance, ``1 / N``. It says
 nothing about object categories: that is :mod:`orl_plugin.evaluation.object_probe`'s question.
+
+The same features also give their effective rank: how many directions they spread over. BYOL's
+known failure is dimensional collapse, the features falling into a few directions while the loss
+still falls; the rank shows it without labels.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import torch
 from mmcv.transforms import Compose
 from mmengine.registry import DefaultScope
 
-from orl_plugin.evaluation.object_probe import encode_in_eval_mode
+from orl_plugin.evaluation.object_probe import count_nonfinite, encode_in_eval_mode
 
 
 @contextmanager
@@ -67,6 +71,28 @@ def make_view_pairs(img_paths: Sequence[str],
     return np.stack(views[0]), np.stack(views[1])
 
 
+def effective_rank(feats: torch.Tensor, min_variance: float = 1e-8) -> float:
+    """Effective rank (Roy & Vetterli, 2007) of the covariance of ``(N, D)`` features: ``exp`` of
+    the entropy of its eigenvalues normalised to sum 1, i.e. how many principal directions share
+    the features' variance. ``k`` equally used orthogonal directions give ``k``; features without
+    variance (below ``min_variance`` in all, e.g. a collapsed network's one output) give 1;
+    features with a NaN or inf give NaN.
+
+    The features are centred first: the direction all of them share (random ReLU features are
+    nearly parallel) is not a direction they spread over.
+    """
+    x = feats.double()
+    if not bool(torch.isfinite(x).all()):
+        return float('nan')
+    x = x - x.mean(dim=0, keepdim=True)
+    var = torch.linalg.svdvals(x) ** 2
+    if float(var.sum()) / max(len(x), 1) < min_variance:
+        return 1.0
+    p = var / var.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
 @torch.no_grad()
 def view_retrieval(model: torch.nn.Module,
                    views: Tuple[np.ndarray, np.ndarray],
@@ -75,7 +101,8 @@ def view_retrieval(model: torch.nn.Module,
     both directions. The model runs in eval mode (restored afterwards).
 
     Returns:
-        ``top1``, ``chance`` (``1 / N``) and ``num_images``.
+        ``top1``, ``chance`` (``1 / N``), ``num_images``, ``rank`` (the :func:`effective_rank`
+        of all ``2N`` view features) and ``num_nonfinite`` (views whose feature has a NaN or inf).
     """
     v1, v2 = views
     if len(v1) < 2 or len(v1) != len(v2):
@@ -86,4 +113,5 @@ def view_retrieval(model: torch.nn.Module,
     target = torch.arange(len(v1), device=sim.device)
     top1 = 0.5 * (float((sim.argmax(1) == target).float().mean()) +
                   float((sim.argmax(0) == target).float().mean()))
-    return dict(top1=top1, chance=1.0 / len(v1), num_images=int(len(v1)))
+    return dict(top1=top1, chance=1.0 / len(v1), num_images=int(len(v1)),
+                rank=effective_rank(torch.cat([f1, f2]).cpu()), num_nonfinite=count_nonfinite(f1, f2))

@@ -85,6 +85,11 @@ class ObjectProbeHook(Hook):
         scalars = {'probe/object_knn_top1': res['top1'], 'probe/object_knn_top1_init': self._init_top1,
                    'probe/object_knn_chance': res['chance']}
         runner.visualizer.add_scalars(scalars, step=runner.iter)
+        if res['num_nonfinite']:
+            runner.logger.warning(
+                f'object probe ({tag}): {res["num_nonfinite"]} of {res["num_reference"] + res["num_query"]} '
+                'crop features are NaN/inf: the network has diverged or its BN statistics are broken, '
+                'so this score means nothing')
         runner.logger.info(
             f'object probe ({tag}): kNN top-1 {res["top1"]:.4f} on {res["num_query"]} held-out objects '
             f'(at start {self._init_top1:.4f}, most common class {res["chance"]:.4f}; '

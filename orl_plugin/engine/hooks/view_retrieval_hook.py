@@ -30,7 +30,9 @@ def training_view_pipelines(cfg: Any) -> Optional[List[list]]:
 class ViewRetrievalHook(Hook):
     """Score held-out view retrieval (:mod:`orl_plugin.evaluation.view_retrieval`) before
     training and every ``interval`` epochs, and log ``probe/view_top1`` (with
-    ``probe/view_top1_init``, the value at the start, and ``probe/view_chance``, ``1 / N``).
+    ``probe/view_top1_init``, the value at the start, and ``probe/view_chance``, ``1 / N``) and
+    ``probe/view_rank``, the effective rank of the view features (with ``probe/view_rank_init``):
+    a rank falling towards 1 is dimensional collapse.
 
     Two views of each of the first ``max_images`` images of ``dataset`` (a held-out split;
     its own pipeline is not used) are cut once, with a fixed seed, by ``view_pipelines`` (by
@@ -64,7 +66,7 @@ class ViewRetrievalHook(Hook):
         self.max_images = max_images
         self.seed = seed
         self._views: Optional[tuple] = None
-        self._init_top1: Optional[float] = None
+        self._init: Optional[Dict[str, float]] = None
         self.disabled_reason: Optional[str] = None
 
     def _make_views(self, runner: Any) -> tuple:
@@ -91,14 +93,20 @@ class ViewRetrievalHook(Hook):
                 return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         res = view_retrieval(model, self._views)
-        if self._init_top1 is None:
-            self._init_top1 = res['top1']
+        if self._init is None:
+            self._init = dict(top1=res['top1'], rank=res['rank'])
         runner.visualizer.add_scalars(
-            {'probe/view_top1': res['top1'], 'probe/view_top1_init': self._init_top1,
-             'probe/view_chance': res['chance']}, step=runner.iter)
+            {'probe/view_top1': res['top1'], 'probe/view_top1_init': self._init['top1'],
+             'probe/view_chance': res['chance'], 'probe/view_rank': res['rank'],
+             'probe/view_rank_init': self._init['rank']}, step=runner.iter)
+        if res['num_nonfinite']:
+            runner.logger.warning(
+                f'view retrieval ({tag}): {res["num_nonfinite"]} of {2 * res["num_images"]} view features are '
+                'NaN/inf: the network has diverged or its BN statistics are broken, so these scores mean nothing')
         runner.logger.info(
             f'view retrieval ({tag}): top-1 {res["top1"]:.4f} on {res["num_images"]} held-out images '
-            f'(at start {self._init_top1:.4f}, chance {res["chance"]:.4f}; {time.time() - t0:.1f} s)')
+            f'(at start {self._init["top1"]:.4f}, chance {res["chance"]:.4f}); feature rank '
+            f'{res["rank"]:.1f} (at start {self._init["rank"]:.1f}; {time.time() - t0:.1f} s)')
 
     def before_train(self, runner: Any) -> None:
         """The baseline: the features the run starts from."""
