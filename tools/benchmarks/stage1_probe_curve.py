@@ -7,7 +7,9 @@ with its two hooks every ``--probe-interval`` epochs, and collects their curves 
 
 * ``probe/object_knn_top1``: kNN top-1 of the held-out split's object crops over the training
   split's (``ObjectProbeHook``);
-* ``probe/view_top1``: held-out view retrieval (``ViewRetrievalHook``).
+* ``probe/view_top1``: held-out view retrieval (``ViewRetrievalHook``);
+* ``probe/view_rank``: the effective rank of those view features (``ViewRetrievalHook``), which
+  falls towards 1 when the features collapse into a few directions.
 
 Arms (``--arms``): ``scenes`` trains on the scene images (the method); ``object-crops`` trains the
 same recipe on the ground-truth object crops of the training images (no labels), to tell whether
@@ -22,6 +24,8 @@ printed at the end.
 
     python tools/benchmarks/stage1_probe_curve.py --out work_dirs/stage1_curve
     python tools/benchmarks/stage1_probe_curve.py --num-images 40 --epochs 2 --view-size 32 --out /tmp/c
+    python tools/benchmarks/stage1_probe_curve.py --arms scenes --cfg-options optim_wrapper.optimizer.lr=0.01 \
+        --out work_dirs/stage1_curve_lr001
 """
 from __future__ import annotations
 
@@ -56,6 +60,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--view-size', type=int, default=64, help='side of the two training views')
     p.add_argument('--probe-interval', type=int, default=2, help='epochs between probes')
     p.add_argument('--max-probe-objects', type=int, default=2000, help='cap on the crops of each probe split')
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='passed to every arm\'s tools/train.py after the benchmark\'s own, to try a recipe change '
+                        '(e.g. optim_wrapper.optimizer.lr=0.01); use its own --out')
     p.add_argument('--verbose', action='store_true', help="stream the runs' output")
     args = p.parse_args(argv)
     if args.data_root is None:
@@ -127,8 +134,8 @@ def hook_options(cfg: Dict[str, Any], interval: int, max_objects: int) -> List[s
 
 
 def read_curves(log_dir: str) -> Dict[str, list]:
-    """``[iteration, value]`` lists of both probes and of the training loss."""
-    curves: Dict[str, list] = dict(object_probe=[], view_retrieval=[], loss=[])
+    """``[iteration, value]`` lists of both probes, the view features' rank and the training loss."""
+    curves: Dict[str, list] = dict(object_probe=[], view_retrieval=[], view_rank=[], loss=[])
     with open(osp.join(log_dir, 'vis_data', 'scalars.json')) as f:
         for line in f:
             rec = json.loads(line)
@@ -136,6 +143,8 @@ def read_curves(log_dir: str) -> Dict[str, list]:
                 curves['object_probe'].append([rec['step'], rec['probe/object_knn_top1']])
             if 'probe/view_top1' in rec:
                 curves['view_retrieval'].append([rec['step'], rec['probe/view_top1']])
+            if 'probe/view_rank' in rec:
+                curves['view_rank'].append([rec['step'], rec['probe/view_rank']])
             if 'loss' in rec and 'lr' in rec:
                 curves['loss'].append([rec['step'], rec['loss']])
     return curves
@@ -155,6 +164,7 @@ def run_arm(arm: str, args: argparse.Namespace, cfg: Dict[str, Any], crops_root:
             [f'default_hooks.checkpoint.interval={epochs}', 'default_hooks.logger.interval=25'])
     if arm == 'object-crops':
         opts += [f'train_dataloader.dataset.data_root={crops_root}/', 'train_dataloader.dataset.ann_file=annotations/crops.json']
+    opts += args.cfg_options
     cmd = [sys.executable, osp.join(repo_root(), 'tools', 'train.py'), args.config, '--work-dir', work,
            '--cfg-options', *opts]
     print(f'[bench] {arm}: training {epochs} epochs ({work})', flush=True)
@@ -172,11 +182,20 @@ def run_arm(arm: str, args: argparse.Namespace, cfg: Dict[str, Any], crops_root:
     return rec
 
 
+def parse_cfg_options(options: List[str]) -> Dict[str, Any]:
+    """``KEY=VALUE`` strings as ``tools/train.py --cfg-options`` reads them (mmengine's ``DictAction``)."""
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser()
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p.parse_args(['--cfg-options', *options]).cfg_options
+
+
 def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     """Both probes of the seed-0 initialisation, with the identity BN of a fresh network and with
     BN statistics measured on the reference crops (cumulative average over them, train-mode forwards)."""
     import torch
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     from orl_plugin.engine.hooks.view_retrieval_hook import training_view_pipelines
@@ -185,6 +204,8 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
 
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:  # the arms' recipe change also applies to the network the baselines probe
+        cfg.merge_from_dict(parse_cfg_options(args.cfg_options))
     pipelines = copy.deepcopy(training_view_pipelines(cfg))
     for view in pipelines:
         for step in view:
@@ -194,11 +215,18 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     splits = (object_crops(_split_infos(args.data_root, 'train'), 64, max_objects=args.max_probe_objects),
               object_crops(val, 64, max_objects=args.max_probe_objects))
     views = make_view_pairs([i['img_path'] for i in val[:256]], pipelines, seed=0)  # the hook's defaults
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        torch.manual_seed(0)
-        model = MODELS.build(cfg.model)
-        model.init_weights()
-    out = dict(object_probe=object_knn_probe(model, *splits)['top1'], view_retrieval=view_retrieval(model, views)['top1'])
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')  # init_weights logs a line per parameter; the runs' own logs keep it
+    try:
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            torch.manual_seed(0)
+            model = MODELS.build(cfg.model)
+            model.init_weights()
+    finally:
+        logger.setLevel(level)
+    res = view_retrieval(model, views)
+    out = dict(object_probe=object_knn_probe(model, *splits)['top1'], view_retrieval=res['top1'], view_rank=res['rank'])
     for m in model.backbone.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
@@ -206,8 +234,9 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     model.train()
     with torch.no_grad():
         encode_crops(model, splits[0][0])
+    res = view_retrieval(model, views)
     out.update(object_probe_bn_recalibrated=object_knn_probe(model, *splits)['top1'],
-               view_retrieval_bn_recalibrated=view_retrieval(model, views)['top1'])
+               view_retrieval_bn_recalibrated=res['top1'], view_rank_bn_recalibrated=res['rank'])
     return {k: round(v, 4) for k, v in out.items()}
 
 
@@ -218,7 +247,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = load_config(args.config)
     crops_root = None
     results: Dict[str, Any] = dict(config=args.config, data_root=osp.abspath(args.data_root), epochs=args.epochs,
-                                   crop_epochs=args.crop_epochs, view_size=args.view_size, arms={})
+                                   crop_epochs=args.crop_epochs, view_size=args.view_size,
+                                   cfg_options=args.cfg_options, arms={})
     if 'object-crops' in args.arms:
         crops_root = osp.join(args.out, 'object_crops')
         results['object_crops'] = ensure_object_crops(args.data_root, crops_root)
@@ -230,13 +260,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     r = results['random_init']
     print(f"\nrandom init: object probe {r['object_probe']:.3f} (BN recalibrated {r['object_probe_bn_recalibrated']:.3f}), "
-          f"view retrieval {r['view_retrieval']:.3f} ({r['view_retrieval_bn_recalibrated']:.3f})")
-    print('| arm | iteration | object probe | view retrieval |\n|---|---|---|---|')
+          f"view retrieval {r['view_retrieval']:.3f} ({r['view_retrieval_bn_recalibrated']:.3f}), "
+          f"view feature rank {r['view_rank']:.1f} ({r['view_rank_bn_recalibrated']:.1f})")
+    print('| arm | iteration | object probe | view retrieval | view feature rank |\n|---|---|---|---|---|')
     for arm, rec in results['arms'].items():
-        views = dict(map(tuple, rec['view_retrieval']))
+        views, ranks = dict(map(tuple, rec['view_retrieval'])), dict(map(tuple, rec.get('view_rank', [])))
         for step, top1 in rec['object_probe']:
-            v = views.get(step)
-            print(f"| {arm} | {step} | {top1:.3f} | {'-' if v is None else f'{v:.3f}'} |")
+            v, k = views.get(step), ranks.get(step)
+            print(f"| {arm} | {step} | {top1:.3f} | {'-' if v is None else f'{v:.3f}'} | "
+                  f"{'-' if k is None else f'{k:.1f}'} |")
     print(f"[bench] results: {osp.join(args.out, 'results.json')}")
     return 0
 
