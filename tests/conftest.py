@@ -130,3 +130,18 @@ def recording_logger():
             self.records.append(('warning', msg))
 
     return _RecordingLogger()
+
+
+@pytest.fixture
+def hook_runner(recording_logger):
+    """``make(model, cfg=None)``: a runner stand-in for calling a probe hook directly, at epoch 0;
+    ``runner.scalars`` holds what the hook logged, ``runner.logger`` is :func:`recording_logger`."""
+    from types import SimpleNamespace
+
+    def make(model, cfg=None):
+        scalars: list = []
+        visualizer = SimpleNamespace(add_scalars=lambda values, step: scalars.append(values))
+        return SimpleNamespace(model=model, cfg=cfg, logger=recording_logger, visualizer=visualizer,
+                               scalars=scalars, epoch=0, iter=0, max_epochs=1, train_loop=None)
+
+    return make

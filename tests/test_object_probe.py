@@ -96,27 +96,18 @@ def test_hook_without_annotations_warns_and_turns_off(tmp_path, colour_model):
     hook.after_train_epoch(_Runner())  # stays off, no error
 
 
-def test_hook_warns_when_the_features_are_nan(tmp_path, diverged_model, recording_logger):
+def test_hook_warns_when_the_features_are_nan(tmp_path, diverged_model, hook_runner):
     root, _, _ = _scenes(tmp_path, n=6)
     split = dict(data_root=root, data_prefix=dict(img_path='images/'))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         hook = HOOKS.build(dict(type='ObjectProbeHook', reference=dict(split, ann_file='annotations/instances_train.json'),
                                 query=dict(split, ann_file='annotations/instances_val.json'), crop_size=16))
-    logged = []
-
-    class _Runner:
-        model = diverged_model
-        logger = recording_logger
-        epoch = 0
-        iter = 0
-
-        class visualizer:
-            add_scalars = staticmethod(lambda scalars, step: logged.append(scalars))
-    hook.before_train(_Runner())  # scores and goes on, with a warning instead of a silent number
-    warnings = [m for level, m in recording_logger.records if level == 'warning']
+    runner = hook_runner(diverged_model)
+    hook.before_train(runner)  # scores and goes on, with a warning instead of a silent number
+    warnings = [m for level, m in runner.logger.records if level == 'warning']
     n = sum(len(c[0]) for c in hook._crops)
     assert len(warnings) == 1 and f'{n} of {n} crop features are NaN/inf' in warnings[0]
-    assert len(logged) == 1 and hook.disabled_reason is None
+    assert len(runner.scalars) == 1 and hook.disabled_reason is None
 
 
 def test_probe_cli_scores_checkpoints(tmp_path):

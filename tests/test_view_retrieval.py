@@ -118,7 +118,7 @@ def test_hook_reads_the_training_views_and_turns_off_on_bad_data(tmp_path, colou
         HOOKS.build(dict(type='ViewRetrievalHook', dataset=dict(), max_images=1))
 
 
-def test_nan_features_are_counted_and_the_hook_warns(tmp_path, diverged_model, recording_logger):
+def test_nan_features_are_counted_and_the_hook_warns(tmp_path, diverged_model, hook_runner):
     import torch
     from orl_plugin.evaluation.object_probe import count_nonfinite
     feats = torch.ones(4, 3)
@@ -136,18 +136,8 @@ def test_nan_features_are_counted_and_the_hook_warns(tmp_path, diverged_model, r
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         hook = HOOKS.build(dict(type='ViewRetrievalHook', dataset=dict(
             data_root=root, ann_file='annotations/instances_val.json', data_prefix=dict(img_path='images/'))))
-    logged = []
-
-    class _Runner:
-        model = diverged_model
-        logger = recording_logger
-        epoch = 0
-        iter = 0
-
-        class visualizer:
-            add_scalars = staticmethod(lambda scalars, step: logged.append(scalars))
-    _Runner.cfg = cfg
-    hook.before_train(_Runner())  # the training goes on; the log says why the scores mean nothing
-    warnings = [m for level, m in recording_logger.records if level == 'warning']
+    runner = hook_runner(diverged_model, cfg)
+    hook.before_train(runner)  # the training goes on; the log says why the scores mean nothing
+    warnings = [m for level, m in runner.logger.records if level == 'warning']
     assert len(warnings) == 1 and '4 of 4 view features are NaN/inf' in warnings[0]
-    assert np.isnan(logged[0]['probe/view_rank']) and hook.disabled_reason is None
+    assert np.isnan(runner.scalars[0]['probe/view_rank']) and hook.disabled_reason is None
