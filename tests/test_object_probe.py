@@ -105,12 +105,12 @@ def test_hook_warns_when_the_features_are_nan(tmp_path, diverged_model, hook_run
     runner = hook_runner(diverged_model)
     hook.before_train(runner)  # scores and goes on, with a warning instead of a silent number
     warnings = [m for level, m in runner.logger.records if level == 'warning']
-    n = sum(len(c[0]) for c in hook._crops)
+    n = sum(len(c[0]) for c in hook._data)
     assert len(warnings) == 1 and f'{n} of {n} crop features are NaN/inf' in warnings[0]
     assert len(runner.scalars) == 1 and hook.disabled_reason is None
 
 
-def test_probe_cli_scores_checkpoints(tmp_path):
+def test_probe_cli_scores_checkpoints(tmp_path, capsys):
     import runpy
     repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
     tool = runpy.run_path(osp.join(repo, 'tools', 'analysis_tools', 'object_probe.py'))
