@@ -129,6 +129,18 @@ def test_probe_cli_scores_checkpoints(tmp_path, capsys):
     assert [r['checkpoint'] for r in res] == ['random', ckpt, 'random']
     assert all(0.0 <= r['top1'] <= 1.0 and r['num_query'] > 0 for r in res)
     assert res[0]['top1'] == res[2]['top1']  # the seeded random init is reproducible
+    assert all(r['num_nonfinite'] == 0 for r in res) and 'NaN/inf' not in capsys.readouterr().err
+
+    # Broken BN statistics: every feature NaN; scored, recorded and warned about.
+    state = {f'backbone.{k}': v.clone() for k, v in net.state_dict().items()}
+    state['backbone.bn1.running_var'][:] = float('nan')
+    nan_ckpt = str(tmp_path / 'nan.pth')
+    torch.save(dict(state_dict=state), nan_ckpt)
+    assert tool['main']([cfg, nan_ckpt, '--data-root', root, '--out', out]) == 0
+    with open(out) as f:
+        nan_res = json.load(f)['results'][0]
+    n = nan_res['num_query'] + nan_res['num_reference']
+    assert nan_res['num_nonfinite'] == n and f'{n} of {n} crop features are NaN/inf' in capsys.readouterr().err
 
     bad = str(tmp_path / 'bad.pth')
     torch.save(dict(state_dict={'backbone.conv1.weight': net.conv1.weight.detach()}), bad)

@@ -78,6 +78,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             results.append(res)
             print(f'{ckpt}: kNN top-1 {res["top1"]:.4f} ({res["num_query"]} query / {res["num_reference"]} '
                   f'reference objects; most common class {res["chance"]:.4f})', flush=True)
+            if res['num_nonfinite']:
+                print(f'{ckpt}: warning: {res["num_nonfinite"]} of {res["num_query"] + res["num_reference"]} crop '
+                      'features are NaN/inf (diverged weights or broken BN statistics): the score means nothing',
+                      file=sys.stderr, flush=True)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         write_json_atomic(args.out, dict(config=args.config, data_root=args.data_root, k=args.k,
