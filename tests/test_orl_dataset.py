@@ -301,7 +301,7 @@ def test_corrupt_image_is_redrawn(scene, tmp_path):
     root = tmp_path / 'scene'
     shutil.copytree(scene['root'], root)
     (root / 'images' / scene['names'][2]).write_bytes(b'not an image' * 10)
-    ds = _dataset(dict(scene, root=str(root)))
+    ds = _dataset(dict(scene, root=str(root)), max_bad_fraction=None)
     bad = [k for k in range(len(ds))
            if ds.get_data_info(k)['store_idx'] == 2][0]
     np.random.seed(0)
@@ -310,4 +310,5 @@ def test_corrupt_image_is_redrawn(scene, tmp_path):
         meta = out['data_samples'].metainfo
         # re-drawn: neither the query nor the neighbour is the bad image
         assert meta['store_idx'] != 2 and meta['knn_store_idx'] != 2
-    assert str(root / 'images' / scene['names'][2]) in ds._bad_images
+    assert ds.bad_images.bad_indices().tolist() == [2]
+    assert ds.bad_images.kind(2) == 'undecodable'
