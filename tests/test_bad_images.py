@@ -35,6 +35,15 @@ def _names(mixed):
     return sorted(mixed['good'] + list(mixed['bad']))
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine, two threads per tiny op mostly wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _slim(cfg) -> None:
     """A ResNet-18 of 16 base channels: these tests are about the data, not the network."""
     cfg.model.backbone.update(stem_channels=16, base_channels=16)
@@ -98,7 +107,7 @@ def test_threshold_stops_a_mostly_bad_folder(mixed_images, tmp_path):
     assert 'photo' not in str(err.value).split('Unreadable:')[1]
 
 
-def test_stage1_trains_through_a_mixed_folder(mixed_images, tmp_path):
+def test_stage1_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread):
     cfg = Config.fromfile(BYOL_SYNTHETIC_CONFIG)
     cfg.merge_from_dict(tiny_byol_overrides('', max_epochs=2, batch_size=13))
     cfg.merge_from_dict({
@@ -142,7 +151,7 @@ def _stage3_store(mixed, path, knn_offsets=(1, 2, 3)):
                                       image_ids=list(range(n)))
 
 
-def test_stage3_trains_through_a_mixed_folder(mixed_images, tmp_path):
+def test_stage3_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread):
     store = _stage3_store(mixed_images, str(tmp_path / 'corr.orlstore'))
     cfg = Config.fromfile(STAGE3_CONFIG)
     dl = cfg.train_dataloader

@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os.path as osp
+import sys
 
 import numpy as np
 from mmengine.registry import DefaultScope
@@ -16,6 +17,7 @@ def _tool():
     spec = importlib.util.spec_from_file_location(
         'orl_check_images', osp.join(ROOT, 'tools', 'analysis_tools', 'check_images.py'))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its functions are sent to the decoding processes by name
     spec.loader.exec_module(module)
     return module
 

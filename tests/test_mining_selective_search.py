@@ -99,7 +99,7 @@ def test_max_size_boxes_in_original_pixels_and_inside(mixed_images):
     # The whole copy maps to the whole image, its last pixel to the image's last pixels.
     np.testing.assert_array_equal(
         scale_boxes_back(np.array([[0, 0, 200, 133], [199, 132, 1, 1]]), (133, 200), (2000, 3000)),
-        [[0, 0, 3000, 2000], [2985, 1985, 15, 15]])
+        [[0, 0, 3000, 2000], [2985, 1984, 15, 16]])  # 132 * 2000 / 133 = 1984.96
 
 
 def test_boxes_in_the_decoded_size_after_an_earlier_resize(scenes):
