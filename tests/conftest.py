@@ -148,6 +148,18 @@ def tiny_byol_cfg(synthetic_scenes):
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for the test: with tiny tensors on a shared 2-core machine, intra-op
+    threads only wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def colour_model():
     """A stand-in for a self-supervised model in the probes: its ``backbone`` maps each image to its
     mean normalised colour (a 3-channel 1x1 map), so which images look alike is known."""

@@ -35,19 +35,21 @@ def _names(mixed):
     return sorted(mixed['good'] + list(mixed['bad']))
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two threads per tiny op mostly wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _slim(cfg) -> None:
     """A ResNet-18 of 16 base channels: these tests are about the data, not the network."""
-    cfg.model.backbone.update(stem_channels=16, base_channels=16)
-    cfg.model.neck.in_channels = 128
+    if cfg.model.get('backbone'):
+        cfg.model.backbone.update(stem_channels=16, base_channels=16)
+        cfg.model.neck.in_channels = 128
+
+
+def _train(cfg):
+    """Train ``cfg`` slimmed; return its dataset and its log after checking the two iterations."""
+    _slim(cfg)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 2
+    assert np.isfinite(runner.message_hub.get_scalar('train/loss').current())
+    return runner.train_dataloader.dataset, _log_text(runner)
 
 
 def _log_text(runner) -> str:
@@ -118,17 +120,12 @@ def test_stage1_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread
         'train_dataloader.dataset.pipeline.0': dict(type='LoadImageOrSkip'),
         'work_dir': str(tmp_path / 'work'), 'log_level': 'WARNING'})
     cfg.custom_hooks = []  # the probes read the synthetic scenes
-    _slim(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    assert runner.iter == 2
-    assert np.isfinite(runner.message_hub.get_scalar('train/loss').current())
-    log = _log_text(runner)
+    ds, log = _train(cfg)
     for name in mixed_images['bad']:  # each named once, with its reason
         path = osp.join(mixed_images['folder'], name)
         assert log.count(f'skipped unreadable image {path} (') == 1, log
     assert '3 bad of ' in log and 'images read so far' in log
-    assert runner.train_dataloader.dataset.bad_images.num_bad == 3
+    assert ds.bad_images.num_bad == 3
 
 
 def _stage3_store(mixed, path, knn_offsets=(1, 2, 3)):
@@ -169,13 +166,7 @@ def test_stage3_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10)
     cfg.update(work_dir=str(tmp_path / 'work'), log_level='WARNING')
-    _slim(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    assert runner.iter == 2
-    assert np.isfinite(runner.message_hub.get_scalar('train/loss').current())
-    log = _log_text(runner)
-    ds = runner.train_dataloader.dataset
+    ds, log = _train(cfg)
     assert ds.bad_images.num_bad == 3
     for name in mixed_images['bad']:
         assert log.count(f'skipped unreadable image {osp.join(mixed_images["folder"], name)} (') == 1
@@ -205,12 +196,13 @@ def _run_step(config, folder, work_dir, out, **options):
         'test_evaluator.out_file': out, **options})
     cfg.test_dataloader.dataset.update(ann_file='', data_prefix=dict(img_path=folder))
     cfg.update(work_dir=work_dir, log_level='WARNING', custom_hooks=[])
+    _slim(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()
     return _log_text(runner)
 
 
-def test_mining_steps_name_the_skipped_files(mixed_images, tmp_path):
+def test_mining_steps_name_the_skipped_files(mixed_images, tmp_path, one_thread):
     folder = mixed_images['folder']
     bad = sorted(mixed_images['bad'])
     ss = str(tmp_path / 'ss.orlstore')

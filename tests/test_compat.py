@@ -35,15 +35,6 @@ class _RecordResumedState(Hook):
             ema_steps=runner.model.target_net.steps.clone())
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny tensors on a shared 2-core machine: intra-op threads only wait for each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_resume_continues_epochs_and_optimizer_state(tmp_path, tiny_byol_cfg, one_thread):
     work_dir = str(tmp_path / 'work')
     runner = Runner.from_cfg(tiny_byol_cfg(work_dir, max_epochs=2))

@@ -75,7 +75,8 @@ def test_exif_rotated_jpeg_is_read_in_raw_orientation(mixed_images, backend):
     assert (np.abs(rotated[4:18, -12:-4].astype(int) - (0, 0, 255)) < 40).all()
 
 
-def test_official_box_crops_the_same_pixels_as_pil(mixed_images, tmp_path, warnings_log):
+def test_official_box_crops_the_same_pixels_as_pil(mixed_images, tmp_path, warnings_log,
+                                                   monkeypatch):
     """2c's loader + filter + crop on an official selective-search JSON give PIL's crops."""
     folder = tmp_path / 'one'
     folder.mkdir()
@@ -104,6 +105,12 @@ def test_official_box_crops_the_same_pixels_as_pil(mixed_images, tmp_path, warni
     filt = ds.pipeline.transforms[1]
     assert filt.num_dropped_boxes == 2
     assert any('dropped 2 of 4 boxes' in m and path in m and '160x96' in m for m in warnings_log)
+    # One decode for all the boxes of the image.
+    from orl_plugin.datasets.transforms import loading
+    calls = []
+    real = loading.decode_image
+    monkeypatch.setattr(loading, 'decode_image', lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert len(ds[0]['crops']) == 2 and len(calls) == 1
 
 
 @pytest.mark.parametrize('backend', BACKENDS)

@@ -312,3 +312,22 @@ def test_corrupt_image_is_redrawn(scene, tmp_path):
         assert meta['store_idx'] != 2 and meta['knn_store_idx'] != 2
     assert ds.bad_images.bad_indices().tolist() == [2]
     assert ds.bad_images.kind(2) == 'undecodable'
+
+
+def test_each_sample_decodes_its_two_images_once(scene, monkeypatch):
+    """Both images are decoded once per sample; the four RoI patches are cut from those arrays."""
+    from orl_plugin.datasets.transforms import loading
+    decoded = []
+    real = loading.decode_image
+
+    def counting(content, img_path='<bytes>', **kwargs):
+        decoded.append(osp.basename(img_path))
+        return real(content, img_path, **kwargs)
+
+    monkeypatch.setattr(loading, 'decode_image', counting)
+    ds = _dataset(scene)
+    np.random.seed(0)
+    for k in range(len(ds)):
+        decoded.clear()
+        meta = ds[k]['data_samples'].metainfo
+        assert decoded == [osp.basename(meta['img_path']), osp.basename(meta['knn_img_path'])]
