@@ -42,7 +42,7 @@ class ORLDataset(BaseDataset):
     with a warning naming the image; a sample left with no box or pair is
     drawn again. The pipeline (``BoxJitter``, ``ORLViews``, ``PackInputs``)
     builds the views. Results keys given to the pipeline:
-    ``img``, ``knn_img`` (uint8 HWC, BGR for the cv2 backend), ``img_path``,
+    ``img``, ``knn_img`` (uint8 HWC BGR), ``img_path``,
     ``knn_img_path``, ``store_idx``, ``knn_store_idx``, ``knn_slot``,
     ``intra_bbox`` (int64 ``[x, y, w, h]``) and ``inter_bbox_pair``
     (int64, 8: query box then neighbour box, ``xywh``).

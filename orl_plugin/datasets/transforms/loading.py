@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmpretrain.registry import TRANSFORMS
 
@@ -141,7 +141,10 @@ def decode_image(content: bytes,
             if ignore_orientation:
                 flag |= cv2.IMREAD_IGNORE_ORIENTATION
             img = cv2.imdecode(np.frombuffer(content, np.uint8), flag)
-    except Exception as e:  # PIL raises on corrupt / truncated data and unknown formats
+    except UnidentifiedImageError as e:
+        raise BadImageError(img_path, 'cannot decode (not an image, or a format PIL does not '
+                            'read)') from e
+    except Exception as e:  # PIL raises on corrupt / truncated data
         kind = 'truncated' if 'truncated' in str(e) else 'undecodable'
         raise BadImageError(img_path, f'cannot decode ({type(e).__name__}: {e})', kind) from e
     if img is None:  # what cv2 answers for anything it cannot decode
