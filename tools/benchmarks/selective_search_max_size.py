@@ -18,8 +18,8 @@ that the machine's drift hits them alike. Per arm it reports:
 
 Prints a table and writes JSON.
 
-    python tools/benchmarks/selective_search_max_size.py --num-images 4 --img-size 3000 2000 \\
-        --max-sizes 0 2048 1333 1024 800 640 512 --draft \\
+    python tools/benchmarks/selective_search_max_size.py --num-images 2 --img-size 3000 2000 \\
+        --max-sizes 0 1600 1024 800 640 512 --draft \\
         --out work_dirs/benchmarks/selective_search_max_size.json
 """
 import argparse
@@ -48,9 +48,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--data-root', help='COCO-format data root with boxes (default: synthetic scenes)')
     p.add_argument('--ann-file', default='annotations/instances.json')
     p.add_argument('--img-prefix', default='images/')
-    p.add_argument('--num-images', type=int, default=4)
+    p.add_argument('--num-images', type=int, default=2)
     p.add_argument('--img-size', type=int, nargs=2, default=(3000, 2000), metavar=('W', 'H'))
-    p.add_argument('--max-sizes', type=int, nargs='+', default=[0, 2048, 1333, 1024, 800, 640, 512],
+    p.add_argument('--max-sizes', type=int, nargs='+', default=[0, 1600, 1024, 800, 640, 512],
                    help='0 = full resolution')
     p.add_argument('--min-size', type=int, default=96, help='box filter minimum side')
     p.add_argument('--draft', action='store_true', help='also decode JPEGs with PIL draft mode')
@@ -80,9 +80,9 @@ def main() -> None:
         tmp = tempfile.TemporaryDirectory(prefix='ss_max_size_')
         t0 = time.process_time()
         make_synthetic_scenes(tmp.name, args.num_images, seed=args.seed, img_size=tuple(args.img_size),
-                              num_objects=(6, 12), scale_range=(0.05, 0.5), workers=1)
+                              num_objects=(10, 16), scale_range=(0.05, 0.5), workers=1)
         print(f'rendered (CPU s) {args.num_images} scenes of {args.img_size[0]}x{args.img_size[1]} in '
-              f'{time.process_time() - t0:.1f} s')
+              f'{time.process_time() - t0:.1f} s', flush=True)
         infos = scene_data_infos(dict(data_root=tmp.name, ann_file='annotations/instances.json',
                                       data_prefix=dict(img_path='images/')))
         source = f'synthetic scenes {args.img_size[0]}x{args.img_size[1]}'
