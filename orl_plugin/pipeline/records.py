@@ -4,7 +4,10 @@ import hashlib
 import json
 import os
 import os.path as osp
+import shutil
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from .stages import PipelineError, StageSpec
 
 DONE_MARKER = 'pipeline_done.json'
 STARTED_MARKER = 'pipeline_started.json'
@@ -57,10 +60,6 @@ def provided_record(stage: str, kind: str, path: str) -> Dict[str, Any]:
     }
 
 
-def outputs_exist(record: Mapping[str, Any]) -> bool:
-    return all(osp.exists(p) for p in record.get('outputs', {}).values())
-
-
 def latest_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint mmengine's CheckpointHook saved last in ``work_dir``.
 
@@ -82,6 +81,55 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
             if stem.isdigit():
                 best = max(best, (rank, int(stem), path))
     return best[2] or None
+
+
+def still_done(work_dir: str, fp: str) -> Tuple[Optional[dict], str]:
+    """``(done record, '')`` when the run in ``work_dir`` finished with fingerprint ``fp`` and its outputs
+    still exist; else ``(None, why it is stale)``, ``why`` empty when it never finished."""
+    done = read_json(osp.join(work_dir, DONE_MARKER))
+    if not done:
+        return None, ''
+    if done.get('fingerprint') != fp:
+        return None, 'inputs/config changed'
+    if not all(osp.exists(p) for p in done.get('outputs', {}).values()):
+        return None, 'outputs missing'
+    return done, ''
+
+
+def prepare_work_dir(work_dir: str, fp: str, fresh: bool) -> bool:
+    """Make ``work_dir`` ready for a run with fingerprint ``fp``; returns whether it kept what a crashed
+    run of the same fingerprint left there (a training stage resumes from its last checkpoint, a mining
+    stage picks its finished chunks up from its cache).
+
+    A non-empty dir the pipeline did not make is refused. It is emptied when ``fresh``, when it holds a
+    finished run, or when its run had another fingerprint.
+    """
+    kept = False
+    if osp.isdir(work_dir) and os.listdir(work_dir):
+        started = read_json(osp.join(work_dir, STARTED_MARKER))
+        if started is None:
+            raise PipelineError(f'{work_dir} exists and was not made by the pipeline; refusing to overwrite it '
+                                '(choose another --work-dir)')
+        if fresh or read_json(osp.join(work_dir, DONE_MARKER)) or started.get('fingerprint') != fp:
+            shutil.rmtree(work_dir)
+        else:
+            kept = True
+    os.makedirs(work_dir, exist_ok=True)
+    write_json_atomic(osp.join(work_dir, STARTED_MARKER), {'stage': osp.basename(work_dir), 'fingerprint': fp})
+    return kept
+
+
+def collect_outputs(spec: StageSpec, work_dir: str) -> Dict[str, str]:
+    """What a finished run of ``spec`` left in ``work_dir``: its latest checkpoint or its store."""
+    if spec.output == 'checkpoint':
+        ckpt = latest_checkpoint(work_dir)
+        if not ckpt:
+            raise PipelineError(f'{spec.name}: the run finished but left no checkpoint in {work_dir}')
+        return {'checkpoint': ckpt}
+    store = osp.join(work_dir, spec.store or '')
+    if not osp.exists(store):
+        raise PipelineError(f'{spec.name}: the run finished but its store {store} was not written')
+    return {'store': store}
 
 
 def timestamp_dirs(work_dir: str) -> List[str]:

@@ -13,7 +13,6 @@ import datetime
 import os
 import os.path as osp
 import shlex
-import shutil
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from .config_edits import parse_stage_options, stage_options
 from .launch import Launcher, Stopwatch, log_tail
 from .presets import check_configs, repo_root, resolve_configs
-from .records import (DONE_MARKER, STAGE_LOG, STARTED_MARKER, SUMMARY_FILE, fingerprint, fmt_metrics, format_table,
-                      latest_checkpoint, outputs_exist, provided_record, read_json, read_new_runs, summary,
+from .records import (DONE_MARKER, STAGE_LOG, SUMMARY_FILE, collect_outputs, fingerprint, fmt_metrics, format_table,
+                      latest_checkpoint, prepare_work_dir, provided_record, read_new_runs, still_done, summary,
                       timestamp_dirs, write_json_atomic)
 from .stages import STAGE_BY_NAME, PipelineError, descendants, resolve_stage, select_stages, wire
 
@@ -147,12 +146,11 @@ class Pipeline:
         checkpoint, wired = self._inputs(stage)
         options = self._options(stage, wired)
         fp = self._fingerprint(stage, checkpoint, options)
-        done = self._still_done(stage, fp)
-        if done:
-            self.records[stage] = done
-            self._say(f'{stage}: already done ({done.get("finished_at")}), skipped; outputs {done["outputs"]}')
+        if stage not in self.forced and self._skip_if_done(stage, fp):
             return
-        resume = self._prepare_work_dir(stage, fp)
+        wd = self.stage_dir(stage)
+        kept = prepare_work_dir(wd, fp, fresh=stage in self.forced)
+        resume = kept and STAGE_BY_NAME[stage].output == 'checkpoint' and latest_checkpoint(wd) is not None
         cmd = self.build_command(stage, checkpoint, options, resume=resume)
         record = self._execute(stage, cmd, resume)
         record.update(
@@ -160,10 +158,19 @@ class Pipeline:
             command=cmd,
             fingerprint=fp,
             inputs={'checkpoint': checkpoint, **wired} if checkpoint else dict(wired))
-        write_json_atomic(osp.join(self.stage_dir(stage), DONE_MARKER), record)
+        write_json_atomic(osp.join(wd, DONE_MARKER), record)
         self.records[stage] = dict(record, skipped=False)
         self._say(f'{stage}: done in {record["wall_s"]:.1f} s ({record["cpu_s"]:.0f} CPU s); outputs '
                   f'{record["outputs"]}; log {record["log"]}; metrics: {fmt_metrics(record["metrics"])}')
+
+    def _skip_if_done(self, stage: str, fp: str) -> bool:
+        done, why = still_done(self.stage_dir(stage), fp)
+        if done:
+            self.records[stage] = dict(done, skipped=True)
+            self._say(f'{stage}: already done ({done.get("finished_at")}), skipped; outputs {done["outputs"]}')
+        elif why:
+            self._say(f'{stage}: previous result is stale ({why}); running again')
+        return done is not None
 
     def _take_given(self, stage: str) -> None:
         kind = STAGE_BY_NAME[stage].output
@@ -179,37 +186,6 @@ class Pipeline:
         cmd = self.build_command(stage, checkpoint, self._options(stage, wired), resume=False)
         self._say(f'{stage}: {shlex.join(cmd)}')
 
-    def _still_done(self, stage: str, fp: str) -> Optional[dict]:
-        """The stage's done record when it can be skipped; None (saying why) when it has to run."""
-        done = read_json(osp.join(self.stage_dir(stage), DONE_MARKER))
-        if not done or stage in self.forced:
-            return None
-        if done.get('fingerprint') == fp and outputs_exist(done):
-            return dict(done, skipped=True)
-        why = 'inputs/config changed' if done.get('fingerprint') != fp else 'outputs missing'
-        self._say(f'{stage}: previous result is stale ({why}); running again')
-        return None
-
-    def _prepare_work_dir(self, stage: str, fp: str) -> bool:
-        """Empty the stage's work dir unless this same run crashed in it; returns whether to resume."""
-        wd = self.stage_dir(stage)
-        resume = False
-        if osp.isdir(wd) and os.listdir(wd):
-            started = read_json(osp.join(wd, STARTED_MARKER))
-            if started is None:
-                raise PipelineError(f'{wd} exists and was not made by the pipeline; refusing to overwrite it '
-                                    '(choose another --work-dir)')
-            finished = read_json(osp.join(wd, DONE_MARKER))
-            if stage in self.forced or finished or started.get('fingerprint') != fp:
-                shutil.rmtree(wd)
-            else:
-                # Training resumes from its last checkpoint; mining stages pick their finished chunks up
-                # from their cache in the same work dir.
-                resume = STAGE_BY_NAME[stage].output == 'checkpoint' and latest_checkpoint(wd) is not None
-        os.makedirs(wd, exist_ok=True)
-        write_json_atomic(osp.join(wd, STARTED_MARKER), {'stage': stage, 'fingerprint': fp})
-        return resume
-
     def _execute(self, stage: str, cmd: List[str], resume: bool) -> Dict[str, Any]:
         """Run the stage's command; the record of the run (time, output, log, metrics), or PipelineError."""
         wd = self.stage_dir(stage)
@@ -221,7 +197,7 @@ class Pipeline:
         if rc != 0:
             raise PipelineError(f'stage {stage} failed (exit code {rc}) after {clock.wall:.1f} s; full output: '
                                 f'{log_path}\n--- last lines ---\n{log_tail(log_path)}')
-        outputs = self._collect_outputs(stage)
+        outputs = collect_outputs(STAGE_BY_NAME[stage], wd)
         metrics, runner_log = read_new_runs(wd, before)
         return {
             'stage': stage,
@@ -234,19 +210,6 @@ class Pipeline:
             'stage_log': log_path,
             'metrics': metrics,
         }
-
-    def _collect_outputs(self, stage: str) -> Dict[str, str]:
-        spec = STAGE_BY_NAME[stage]
-        wd = self.stage_dir(stage)
-        if spec.output == 'checkpoint':
-            ckpt = latest_checkpoint(wd)
-            if not ckpt:
-                raise PipelineError(f'{stage}: the run finished but left no checkpoint in {wd}')
-            return {'checkpoint': ckpt}
-        store = osp.join(wd, spec.store or '')
-        if not osp.exists(store):
-            raise PipelineError(f'{stage}: the run finished but its store {store} was not written')
-        return {'store': store}
 
     # ----------------------------------------------------------------- reporting
     def summary(self) -> Dict[str, Any]:
