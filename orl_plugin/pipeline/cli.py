@@ -1,5 +1,6 @@
 """The ``tools/pipeline.py`` / ``orl-pipeline`` command line."""
 import argparse
+import dataclasses
 import sys
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -85,23 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         print(f'[pipeline] ERROR: {e}', file=sys.stderr)
         return 2
-    opts = PipelineOptions(
-        preset_or_dir=args.pipeline,
-        work_dir=args.work_dir,
-        from_stage=args.from_stage,
-        to_stage=args.to_stage,
-        force=args.force,
-        finetune=args.finetune,
-        gpus=args.gpus,
-        launcher=args.launcher,
-        partition=args.partition,
-        srun_args=args.srun_args,
-        cfg_options=args.cfg_options,
-        data_root=args.data_root,
-        schedule=schedule,
-        use=use,
-        dry_run=args.dry_run,
-        quiet=args.quiet)
+    # Every option but the positional one has the name of a PipelineOptions field.
+    named = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(PipelineOptions)}}
+    opts = PipelineOptions(args.pipeline, **dict(named, schedule=schedule, use=use))
     try:
         Pipeline(opts).run()
     except PipelineError as e:
