@@ -163,6 +163,15 @@ def _check_against(name: str, fns: list, ids: np.ndarray, given: tuple) -> None:
                                       f'image list has {b!r} there')
 
 
+def _check_neighbour_list(item: Any, k: int, name: str, field: str) -> None:
+    """One image's per-neighbour list: a list of ``k`` entries, or a precise error."""
+    if not isinstance(item, list):
+        raise OfficialFormatError(f'{name}: {field} is {type(item).__name__}, expected a list '
+                                  '(one entry per neighbour)')
+    if len(item) != k:
+        raise OfficialFormatError(f'{name}: {field} has {len(item)} neighbours, expected {k}')
+
+
 def _knn_rows(rows: Any, n: int, k: int, name: str, field: str) -> np.ndarray:
     if not isinstance(rows, list) or len(rows) != n:
         got = len(rows) if isinstance(rows, list) else type(rows).__name__
@@ -176,12 +185,7 @@ def _knn_rows(rows: Any, n: int, k: int, name: str, field: str) -> np.ndarray:
         if n == 0:
             return np.zeros((0, k), np.int32)
         for i, r in enumerate(rows):
-            if not isinstance(r, list):
-                raise OfficialFormatError(f'{name}: {field}[{i}] is {type(r).__name__}, '
-                                          'expected a list')
-            if len(r) != k:
-                raise OfficialFormatError(f'{name}: {field}[{i}] has {len(r)} neighbours, '
-                                          f'expected {k}')
+            _check_neighbour_list(r, k, name, f'{field}[{i}]')
             for v in r:
                 if not isinstance(v, int) or isinstance(v, bool):
                     raise OfficialFormatError(f'{name}: {field}[{i}] has {v!r}, expected int '
@@ -281,12 +285,7 @@ def parse_official_dict(data: Any, name: str = '<json>', *, kind: Optional[str] 
     cells: list = []
     for i, per_img in _progress(enumerate(kbp), n, 'knn_bbox_pair'):
         field = f'pseudo_annotations.knn_bbox_pair[{i}]'
-        if not isinstance(per_img, list):
-            raise OfficialFormatError(f'{name}: {field} is {type(per_img).__name__}, expected '
-                                      'a list (one entry per neighbour)')
-        if len(per_img) != k:
-            raise OfficialFormatError(f'{name}: {field} has {len(per_img)} neighbours, '
-                                      f'expected {k}')
+        _check_neighbour_list(per_img, k, name, field)
         # Usually every neighbour has the same pair count (int(0.1 * B)): one array call.
         try:
             a = np.array(per_img) if k else None

@@ -228,9 +228,11 @@ class CorrespondenceLoop(MiningLoop):
     def checkpoint_modules(self) -> Tuple[str, ...]:
         return self.roi_feature.modules(self.model)
 
+    def check_model(self) -> None:
+        self.roi_feature.check(self.model)
+
     def before_mining(self) -> None:
         """Phase 1: encode every image's kept boxes once (this rank's chunks), then barrier."""
-        self.roi_feature.check(self.model)
         self._check_pipeline()
         self._open_knn()
         for metric in getattr(self.evaluator, 'metrics', []):

@@ -39,7 +39,7 @@ class KNNMiningLoop(MiningLoop):
     def checkpoint_modules(self) -> Tuple[str, ...]:
         return self.feature.modules(self.model)
 
-    def before_mining(self) -> None:
+    def check_model(self) -> None:
         self.feature.check(self.model)
 
     def process_batch(self, data_batch: Any) -> List[dict]:

@@ -30,6 +30,7 @@ subclass overrides it, otherwise by streaming images through ``process_batch``):
   changes the results (JSON-serialisable); it keys the cache.
 - ``before_mining()``: optional set-up that needs the loaded checkpoint (it runs after
   ``load_from`` is applied, before any chunk); the base puts the model in eval mode.
+- ``check_model()``: raise a clear error when the model lacks what the step reads (runs first).
 - ``checkpoint_modules() -> tuple``: the model parts whose weights the step reads (e.g.
   ``('backbone', 'neck')``); the base refuses a ``load_from`` checkpoint without all of them
   (mmengine only warns) before ``before_mining``.
@@ -262,6 +263,9 @@ class MiningLoop(BaseLoop):
     def before_mining(self) -> None:
         """Set-up after the checkpoint is loaded and before the first chunk."""
 
+    def check_model(self) -> None:
+        """Raise a clear error when the model lacks the interface this step reads."""
+
     def checkpoint_modules(self) -> Tuple[str, ...]:
         """The model parts whose weights this step reads (checked in the ``load_from`` file)."""
         return ()
@@ -295,6 +299,7 @@ class MiningLoop(BaseLoop):
         self.runner.call_hook('before_test')
         self.runner.call_hook('before_test_epoch')
         self.runner.model.eval()
+        self.check_model()
         path = getattr(self.runner, '_load_from', None)
         modules = self.checkpoint_modules()
         if path and modules:
