@@ -58,7 +58,7 @@ def check_checkpoint_keys(model: torch.nn.Module, modules: Sequence[str], path: 
     raise CheckpointFormatError(
         f'{shown}: does not fit the {step} model ({type(model).__name__}, '
         f'{type(model.backbone).__name__} backbone): expected the keys {parts} of the config\'s '
-        f'model ({expected[0][0]}, ...), but {" and ".join(what)}; the file holds '
-        f'{", ".join(key_prefixes(sd)) or "no tensors"}. Use a checkpoint of the config\'s model '
+        f'model ({expected[0][0]}, ...), but {" and ".join(what)}; the file holds keys under '
+        f'{", ".join(key_prefixes(sd)) or "nothing"}; use a checkpoint of the config\'s model '
         '(e.g. the stage-1 epoch_N.pth), or set model= to the checkpoint\'s model; convert an '
         'official ORL/OpenSelfSup file with tools/model_converters/convert_official_orl.py')
