@@ -12,8 +12,7 @@ import argparse
 import os.path as osp
 import time
 
-from orl_plugin.datasets.official_json import read_official_json
-from orl_plugin.datasets.orl_store import KINDS
+from orl_plugin.store import KINDS, MiningStore
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,7 +28,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     t0 = time.time()
-    store = read_official_json(args.input, kind=args.kind, images=args.images, verbose=True)
+    store = MiningStore.open(args.input, kind=args.kind, images=args.images, verbose=True)
     t1 = time.time()
     out = store.save(args.output, provenance=dict(
         converted_from=osp.abspath(args.input),

@@ -9,8 +9,7 @@ back to a store lossless. ``--official-only`` writes the official keys only.
 import argparse
 import time
 
-from orl_plugin.datasets.official_json import write_official_json
-from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.store import MiningStore, write_official_json
 
 
 def parse_args() -> argparse.Namespace:

@@ -11,7 +11,7 @@ import os.path as osp
 
 import mmcv
 
-from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.store import MiningStore
 from orl_plugin.visualization.drawing import draw_pairs, find_image, save_image
 
 
