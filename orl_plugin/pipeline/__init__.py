@@ -9,12 +9,12 @@ resume, run), ``cli``.
 from .cli import main
 from .config_edits import data_root_options, load_config, parse_stage_options, schedule_options
 from .presets import PRESETS, repo_root, resolve_configs
-from .records import latest_checkpoint, read_run_metrics, write_json_atomic
+from .records import latest_checkpoint, read_run_metrics
 from .runner import Pipeline, PipelineOptions
 from .stages import STAGE_BY_NAME, STAGES, STORE_OUT_KEY, PipelineError, descendants, resolve_stage
 
 __all__ = [
     'main', 'data_root_options', 'load_config', 'parse_stage_options', 'schedule_options', 'PRESETS', 'repo_root',
-    'resolve_configs', 'latest_checkpoint', 'read_run_metrics', 'write_json_atomic', 'Pipeline', 'PipelineOptions',
+    'resolve_configs', 'latest_checkpoint', 'read_run_metrics', 'Pipeline', 'PipelineOptions',
     'STAGE_BY_NAME', 'STAGES', 'STORE_OUT_KEY', 'PipelineError', 'descendants', 'resolve_stage'
 ]

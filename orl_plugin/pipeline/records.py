@@ -7,6 +7,7 @@ import os.path as osp
 import shutil
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
+from ..store import atomic_write_json
 from .stages import PipelineError, StageSpec
 
 DONE_MARKER = 'pipeline_done.json'
@@ -16,16 +17,6 @@ STAGE_LOG = 'pipeline_stage.log'
 SUMMARY_KEYS = ('skipped', 'provided', 'wall_s', 'cpu_s', 'config', 'outputs', 'log', 'metrics', 'run_id',
                 'finished_at')
 _NOT_METRICS = ('time', 'data_time', 'step', 'epoch', 'iter')
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temp file in the same folder + os.replace."""
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_json(path: str) -> Optional[Any]:
@@ -115,7 +106,7 @@ def prepare_work_dir(work_dir: str, fp: str, fresh: bool) -> bool:
         else:
             kept = True
     os.makedirs(work_dir, exist_ok=True)
-    write_json_atomic(osp.join(work_dir, STARTED_MARKER), {'stage': osp.basename(work_dir), 'fingerprint': fp})
+    atomic_write_json(osp.join(work_dir, STARTED_MARKER), {'stage': osp.basename(work_dir), 'fingerprint': fp}, indent=2)
     return kept
 
 

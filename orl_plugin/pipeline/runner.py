@@ -18,12 +18,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..store import atomic_write_json
 from .config_edits import parse_stage_options, stage_options
 from .launch import Launcher, Stopwatch, log_tail
 from .presets import check_configs, repo_root, resolve_configs
 from .records import (DONE_MARKER, STAGE_LOG, SUMMARY_FILE, collect_outputs, fingerprint, fmt_metrics, format_table,
                       latest_checkpoint, prepare_work_dir, provided_record, read_new_runs, still_done, summary,
-                      timestamp_dirs, write_json_atomic)
+                      timestamp_dirs)
 from .stages import STAGE_BY_NAME, PipelineError, descendants, resolve_stage, select_stages, wire
 
 
@@ -131,7 +132,7 @@ class Pipeline:
             self._run_stage(stage)
         result = self.summary()
         if not self.opts.dry_run:
-            write_json_atomic(osp.join(self.work_dir, SUMMARY_FILE), result)
+            atomic_write_json(osp.join(self.work_dir, SUMMARY_FILE), result, indent=2)
         self._say(self.format_table())
         return result
 
@@ -158,7 +159,7 @@ class Pipeline:
             command=cmd,
             fingerprint=fp,
             inputs={'checkpoint': checkpoint, **wired} if checkpoint else dict(wired))
-        write_json_atomic(osp.join(wd, DONE_MARKER), record)
+        atomic_write_json(osp.join(wd, DONE_MARKER), record, indent=2)
         self.records[stage] = dict(record, skipped=False)
         self._say(f'{stage}: done in {record["wall_s"]:.1f} s ({record["cpu_s"]:.0f} CPU s); outputs '
                   f'{record["outputs"]}; log {record["log"]}; metrics: {fmt_metrics(record["metrics"])}')

@@ -26,7 +26,7 @@ from mmpretrain.registry import MODELS
 from orl_plugin.checkpoint_convert import extract_backbone, get_state_dict, load_checkpoint_file
 from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
-from orl_plugin.pipeline import write_json_atomic
+from orl_plugin.store import atomic_write_json
 
 
 class _Encoder(torch.nn.Module):
@@ -87,8 +87,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                       file=sys.stderr, flush=True)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        write_json_atomic(args.out, dict(config=args.config, data_root=args.data_root, k=args.k,
-                                         crop_size=args.crop_size, results=results))
+        atomic_write_json(args.out, dict(config=args.config, data_root=args.data_root, k=args.k,
+                                         crop_size=args.crop_size, results=results), indent=2)
     return 0
 
 
