@@ -31,6 +31,17 @@ def encode(value: Any) -> Any:
     raise TypeError(f'a config value of type {type(value).__name__} has no JSON form: {value!r}')
 
 
+def decode(value: Any) -> Any:
+    """Inverse of :func:`encode`."""
+    if isinstance(value, dict):
+        if set(value) == {TUPLE}:
+            return tuple(decode(v) for v in value[TUPLE])
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
 def shipped_configs(config_dir: str) -> Dict[str, str]:
     """{path relative to ``config_dir``: absolute path} of every config but the ``_base_`` fragments."""
     found = {}

@@ -1,7 +1,7 @@
 """PreciseBN for mmdet detectors, as detectron2's ``TEST.PRECISE_BN`` (the paper's protocol)."""
 import copy
 import itertools
-from typing import Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 from mmengine.hooks import Hook
@@ -14,9 +14,9 @@ from mmpretrain.engine.hooks.precise_bn_hook import scaled_all_reduce
 
 
 @torch.no_grad()
-def precise_bn_stats(detector: torch.nn.Module, loader, num_iters: int) -> int:
+def precise_bn_stats(detector: torch.nn.Module, batches: Iterable, num_iters: int) -> int:
     """Replace the running statistics of ``detector``'s training-mode BN layers by their average
-    over ``num_iters`` training batches of ``loader`` (the mean of the per-batch means and
+    over the next ``num_iters`` training batches of ``batches`` (the mean of the per-batch means and
     variances, averaged over ranks), with the training forward (``mode='loss'``: RPN and RoI head
     layers see the sampled training RoIs, as detectron2's PreciseBN hook runs the model).
 
@@ -31,14 +31,14 @@ def precise_bn_stats(detector: torch.nn.Module, loader, num_iters: int) -> int:
     for bn in bns:
         bn.momentum = 1.0  # running stats = this batch's stats
     done = 0
-    for data in itertools.islice(loader, num_iters):
+    for data in itertools.islice(batches, num_iters):
         detector(**detector.data_preprocessor(data, True), mode='loss')
         for i, bn in enumerate(bns):
             means[i] += bn.running_mean
             variances[i] += bn.running_var
         done += 1
     if done == 0:
-        raise RuntimeError('PreciseBN: the training data loader gave no batch')
+        raise RuntimeError('PreciseBN: no training batch to compute the statistics with')
     world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     means = scaled_all_reduce([m / done for m in means], world_size)
     variances = scaled_all_reduce([v / done for v in variances], world_size)
@@ -47,6 +47,18 @@ def precise_bn_stats(detector: torch.nn.Module, loader, num_iters: int) -> int:
         bn.running_var.copy_(var)
         bn.momentum = momentum
     return len(bns)
+
+
+def _endless(loader) -> Iterator:
+    """The loader's batches, epoch after epoch (one iterator for the whole run: mmengine's
+    InfiniteSampler can be iterated only once)."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            return
 
 
 @HOOKS.register_module()
@@ -74,7 +86,7 @@ class DetPreciseBNHook(Hook):
         if num_iters < 1:
             raise ValueError(f'DetPreciseBNHook: num_iters must be >= 1, got {num_iters}')
         self.num_iters = num_iters
-        self._loader = None
+        self._batches: Optional[Iterator] = None
 
     def _evaluates_after(self, runner: Runner, done: int) -> bool:
         """Whether the train loop evaluates after ``done`` iterations (epochs)."""
@@ -83,12 +95,12 @@ class DetPreciseBNHook(Hook):
             and done % loop.val_interval == 0
 
     def _run(self, runner: Runner) -> None:
-        if self._loader is None:
+        if self._batches is None:
             cfg = copy.deepcopy(runner.cfg.train_dataloader)
-            cfg['persistent_workers'] = False  # no second set of workers left running
-            self._loader = Runner.build_dataloader(cfg, seed=runner.seed)
+            cfg['persistent_workers'] = False  # the iterator below keeps its workers
+            self._batches = _endless(Runner.build_dataloader(cfg, seed=runner.seed))
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        n = precise_bn_stats(model, self._loader, self.num_iters)
+        n = precise_bn_stats(model, self._batches, self.num_iters)
         if n:
             runner.logger.info(f'PreciseBN: statistics of {n} BN layers recomputed over '
                                f'{self.num_iters} training batches per process')

@@ -2,9 +2,10 @@
 # SceneImageDataset, stage 2 SceneImageDataset / ProposalDataset, stage 3 ORLDataset) takes one of
 # them, and the mined files index its images by position. A config switches lists with e.g.
 #   train_dataloader = dict(dataset=_base_.coco_plus)
-# Every stage decodes their images the same way, the official code's way (PIL, no EXIF rotation,
-# so boxes in official files stay valid): `image_loader` in the pipelines, and its decoder in the
-# data sets that read images themselves (ORLDataset).
+# Every stage decodes their images the same way: `image_loader` in the pipelines, and its decoder
+# in the data sets that read images themselves (ORLDataset). PIL, as the official code's
+# Image.open(path).convert('RGB'); LoadImageOrSkip's docstring says how it treats EXIF orientation
+# (the official code ignores it, so the boxes of official files are in raw pixel orientation).
 image_loader = dict(type='LoadImageOrSkip', imdecode_backend='pillow')
 data_root = 'data/coco/'
 coco_train2017 = dict(

@@ -10,8 +10,12 @@ _base_ = './mask-rcnn_r50-syncbn-4conv1fc_fpn_1x_coco_orl.py'
 
 custom_imports = dict(imports=['orl_plugin', 'orl_plugin.transfer'], allow_failed_imports=False)
 
-# RoI sampling as detectron2's ROI_HEADS matcher: no low-quality matches (mmdet's FPN R-CNN: on).
-model = dict(train_cfg=dict(rcnn=dict(assigner=dict(match_low_quality=False))))
+# Anchor and RoI matching as detectron2's matchers: each ground-truth box's best anchors are
+# positive whatever their IoU (mmdet: only from IoU 0.3); no low-quality RoI matches.
+model = dict(
+    train_cfg=dict(
+        rpn=dict(assigner=dict(min_pos_iou=0.0)),
+        rcnn=dict(assigner=dict(match_low_quality=False))))
 
 # 90k iterations of 16 images, lr 0.02, x0.1 at 60k and 80k, linear warm-up over 1,000 iterations
 # from lr x 0.001; weight decay 1e-4 except on norm layers (SOLVER.WEIGHT_DECAY_NORM 0).

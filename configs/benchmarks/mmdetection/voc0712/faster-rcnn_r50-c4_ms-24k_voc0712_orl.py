@@ -44,7 +44,10 @@ model = dict(
             norm_eval=False,
             style='pytorch',
             init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-        bbox_head=dict(num_classes=20)))
+        bbox_head=dict(num_classes=20)),
+    # each ground-truth box's best anchors are positive whatever their IoU, as detectron2's RPN
+    # matcher (mmdet: only from IoU 0.3)
+    train_cfg=dict(rpn=dict(assigner=dict(min_pos_iou=0.0))))
 
 # detectron2 trains on the 'difficult' objects (mmdet's VOCDataset would ignore them).
 train_dataloader = dict(
