@@ -158,6 +158,8 @@ CHANGES: List[Change] = [
     Change(('benchmarks/mmdetection/voc0712/*', ), 'custom_hooks',
            [dict(type='DetPreciseBNHook', num_iters=200)],
            'detectron2 TEST.PRECISE_BN (200 iterations) before the evaluation'),
+    Change(('benchmarks/mmdetection/voc0712/*', ), 'model.train_cfg.rpn.assigner.min_pos_iou', 0.0,
+           "detectron2's RPN matcher: a box's best anchors are positive at any IoU (mmdet: >= 0.3)"),
     Change(('benchmarks/mmdetection/voc0712/*', ), 'train_cfg.val_interval', 24000,
            'detectron2 TEST.EVAL_PERIOD 0: evaluated once, after training'),
 ]
