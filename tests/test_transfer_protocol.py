@@ -305,8 +305,10 @@ def test_precise_bn_runs_before_each_evaluation_and_at_the_end(synthetic_scenes,
     for key in ('train_dataloader', 'val_dataloader'):
         cfg[key].dataset.data_root = root
     cfg.val_evaluator.ann_file = root + 'annotations/instances_val.json'
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    # the context restores the default scope after the run (the Runner sets it to mmdet for good)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        runner = Runner.from_cfg(cfg)
+        runner.train()
     with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
         log = f.read()
     events = [line for line in log.splitlines()
