@@ -67,8 +67,7 @@ def main() -> None:
     parser.add_argument('--out', required=True, help='.json file to write')
     parser.add_argument('--source', required=True, help='what the folder is (e.g. a commit), kept in the file')
     args = parser.parse_args()
-    data = dict(source=args.source,
-                configs={rel: resolve(path) for rel, path in shipped_configs(args.configs).items()})
+    data = dict(source=args.source, configs={rel: resolve(path) for rel, path in shipped_configs(args.configs).items()})
     with open(args.out, 'w', encoding='utf-8') as f:
         json.dump(data, f, sort_keys=True, indent=1)
         f.write('\n')

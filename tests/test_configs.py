@@ -25,8 +25,10 @@ def _is_base_fragment(path: str) -> bool:
 
 
 def _dataloaders(cfg: Config) -> Dict[str, dict]:
-    return {key: cfg[key] for key in ('train_dataloader', 'val_dataloader', 'test_dataloader')
-            if isinstance(cfg.get(key), dict)}
+    return {
+        key: cfg[key] for key in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        if isinstance(cfg.get(key), dict)
+    }
 
 
 def test_configs_found():
@@ -74,8 +76,7 @@ def _registered_in_source() -> List[Tuple[str, str, str, str, str]]:
                 continue
             for dec in node.decorator_list:
                 if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
-                        and dec.func.attr == 'register_module'
-                        and isinstance(dec.func.value, ast.Name)
+                        and dec.func.attr == 'register_module' and isinstance(dec.func.value, ast.Name)
                         and dec.func.value.id in registries):
                     continue
                 name = node.name
@@ -89,8 +90,7 @@ def _registered_in_source() -> List[Tuple[str, str, str, str, str]]:
 REGISTERED = _registered_in_source()
 
 
-@pytest.mark.parametrize('module,obj,reg_module,reg_attr,name', REGISTERED,
-                         ids=[f'{r[3]}:{r[4]}' for r in REGISTERED])
+@pytest.mark.parametrize('module,obj,reg_module,reg_attr,name', REGISTERED, ids=[f'{r[3]}:{r[4]}' for r in REGISTERED])
 def test_import_registers(module, obj, reg_module, reg_attr, name):
     package = next((p for p in OPT_IN if module.startswith(p + '.')), 'orl_plugin')
     importlib.import_module(package)
@@ -136,17 +136,15 @@ def _cfg(rel: str) -> Config:
 
 
 STAGE1_STAGE3 = [
-    ('byol/byol_resnet50_8xb64-coslr-800e_coco.py', 'orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py',
-     224, 96),
-    ('byol/byol_resnet50_8xb64-coslr-800e_coco-plus.py',
-     'orl/stage3/orl_resnet50_8xb64-coslr-800e_coco-plus.py', 224, 96),
-    ('byol/byol_resnet18_1xb32-coslr-30e_synthetic.py',
-     'orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py', 96, 48),
+    ('byol/byol_resnet50_8xb64-coslr-800e_coco.py', 'orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py', 224, 96),
+    ('byol/byol_resnet50_8xb64-coslr-800e_coco-plus.py', 'orl/stage3/orl_resnet50_8xb64-coslr-800e_coco-plus.py', 224,
+     96),
+    ('byol/byol_resnet18_1xb32-coslr-30e_synthetic.py', 'orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py', 96, 48),
 ]
 
 
-@pytest.mark.parametrize('stage1,stage3,view_size,patch_size', STAGE1_STAGE3,
-                         ids=[s3.split('/')[-1] for _, s3, _, _ in STAGE1_STAGE3])
+@pytest.mark.parametrize(
+    'stage1,stage3,view_size,patch_size', STAGE1_STAGE3, ids=[s3.split('/')[-1] for _, s3, _, _ in STAGE1_STAGE3])
 def test_stage3_views_are_stage1_views(stage1, stage3, view_size, patch_size):
     """The stage-3 image views are the stage-1 views; the RoI patches differ only where the paper
     says (a box resized to the patch size by RoICrop instead of RandomResizedCrop)."""
@@ -156,8 +154,12 @@ def test_stage3_views_are_stage1_views(stage1, stage3, view_size, patch_size):
     views = multi_view.transforms
     assert orl_views.img_pipelines == views
     for view in views:  # the official RandomResizedCrop(224, interpolation=2): PIL bilinear
-        assert view[0] == dict(type='RandomResizedCrop', scale=view_size, crop_ratio_range=(0.08, 1.),
-                               interpolation='bilinear', backend='pillow')
+        assert view[0] == dict(
+            type='RandomResizedCrop',
+            scale=view_size,
+            crop_ratio_range=(0.08, 1.),
+            interpolation='bilinear',
+            backend='pillow')
     assert [p[0] for p in orl_views.patch_pipelines] == [dict(type='RoICrop', size=patch_size)] * 2
     assert [p[1:] for p in orl_views.patch_pipelines] == [v[1:] for v in views]
     # BYOL's asymmetry: blur 1.0 / 0.1, solarize 0.0 / 0.2; everything else the same
@@ -168,8 +170,10 @@ def test_stage3_views_are_stage1_views(stage1, stage3, view_size, patch_size):
 
 
 def _plugin_configs() -> List[str]:
-    return [osp.relpath(p, osp.join(ROOT, 'configs')) for p in CONFIGS
-            if not _is_base_fragment(p) and '/benchmarks/' not in p]
+    return [
+        osp.relpath(p, osp.join(ROOT, 'configs')) for p in CONFIGS
+        if not _is_base_fragment(p) and '/benchmarks/' not in p
+    ]
 
 
 def _loaders(node, found):
@@ -195,16 +199,16 @@ def test_every_stage_decodes_images_the_same_way(rel):
     if dataset.get('type') == 'ORLDataset':
         assert dataset.imdecode_backend == 'pillow' and not loaders
     else:
-        assert loaders and all(l == dict(type='LoadImageOrSkip', imdecode_backend='pillow')
-                               for l in loaders), loaders
+        assert loaders and all(t == dict(type='LoadImageOrSkip', imdecode_backend='pillow') for t in loaders), loaders
 
 
 # --------------------------------------------------------------------------------------
 # Initialisation: the official one on the COCO models, mmpretrain's on the CPU models.
 # --------------------------------------------------------------------------------------
 def _build(model_cfg):
-    import orl_plugin  # noqa: F401
     from mmpretrain.registry import MODELS
+
+    import orl_plugin  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return MODELS.build(model_cfg)
 
@@ -246,8 +250,8 @@ def test_official_init_statistics():
     assert seen == {'conv': 53, 'linear': 8, 'bn': 53 + 4}
 
 
-@pytest.mark.parametrize('rel', ['byol/byol_resnet18_1xb32-coslr-30e_synthetic.py',
-                                 'orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py'])
+@pytest.mark.parametrize(
+    'rel', ['byol/byol_resnet18_1xb32-coslr-30e_synthetic.py', 'orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py'])
 def test_cpu_models_initialise_as_before(rel):
     """The CPU models keep mmpretrain's default init (the configs were tuned with it): the same
     weights, seed for seed, as the model config of commit a2956d7 (no init_cfg)."""

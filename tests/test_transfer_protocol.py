@@ -42,27 +42,27 @@ def _warmup(iters: int) -> dict:
 
 
 def _steps(max_iters: int, milestones: list) -> dict:
-    return dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters, milestones=milestones,
-                gamma=0.1)
+    return dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters, milestones=milestones, gamma=0.1)
 
 
 def _common(max_iters: int, steps: list, warmup: int) -> List[Row]:
     """The rows both protocols share, at their schedule."""
     k = lambda n: f'{n // 1000}k'  # noqa: E731
     return [
-        Row('Batch, learning rate', '16 images, 0.02 (`SOLVER.IMS_PER_BATCH`, `BASE_LR`)',
-            '8 GPUs x 2 images, lr 0.02',
-            {'train_dataloader.batch_size': 2, 'auto_scale_lr.base_batch_size': 16,
-             'optim_wrapper.optimizer.lr': 0.02}),
+        Row('Batch, learning rate', '16 images, 0.02 (`SOLVER.IMS_PER_BATCH`, `BASE_LR`)', '8 GPUs x 2 images, lr 0.02',
+            {'train_dataloader.batch_size': 2, 'auto_scale_lr.base_batch_size': 16, 'optim_wrapper.optimizer.lr': 0.02
+             }),
         Row('Optimiser', 'SGD, momentum 0.9, weight decay 1e-4, fp32, no gradient clipping '
-            '(`SOLVER.MOMENTUM`, `WEIGHT_DECAY`)', 'the same', {'optim_wrapper.optimizer': SGD,
-                                                              'optim_wrapper.type': 'OptimWrapper'}),
-        Row('Weight decay of norm layers', '0 (`SOLVER.WEIGHT_DECAY_NORM`)',
-            '0 (`paramwise_cfg.norm_decay_mult=0`)', {'optim_wrapper.paramwise_cfg.norm_decay_mult': 0.0}),
-        Row('Schedule', f'{k(max_iters)} iterations, lr x0.1 at {k(steps[0])} and {k(steps[1])} '
-            '(`SOLVER.MAX_ITER`, `STEPS`)', f'`IterBasedTrainLoop` {max_iters}, `MultiStepLR` {steps}',
-            {'train_cfg.type': 'IterBasedTrainLoop', 'train_cfg.max_iters': max_iters,
-             'param_scheduler.1': _steps(max_iters, steps), 'train_dataloader.sampler.type': 'InfiniteSampler'}),
+            '(`SOLVER.MOMENTUM`, `WEIGHT_DECAY`)', 'the same',
+            {'optim_wrapper.optimizer': SGD, 'optim_wrapper.type': 'OptimWrapper'}),
+        Row('Weight decay of norm layers', '0 (`SOLVER.WEIGHT_DECAY_NORM`)', '0 (`paramwise_cfg.norm_decay_mult=0`)',
+            {'optim_wrapper.paramwise_cfg.norm_decay_mult': 0.0}),
+        Row(
+            'Schedule', f'{k(max_iters)} iterations, lr x0.1 at {k(steps[0])} and {k(steps[1])} '
+            '(`SOLVER.MAX_ITER`, `STEPS`)', f'`IterBasedTrainLoop` {max_iters}, `MultiStepLR` {steps}', {
+                'train_cfg.type': 'IterBasedTrainLoop', 'train_cfg.max_iters': max_iters, 'param_scheduler.1': _steps(
+                    max_iters, steps), 'train_dataloader.sampler.type': 'InfiniteSampler'
+            }),
         Row('Warm-up', f'linear from lr x 0.001 over {warmup:,} iterations (`SOLVER.WARMUP_ITERS`, '
             '`WARMUP_FACTOR`)', f'`LinearLR(start_factor=0.001)` over {warmup} iterations',
             {'param_scheduler.0': _warmup(warmup)}),
@@ -71,21 +71,26 @@ def _common(max_iters: int, steps: list, warmup: int) -> List[Row]:
             {'custom_hooks': [dict(type='DetPreciseBNHook', num_iters=200)]}),
         Row('Evaluation', 'once, after training (`TEST.EVAL_PERIOD` 0)', f'`val_interval={max_iters}`',
             {'train_cfg.val_interval': max_iters}),
-        Row('Anchor matching', 'IoU >= 0.7 positive, < 0.3 negative; each box\'s best anchors positive '
-            'at any IoU; 256 per image, half positive', 'the same (`min_pos_iou=0`)',
-            {'model.train_cfg.rpn.assigner.pos_iou_thr': 0.7, 'model.train_cfg.rpn.assigner.neg_iou_thr': 0.3,
-             'model.train_cfg.rpn.assigner.min_pos_iou': 0.0,
-             'model.train_cfg.rpn.assigner.match_low_quality': True,
-             'model.train_cfg.rpn.sampler.num': 256, 'model.train_cfg.rpn.sampler.pos_fraction': 0.5}),
-        Row('RoI sampling', '512 per image, 25% positive (IoU >= 0.5), ground truth added, no '
-            'low-quality matches', 'the same',
-            {'model.train_cfg.rcnn.sampler.num': 512, 'model.train_cfg.rcnn.sampler.pos_fraction': 0.25,
-             'model.train_cfg.rcnn.sampler.add_gt_as_proposals': True,
-             'model.train_cfg.rcnn.assigner.pos_iou_thr': 0.5,
-             'model.train_cfg.rcnn.assigner.match_low_quality': False}),
-        Row('Detections', 'score > 0.05, NMS 0.5, 100 per image', 'the same',
-            {'model.test_cfg.rcnn.score_thr': 0.05, 'model.test_cfg.rcnn.nms.iou_threshold': 0.5,
-             'model.test_cfg.rcnn.max_per_img': 100}),
+        Row(
+            'Anchor matching', 'IoU >= 0.7 positive, < 0.3 negative; each box\'s best anchors positive '
+            'at any IoU; 256 per image, half positive', 'the same (`min_pos_iou=0`)', {
+                'model.train_cfg.rpn.assigner.pos_iou_thr': 0.7, 'model.train_cfg.rpn.assigner.neg_iou_thr': 0.3,
+                'model.train_cfg.rpn.assigner.min_pos_iou': 0.0, 'model.train_cfg.rpn.assigner.match_low_quality': True,
+                'model.train_cfg.rpn.sampler.num': 256, 'model.train_cfg.rpn.sampler.pos_fraction': 0.5
+            }),
+        Row(
+            'RoI sampling', '512 per image, 25% positive (IoU >= 0.5), ground truth added, no '
+            'low-quality matches', 'the same', {
+                'model.train_cfg.rcnn.sampler.num': 512, 'model.train_cfg.rcnn.sampler.pos_fraction': 0.25,
+                'model.train_cfg.rcnn.sampler.add_gt_as_proposals': True,
+                'model.train_cfg.rcnn.assigner.pos_iou_thr': 0.5,
+                'model.train_cfg.rcnn.assigner.match_low_quality': False
+            }),
+        Row(
+            'Detections', 'score > 0.05, NMS 0.5, 100 per image', 'the same', {
+                'model.test_cfg.rcnn.score_thr': 0.05, 'model.test_cfg.rcnn.nms.iou_threshold': 0.5,
+                'model.test_cfg.rcnn.max_per_img': 100
+            }),
     ]
 
 
@@ -94,42 +99,45 @@ def _backbone(official_norm: str, norm_paths: List[str], resnets: List[str]) -> 
     ``resnets``), stages and input."""
     return [
         Row('Norm layers', official_norm, 'SyncBN, `norm_eval=False`',
-            {**{f'{p}.norm_cfg.type': 'SyncBN' for p in norm_paths},
-             **{f'{p}.norm_eval': False for p in resnets}}),
+            {**{f'{p}.norm_cfg.type': 'SyncBN' for p in norm_paths}, **{f'{p}.norm_eval': False for p in resnets}}),
         Row('Frozen stages', 'none (`BACKBONE.FREEZE_AT` 0)', '`frozen_stages=-1`',
             {'model.backbone.frozen_stages': -1}),
         Row('ResNet', 'torchvision style (`RESNETS.STRIDE_IN_1X1` False)', "`style='pytorch'`",
             {'model.backbone.style': 'pytorch'}),
-        Row('Input', 'RGB, ImageNet mean and std in pixels (`INPUT.FORMAT`, `PIXEL_MEAN`, `PIXEL_STD`)',
-            'the same', {f'model.data_preprocessor.{k}': v for k, v in RGB.items()}),
+        Row('Input', 'RGB, ImageNet mean and std in pixels (`INPUT.FORMAT`, `PIXEL_MEAN`, `PIXEL_STD`)', 'the same',
+            {f'model.data_preprocessor.{k}': v for k, v in RGB.items()}),
     ]
 
 
 COCO: List[Row] = [
     Row('Detector', 'Mask R-CNN, ResNet-50 FPN', 'the same',
         {'model.type': 'MaskRCNN', 'model.backbone.depth': 50, 'model.neck.type': 'FPN'}),
-    *_backbone('SyncBN in the backbone, FPN and heads, statistics trained (`RESNETS.NORM`, '
-               '`FPN.NORM`, `ROI_BOX_HEAD.NORM`, `ROI_MASK_HEAD.NORM`)',
-               ['model.backbone', 'model.neck', 'model.roi_head.bbox_head', 'model.roi_head.mask_head'],
-               ['model.backbone']),
-    Row('Box head', '4conv1fc: 4 convs of 256, 1 fc of 1024, SyncBN (`ROI_BOX_HEAD.NUM_CONV` 4, '
-        '`NUM_FC` 1, `NORM`)', '`Shared4Conv1FCBBoxHead`',
-        {'model.roi_head.bbox_head.type': 'Shared4Conv1FCBBoxHead',
-         'model.roi_head.bbox_head.conv_out_channels': 256,
-         'model.roi_head.bbox_head.fc_out_channels': 1024}),
+    *_backbone(
+        'SyncBN in the backbone, FPN and heads, statistics trained (`RESNETS.NORM`, '
+        '`FPN.NORM`, `ROI_BOX_HEAD.NORM`, `ROI_MASK_HEAD.NORM`)',
+        ['model.backbone', 'model.neck', 'model.roi_head.bbox_head', 'model.roi_head.mask_head'], ['model.backbone']),
+    Row(
+        'Box head', '4conv1fc: 4 convs of 256, 1 fc of 1024, SyncBN (`ROI_BOX_HEAD.NUM_CONV` 4, '
+        '`NUM_FC` 1, `NORM`)', '`Shared4Conv1FCBBoxHead`', {
+            'model.roi_head.bbox_head.type': 'Shared4Conv1FCBBoxHead',
+            'model.roi_head.bbox_head.conv_out_channels': 256, 'model.roi_head.bbox_head.fc_out_channels': 1024
+        }),
     Row('Mask head', '4 convs, SyncBN (`ROI_MASK_HEAD.NUM_CONV` 4, `NORM`)', '`FCNMaskHead`, 4 convs',
         {'model.roi_head.mask_head.num_convs': 4}),
-    Row('Training scales', 'short side one of 640, 672, ..., 800, long side <= 1333, horizontal flip '
-        '(`INPUT.MIN_SIZE_TRAIN`, `MAX_SIZE_TRAIN`)', '`RandomChoiceResize`, `RandomFlip(0.5)`',
-        {'train_pipeline.2.scales': _scales(range(640, 801, 32)), 'train_pipeline.2.keep_ratio': True,
-         'train_pipeline.3.prob': 0.5}),
+    Row(
+        'Training scales', 'short side one of 640, 672, ..., 800, long side <= 1333, horizontal flip '
+        '(`INPUT.MIN_SIZE_TRAIN`, `MAX_SIZE_TRAIN`)', '`RandomChoiceResize`, `RandomFlip(0.5)`', {
+            'train_pipeline.2.scales': _scales(range(640, 801, 32)), 'train_pipeline.2.keep_ratio': True,
+            'train_pipeline.3.prob': 0.5
+        }),
     Row('Test scale', 'short side 800, long side <= 1333', '`Resize((1333, 800))`',
         {'test_pipeline.1.scale': (1333, 800)}),
     *_common(90000, [60000, 80000], 1000),
-    Row('RPN proposals', '2000 per level before NMS, 1000 after (training); 1000 / 1000 (test)',
-        'the same', {'model.train_cfg.rpn_proposal.nms_pre': 2000,
-                     'model.train_cfg.rpn_proposal.max_per_img': 1000,
-                     'model.test_cfg.rpn.nms_pre': 1000, 'model.test_cfg.rpn.max_per_img': 1000}),
+    Row(
+        'RPN proposals', '2000 per level before NMS, 1000 after (training); 1000 / 1000 (test)', 'the same', {
+            'model.train_cfg.rpn_proposal.nms_pre': 2000, 'model.train_cfg.rpn_proposal.max_per_img': 1000,
+            'model.test_cfg.rpn.nms_pre': 1000, 'model.test_cfg.rpn.max_per_img': 1000
+        }),
     Row('Metric', 'COCO box and mask AP on val2017', '`CocoMetric` bbox, segm',
         {'val_evaluator.metric': ['bbox', 'segm']}),
 ]
@@ -137,42 +145,50 @@ COCO: List[Row] = [
 VOC_TRAIN = ['VOC2007/ImageSets/Main/trainval.txt', 'VOC2012/ImageSets/Main/trainval.txt']
 VOC: List[Row] = [
     Row('Detector', 'Faster R-CNN, ResNet-50 C4: res5 as the RoI head', 'the same (`ResLayer` head)',
-        {'model.type': 'FasterRCNN', 'model.backbone.num_stages': 3,
-         'model.roi_head.shared_head.stage': 3}),
+        {'model.type': 'FasterRCNN', 'model.backbone.num_stages': 3, 'model.roi_head.shared_head.stage': 3}),
     Row('Extra norm after res5', 'yes (`Res5ROIHeadsExtraNorm`)', "mmpretrain's `ResLayerExtraNorm`",
         {'model.roi_head.shared_head.type': 'ResLayerExtraNorm'}),
-    *_backbone('SyncBN in the backbone and res5 head, statistics trained (`RESNETS.NORM` of '
-               "ORL's Base-RCNN-C4-BN.yaml; MoCo's has naiveSyncBN)",
-               ['model.backbone', 'model.roi_head.shared_head'],
-               ['model.backbone', 'model.roi_head.shared_head']),
-    Row('RoI features', '14x14 RoIAlign (aligned), res5, average pool', 'the same',
-        {'model.roi_head.bbox_roi_extractor.roi_layer.output_size': 14,
-         'model.roi_head.bbox_roi_extractor.roi_layer.sampling_ratio': 0,
-         'model.roi_head.bbox_head.with_avg_pool': True}),
-    Row('Training data', "VOC2007 + VOC2012 trainval, 'difficult' objects included (detectron2's "
-        'Pascal VOC loader)',
-        '`KeepDifficultVOCDataset` (orl_plugin/transfer)',
-        {'train_dataloader.dataset.datasets.0.type': 'KeepDifficultVOCDataset',
-         'train_dataloader.dataset.datasets.1.type': 'KeepDifficultVOCDataset',
-         'train_dataloader.dataset.datasets.0.ann_file': VOC_TRAIN[0],
-         'train_dataloader.dataset.datasets.1.ann_file': VOC_TRAIN[1]}),
-    Row('Training scales', 'short side one of 480, 512, ..., 800, long side <= 1333, horizontal flip',
-        '`RandomChoiceResize`, `RandomFlip(0.5)`',
-        {'train_pipeline.2.scales': _scales(range(480, 801, 32)), 'train_pipeline.2.keep_ratio': True,
-         'train_pipeline.3.prob': 0.5,
-         'train_dataloader.dataset.datasets.0.pipeline.2.scales': _scales(range(480, 801, 32))}),
+    *_backbone(
+        'SyncBN in the backbone and res5 head, statistics trained (`RESNETS.NORM` of '
+        "ORL's Base-RCNN-C4-BN.yaml; MoCo's has naiveSyncBN)", ['model.backbone', 'model.roi_head.shared_head'],
+        ['model.backbone', 'model.roi_head.shared_head']),
+    Row(
+        'RoI features', '14x14 RoIAlign (aligned), res5, average pool', 'the same', {
+            'model.roi_head.bbox_roi_extractor.roi_layer.output_size': 14,
+            'model.roi_head.bbox_roi_extractor.roi_layer.sampling_ratio': 0,
+            'model.roi_head.bbox_head.with_avg_pool': True
+        }),
+    Row(
+        'Training data', "VOC2007 + VOC2012 trainval, 'difficult' objects included (detectron2's "
+        'Pascal VOC loader)', '`KeepDifficultVOCDataset` (orl_plugin/transfer)', {
+            'train_dataloader.dataset.datasets.0.type': 'KeepDifficultVOCDataset',
+            'train_dataloader.dataset.datasets.1.type': 'KeepDifficultVOCDataset',
+            'train_dataloader.dataset.datasets.0.ann_file': VOC_TRAIN[0],
+            'train_dataloader.dataset.datasets.1.ann_file': VOC_TRAIN[1]
+        }),
+    Row(
+        'Training scales', 'short side one of 480, 512, ..., 800, long side <= 1333, horizontal flip',
+        '`RandomChoiceResize`, `RandomFlip(0.5)`', {
+            'train_pipeline.2.scales': _scales(range(480, 801, 32)), 'train_pipeline.2.keep_ratio': True,
+            'train_pipeline.3.prob': 0.5, 'train_dataloader.dataset.datasets.0.pipeline.2.scales': _scales(
+                range(480, 801, 32))
+        }),
     Row('Test scale', 'short side 800, long side <= 1333', '`Resize((1333, 800))`',
         {'test_pipeline.1.scale': (1333, 800)}),
     *_common(24000, [18000, 22000], 100),
-    Row('RPN proposals', '12000 before NMS, 2000 after (training); 6000 / 1000 (test)', 'the same',
-        {'model.train_cfg.rpn_proposal.nms_pre': 12000, 'model.train_cfg.rpn_proposal.max_per_img': 2000,
-         'model.test_cfg.rpn.nms_pre': 6000, 'model.test_cfg.rpn.max_per_img': 1000}),
-    Row('Metric', 'VOC2007 test, 11-point AP at IoU 0.50:0.05:0.95; AP (their mean), AP50, AP75',
-        '`VOCMetric`: `pascal_voc/mAP` (the mean), `AP50`, `AP75`',
-        {'val_evaluator.type': 'VOCMetric', 'val_evaluator.eval_mode': '11points',
-         'val_evaluator.iou_thrs': [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95],
-         'test_evaluator.iou_thrs': [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95],
-         'val_dataloader.dataset.ann_file': 'VOC2007/ImageSets/Main/test.txt'}),
+    Row(
+        'RPN proposals', '12000 before NMS, 2000 after (training); 6000 / 1000 (test)', 'the same', {
+            'model.train_cfg.rpn_proposal.nms_pre': 12000, 'model.train_cfg.rpn_proposal.max_per_img': 2000,
+            'model.test_cfg.rpn.nms_pre': 6000, 'model.test_cfg.rpn.max_per_img': 1000
+        }),
+    Row(
+        'Metric', 'VOC2007 test, 11-point AP at IoU 0.50:0.05:0.95; AP (their mean), AP50, AP75',
+        '`VOCMetric`: `pascal_voc/mAP` (the mean), `AP50`, `AP75`', {
+            'val_evaluator.type': 'VOCMetric', 'val_evaluator.eval_mode': '11points', 'val_evaluator.iou_thrs': [
+                0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95
+            ], 'test_evaluator.iou_thrs': [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95],
+            'val_dataloader.dataset.ann_file': 'VOC2007/ImageSets/Main/test.txt'
+        }),
 ]
 
 
@@ -208,8 +224,9 @@ def test_config_holds_the_protocol_table(path, rows):
 
 
 def _build(cfg):
-    import orl_plugin.transfer  # noqa: F401
     from mmdet.registry import MODELS
+
+    import orl_plugin.transfer  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmdet'):
         return MODELS.build(cfg.model)
 
@@ -283,23 +300,30 @@ def test_precise_bn_runs_before_each_evaluation_and_at_the_end(synthetic_scenes,
     loaded 2-core machine: the one end-to-end check of the hook inside mmdet's training."""
     from mmengine.runner import Runner
     from mmengine.runner.checkpoint import CheckpointLoader
+
     import orl_plugin.transfer  # noqa: F401
     root = synthetic_scenes['out_dir'] + '/'
     cfg = Config.fromfile(osp.join(BENCH, 'synthetic', 'faster-rcnn_r18_fpn_1xb8-100i_synthetic.py'))
     cfg.model.backbone.init_cfg = None
     cfg.merge_from_dict({
-        'work_dir': str(tmp_path), 'log_level': 'INFO',
+        'work_dir': str(tmp_path),
+        'log_level': 'INFO',
         'train_dataloader.dataset.pipeline.2.scale': (64, 64),  # the scenes' own size
         'val_dataloader.dataset.pipeline.1.scale': (64, 64),
         'custom_hooks': [dict(type='DetPreciseBNHook', num_iters=1)],
         # fewer proposals and RoIs than the CPU config: this checks the order of events only
-        'model.train_cfg.rpn_proposal.max_per_img': 50, 'model.train_cfg.rcnn.sampler.num': 16,
+        'model.train_cfg.rpn_proposal.max_per_img': 50,
+        'model.train_cfg.rcnn.sampler.num': 16,
         'model.test_cfg.rpn.max_per_img': 50,
         'train_cfg': dict(type='IterBasedTrainLoop', max_iters=3, val_interval=2),
-        'train_dataloader.batch_size': 2, 'val_dataloader.batch_size': 2,
-        'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
-        'val_dataloader.num_workers': 0, 'val_dataloader.persistent_workers': False,
-        'default_hooks.checkpoint.interval': 2, 'default_hooks.logger.interval': 1,
+        'train_dataloader.batch_size': 2,
+        'val_dataloader.batch_size': 2,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'val_dataloader.num_workers': 0,
+        'val_dataloader.persistent_workers': False,
+        'default_hooks.checkpoint.interval': 2,
+        'default_hooks.logger.interval': 1,
         'model.test_cfg.rcnn.score_thr': 0.0,
     })
     for key in ('train_dataloader', 'val_dataloader'):
@@ -311,8 +335,9 @@ def test_precise_bn_runs_before_each_evaluation_and_at_the_end(synthetic_scenes,
         runner.train()
     with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
         log = f.read()
-    events = [line for line in log.splitlines()
-              if 'PreciseBN:' in line or 'Saving checkpoint' in line or 'Iter(val)' in line]
+    events = [
+        line for line in log.splitlines() if 'PreciseBN:' in line or 'Saving checkpoint' in line or 'Iter(val)' in line
+    ]
     kinds = ['bn' if 'PreciseBN' in e else 'ckpt' if 'Saving' in e else 'val' for e in events]
     kinds = [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1]]  # one 'val' per evaluation
     # after iteration 2: BN, checkpoint, evaluation; after iteration 3 (the last): BN, checkpoint, evaluation
@@ -344,19 +369,26 @@ def _voc_tree(root) -> str:
     return str(root) + '/'
 
 
-@pytest.mark.parametrize('dataset_type,test_mode,flags', [
-    ('VOCDataset', False, [0, 1]),  # mmdet: the difficult bottle is ignored in training
-    ('KeepDifficultVOCDataset', False, [0, 0]),  # detectron2: trained on
-    ('KeepDifficultVOCDataset', True, [0, 1]),  # evaluation: ignored, as VOC's protocol
-])
+@pytest.mark.parametrize(
+    'dataset_type,test_mode,flags',
+    [
+        ('VOCDataset', False, [0, 1]),  # mmdet: the difficult bottle is ignored in training
+        ('KeepDifficultVOCDataset', False, [0, 0]),  # detectron2: trained on
+        ('KeepDifficultVOCDataset', True, [0, 1]),  # evaluation: ignored, as VOC's protocol
+    ])
 def test_voc_difficult_objects(tmp_path, dataset_type, test_mode, flags):
-    import orl_plugin.transfer  # noqa: F401
     from mmdet.registry import DATASETS
+
+    import orl_plugin.transfer  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmdet'):
-        ds = DATASETS.build(dict(type=dataset_type, data_root=_voc_tree(tmp_path),
-                                 ann_file='VOC2007/ImageSets/Main/trainval.txt',
-                                 data_prefix=dict(sub_data_root='VOC2007/'), test_mode=test_mode,
-                                 pipeline=[]))
+        ds = DATASETS.build(
+            dict(
+                type=dataset_type,
+                data_root=_voc_tree(tmp_path),
+                ann_file='VOC2007/ImageSets/Main/trainval.txt',
+                data_prefix=dict(sub_data_root='VOC2007/'),
+                test_mode=test_mode,
+                pipeline=[]))
     instances = ds.get_data_info(0)['instances']
     assert [i['ignore_flag'] for i in instances] == flags
     assert [i['bbox_label'] for i in instances] == [ds.metainfo['classes'].index(c) for c in ('person', 'bottle')]

@@ -21,11 +21,7 @@ custom_hooks = [
         query=dict(type='SceneImageDataset', **val_split),
         interval=5,
         crop_size=64),
-    dict(
-        type='ViewRetrievalHook',
-        dataset=dict(type='SceneImageDataset', **val_split),
-        interval=5,
-        max_images=256),
+    dict(type='ViewRetrievalHook', dataset=dict(type='SceneImageDataset', **val_split), interval=5, max_images=256),
 ]
 del val_split
 

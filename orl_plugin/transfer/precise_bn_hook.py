@@ -4,13 +4,12 @@ import itertools
 from typing import Iterable, Iterator, Optional
 
 import torch
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, Runner
-from torch.nn.modules.batchnorm import _BatchNorm
-
-from mmdet.registry import HOOKS
 from mmpretrain.engine.hooks.precise_bn_hook import scaled_all_reduce
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 @torch.no_grad()
@@ -107,14 +106,16 @@ class DetPreciseBNHook(Hook):
         else:
             runner.logger.warning('PreciseBN: the model has no BN layer in training mode')
 
-    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Optional[dict] = None,
+    def after_train_iter(self,
+                         runner: Runner,
+                         batch_idx: int,
+                         data_batch: Optional[dict] = None,
                          outputs: Optional[dict] = None) -> None:
-        if isinstance(runner.train_loop, IterBasedTrainLoop) and (
-                self.is_last_train_iter(runner) or self._evaluates_after(runner, runner.iter + 1)):
+        if isinstance(runner.train_loop, IterBasedTrainLoop) and (self.is_last_train_iter(runner)
+                                                                  or self._evaluates_after(runner, runner.iter + 1)):
             self._run(runner)
 
     def after_train_epoch(self, runner: Runner) -> None:
-        if isinstance(runner.train_loop, EpochBasedTrainLoop) and (
-                self.is_last_train_epoch(runner)
-                or self._evaluates_after(runner, runner.epoch + 1)):
+        if isinstance(runner.train_loop, EpochBasedTrainLoop) and (self.is_last_train_epoch(runner)
+                                                                   or self._evaluates_after(runner, runner.epoch + 1)):
             self._run(runner)

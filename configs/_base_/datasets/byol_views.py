@@ -5,8 +5,7 @@
 #   p=0.8, grayscale p=0.2, Gaussian blur sigma U(0.1, 2.0), solarize (threshold 128);
 # - view 2 differs from view 1 as BYOL's: blur p=1.0 / 0.1, solarize p=0.0 / 0.2;
 view_pipeline1 = [
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.),
-         interpolation='bilinear', backend='pillow'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.), interpolation='bilinear', backend='pillow'),
     dict(type='RandomFlip', prob=0.5),
     dict(
         type='RandomApply',

@@ -18,10 +18,7 @@ test_dataloader = dict(
     pin_memory=False,
     # one sample = a variable number of crops: keep lists, the loop concatenates them
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(
-        type='ProposalDataset',
-        proposal_file='orl/selective_search.orlstore',
-        pipeline=test_pipeline))
+    dataset=dict(type='ProposalDataset', proposal_file='orl/selective_search.orlstore', pipeline=test_pipeline))
 test_cfg = dict(
     type='CorrespondenceLoop',
     knn_file=_base_.data_root + 'orl/knn.orlstore',
@@ -34,6 +31,5 @@ test_cfg = dict(
     embed_dtype='float32',
     chunk_size=512)
 test_evaluator = dict(
-    type='CorrespondenceMetric',
-    out_file=_base_.data_root + 'orl/correspondence.orlstore',
+    type='CorrespondenceMetric', out_file=_base_.data_root + 'orl/correspondence.orlstore',
     json_file=None)  # e.g. data_root + 'orl/correspondence.json' to also write the official JSON

@@ -17,8 +17,7 @@ train_pipeline = [
         patch_pipelines=[patch_pipeline1, patch_pipeline2]),
     dict(
         type='PackInputs',
-        meta_keys=('sample_idx', 'img_path', 'knn_img_path', 'knn_slot', 'intra_bbox',
-                   'inter_bbox_pair')),
+        meta_keys=('sample_idx', 'img_path', 'knn_img_path', 'knn_slot', 'intra_bbox', 'inter_bbox_pair')),
 ]
 train_dataloader = dict(
     drop_last=True,

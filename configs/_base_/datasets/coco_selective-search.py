@@ -9,10 +9,7 @@ test_pipeline = [
     _base_.image_loader,
     dict(type='SelectiveSearch', mode='fast', max_size=None, num_threads=1),
 ]
-test_dataloader = dict(
-    batch_size=1,
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(batch_size=1, collate_fn=dict(type='pseudo_collate'), dataset=dict(pipeline=test_pipeline))
 test_cfg = dict(type='SelectiveSearchLoop', chunk_size=256, log_interval=60)
 test_evaluator = dict(
     type='SelectiveSearchMetric',

@@ -9,9 +9,7 @@
 image_loader = dict(type='LoadImageOrSkip', imdecode_backend='pillow')
 data_root = 'data/coco/'
 coco_train2017 = dict(
-    data_root=data_root,
-    ann_file='annotations/instances_train2017.json',
-    data_prefix=dict(img_path='train2017/'))
+    data_root=data_root, ann_file='annotations/instances_train2017.json', data_prefix=dict(img_path='train2017/'))
 # COCO+ = COCO train2017 followed by COCO unlabeled2017 (no annotations), in this order:
 # positions 0..118286 are train2017, then unlabeled2017, as in the official ORL COCO+ files.
 coco_plus = dict(

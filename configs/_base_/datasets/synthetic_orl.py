@@ -11,12 +11,11 @@ patch_pipeline1 = [dict(_base_.patch_pipeline1[0], size=patch_size), *_base_.pat
 patch_pipeline2 = [dict(_base_.patch_pipeline2[0], size=patch_size), *_base_.patch_pipeline2[1:]]
 train_pipeline = [
     _base_.train_pipeline[0],
-    dict(_base_.train_pipeline[1], img_pipelines=[view_pipeline1, view_pipeline2],
-         patch_pipelines=[patch_pipeline1, patch_pipeline2]),
+    dict(
+        _base_.train_pipeline[1],
+        img_pipelines=[view_pipeline1, view_pipeline2],
+        patch_pipelines=[patch_pipeline1, patch_pipeline2]),
     _base_.train_pipeline[2],
 ]
 train_dataloader = dict(
-    batch_size=16,
-    num_workers=1,
-    pin_memory=False,
-    dataset=dict(**_base_.synthetic_train, pipeline=train_pipeline))
+    batch_size=16, num_workers=1, pin_memory=False, dataset=dict(**_base_.synthetic_train, pipeline=train_pipeline))

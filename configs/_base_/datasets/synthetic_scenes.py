@@ -12,7 +12,4 @@ train_pipeline = [
     _base_.train_pipeline[2],
 ]
 train_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    pin_memory=False,
-    dataset=dict(**_base_.synthetic_train, pipeline=train_pipeline))
+    batch_size=32, num_workers=2, pin_memory=False, dataset=dict(**_base_.synthetic_train, pipeline=train_pipeline))

@@ -7,14 +7,9 @@ _base_ = './byol_resnet50.py'
 mmpretrain_norm_init = [dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1)]
 model = dict(
     backbone=dict(
-        depth=18,
-        norm_cfg=dict(type='BN'),
-        init_cfg=[dict(type='Kaiming', layer=['Conv2d']), *mmpretrain_norm_init]),
+        depth=18, norm_cfg=dict(type='BN'), init_cfg=[dict(type='Kaiming', layer=['Conv2d']), *mmpretrain_norm_init]),
     neck=dict(
-        in_channels=512,
-        hid_channels=1024,
-        out_channels=128,
-        norm_cfg=dict(type='BN1d'),
+        in_channels=512, hid_channels=1024, out_channels=128, norm_cfg=dict(type='BN1d'),
         init_cfg=mmpretrain_norm_init),
     head=dict(
         predictor=dict(

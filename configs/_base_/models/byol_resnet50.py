@@ -11,8 +11,7 @@
 # weight 1, bias 0. (mmpretrain's defaults: Conv2d Kaiming with fan_out; Linear layers PyTorch's
 # uniform init with a random bias.)
 official_init = [
-    dict(type='Kaiming', layer=['Conv2d', 'Linear'], mode='fan_in', nonlinearity='relu',
-         distribution='normal', bias=0),
+    dict(type='Kaiming', layer=['Conv2d', 'Linear'], mode='fan_in', nonlinearity='relu', distribution='normal', bias=0),
     dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1, bias=0),
 ]
 projector = dict(
@@ -35,10 +34,7 @@ model = dict(
     # momentum 0.99 -> 1.0.
     base_momentum=0.01,
     data_preprocessor=dict(
-        type='SelfSupDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True),
+        type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
     backbone=dict(
         type='ResNet',
         depth=50,

@@ -4,20 +4,12 @@
 # 0, updated every iteration. (mmpretrain's own BYOL configs use LARS with BN and biases excluded
 # from weight decay: not the paper's recipe.)
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(type='SGD', lr=0.4, momentum=0.9, weight_decay=1e-4))
+    type='AmpOptimWrapper', loss_scale='dynamic', optimizer=dict(type='SGD', lr=0.4, momentum=0.9, weight_decay=1e-4))
 
 max_epochs = 800
 warmup_epochs = 4
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=1e-4,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
     dict(
         type='CosineAnnealingLR',
         T_max=max_epochs - warmup_epochs,

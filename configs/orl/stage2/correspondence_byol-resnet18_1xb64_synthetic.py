@@ -23,10 +23,6 @@ test_dataloader = dict(
     batch_size=64,  # images per data batch; their crops go through the encoder together
     num_workers=0,
     dataset=dict(**_base_.synthetic_train, pipeline=test_pipeline))
-test_cfg = dict(
-    knn_file=data_root + 'orl/knn.orlstore',
-    encode_batch_size=128,
-    embed_cache='auto',
-    chunk_size=64)
+test_cfg = dict(knn_file=data_root + 'orl/knn.orlstore', encode_batch_size=128, embed_cache='auto', chunk_size=64)
 test_evaluator = dict(out_file=data_root + 'orl/correspondence.orlstore')
 env_cfg = dict(dist_cfg=dict(backend='gloo'))  # CPU: dist_test.sh runs gloo ranks

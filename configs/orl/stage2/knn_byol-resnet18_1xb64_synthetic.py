@@ -4,8 +4,7 @@
 #   python tools/test.py THIS_CONFIG work_dirs/byol_resnet18_1xb32-coslr-30e_synthetic/epoch_30.pth
 # Output: data/synthetic_scenes/orl/knn.orlstore; category precision against the scenes' GT.
 _base_ = [
-    '../../_base_/models/byol_resnet18.py', '../../_base_/datasets/coco_knn.py',
-    'mmpretrain::_base_/default_runtime.py'
+    '../../_base_/models/byol_resnet18.py', '../../_base_/datasets/coco_knn.py', 'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 

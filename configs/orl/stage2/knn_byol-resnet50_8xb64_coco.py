@@ -4,7 +4,6 @@
 #   tools/dist_test.sh THIS_CONFIG CHECKPOINT 8
 # Output: data/coco/orl/knn.orlstore (add test_evaluator.json_file=... for the official JSON).
 _base_ = [
-    '../../_base_/models/byol_resnet50.py', '../../_base_/datasets/coco_knn.py',
-    'mmpretrain::_base_/default_runtime.py'
+    '../../_base_/models/byol_resnet50.py', '../../_base_/datasets/coco_knn.py', 'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)

@@ -2,9 +2,7 @@
 # (../../_base_/datasets/coco_selective-search.py says how). No checkpoint:
 # `python tools/test.py THIS_CONFIG` (or `tools/dist_test.sh THIS_CONFIG N`).
 # Output: data/coco/orl/selective_search.orlstore.
-_base_ = [
-    '../../_base_/datasets/coco_selective-search.py', 'mmpretrain::_base_/default_runtime.py'
-]
+_base_ = ['../../_base_/datasets/coco_selective-search.py', 'mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 
 # The step has no network; the model is the selective-search proposer itself (no

@@ -27,10 +27,7 @@ pretrained = 'work_dirs/orl_resnet50_8xb64-coslr-800e_coco/epoch_800.pth'
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     # the pre-trained ResNet is torchvision-style: RGB, ImageNet mean/std (not caffe's BGR)
-    data_preprocessor=dict(
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True),
+    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     backbone=dict(
         frozen_stages=-1,
         norm_cfg=norm_cfg,
@@ -51,19 +48,18 @@ model = dict(
 
 # detectron2 trains on the 'difficult' objects (mmdet's VOCDataset would ignore them).
 train_dataloader = dict(
-    dataset=dict(datasets=[
-        dict(voc, type='KeepDifficultVOCDataset') for voc in _base_.train_dataloader.dataset.datasets
-    ]))
+    dataset=dict(
+        datasets=[dict(voc, type='KeepDifficultVOCDataset') for voc in _base_.train_dataloader.dataset.datasets]))
 
 # 24k iterations, lr 0.02 for batch 16, x0.1 at 18k and 22k, linear warm-up over 100 iterations
 # from lr x 0.001; weight decay 1e-4 except on norm layers (SOLVER.WEIGHT_DECAY_NORM 0).
 max_iter = 24000
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iter,
-                 val_interval=max_iter)  # TEST.EVAL_PERIOD 0: evaluated after training
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iter,
+    val_interval=max_iter)  # TEST.EVAL_PERIOD 0: evaluated after training
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
-    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iter, milestones=[18000, 22000],
-         gamma=0.1),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iter, milestones=[18000, 22000], gamma=0.1),
 ]
 optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult=0.0))
 # TEST.PRECISE_BN: BN statistics recomputed over 200 training batches before the evaluation.
