@@ -133,6 +133,13 @@ CHANGES: List[Change] = [
            "the stage-2 loader (_base_/datasets/coco_mining.py) states it; ProposalDataset's default"),
     Change(('orl/stage2/correspondence_*synthetic.py', ), 'test_dataloader.pin_memory', False,
            "the 2c loader states it for COCO; the default, as before"),
+    Change(('orl/stage2/knn_*', ), 'test_cfg.feature', dict(type='ImageFeature', feature='auto'),
+           "issue 14 item 3: the image feature is a model-side component; 'auto' is the projector of a "
+           "self-supervised model (as 'neck' was for BYOL) and the pooled backbone of a classifier"),
+    Change(('orl/stage2/correspondence_*', ), 'test_cfg.roi_feature', dict(type='RoIFeature'),
+           'issue 14 item 3: the RoI feature is a model-side component (bit-identical embeddings)'),
+    Change(('orl/stage2/correspondence_*', ), 'test_cfg.pair_rule', dict(type='TopRatioPairs'),
+           'issue 14 item 3: the pair rule is a model-side component (its ratio is topk_bbox_ratio)'),
     # ------------------------------------------------------------------ stage 2b runtime
     Change(STAGE2_SS, 'default_hooks.runtime_info', DROPPED,
            "mmpretrain's default_runtime (the Runner adds this hook anyway)"),

@@ -21,7 +21,7 @@ PRESETS: Dict[str, Dict[str, str]] = {
         'selective_search': 'configs/orl/stage2/selective-search_coco.py',
         'correspondence': 'configs/orl/stage2/correspondence_byol-resnet50_8xb64_coco.py',
         'stage3': 'configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py',
-        'finetune': 'configs/benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_1x_coco_orl.py',
+        'finetune': 'configs/benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_ms-90k_coco_orl.py',
     },
     'coco-plus': {
         'stage1': 'configs/byol/byol_resnet50_8xb64-coslr-800e_coco-plus.py',
@@ -30,7 +30,7 @@ PRESETS: Dict[str, Dict[str, str]] = {
         'correspondence': 'configs/orl/stage2/correspondence_byol-resnet50_8xb64_coco-plus.py',
         'stage3': 'configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco-plus.py',
         # Transfer is always evaluated on COCO (train2017 -> val2017), whatever the pre-training set.
-        'finetune': 'configs/benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_1x_coco_orl.py',
+        'finetune': 'configs/benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_ms-90k_coco_orl.py',
     },
 }
 

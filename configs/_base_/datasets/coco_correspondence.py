@@ -23,6 +23,10 @@ test_cfg = dict(
     type='CorrespondenceLoop',
     knn_file=_base_.data_root + 'orl/knn.orlstore',
     knn_image_num=10,
+    # RoI feature: pooled backbone output of each crop (orl_plugin/models/roi_feature.py); pair rule:
+    # the top max(1, int(topk_bbox_ratio * B)) entries of the similarity matrix (top_ratio_pairs.py).
+    roi_feature=dict(type='RoIFeature'),
+    pair_rule=dict(type='TopRatioPairs'),
     topk_bbox_ratio=0.1,
     encode_batch_size=64,  # RoI crops per backbone forward
     embed_cache='disk',

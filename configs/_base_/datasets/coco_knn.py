@@ -12,7 +12,10 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_cfg = dict(type='KNNMiningLoop', feature='neck', chunk_size=1024, log_interval=60)
+# The image feature comes from the model's public interface (orl_plugin/models/image_feature.py):
+# the projector output of a self-supervised model, the pooled backbone feature of a classifier.
+test_cfg = dict(
+    type='KNNMiningLoop', feature=dict(type='ImageFeature', feature='auto'), chunk_size=1024, log_interval=60)
 test_evaluator = dict(
     type='KNNMetric',
     out_file=_base_.data_root + 'orl/knn.orlstore',
