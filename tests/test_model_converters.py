@@ -188,6 +188,13 @@ def test_safe_loading(tmp_path):
     torch.save(dict(meta=dict(best=np.float64(0.5), hist=np.arange(3)), state_dict=sd), src)
     ckpt = load_checkpoint_file(src)
     assert ckpt['meta']['best'] == 0.5 and list(ckpt['meta']['hist']) == [0, 1, 2]
+    # ... and what the tools write from it is plain Python (loads without the allow-list)
+    published = torch.load(publish_tool.publish(src, str(tmp_path / 'pub.pth')), weights_only=True)
+    converted = str(tmp_path / 'conv.pth')
+    convert_tool.convert(src, converted, verify=False)  # a narrow ResNet (width 8)
+    for meta in (published['meta'], torch.load(converted, weights_only=True)['meta']['source_meta']):
+        assert type(meta['best']) is float
+    assert published['meta']['hist'] == [0, 1, 2]
 
     # anything else is refused, and nothing runs
     src = str(tmp_path / 'evil.pth')

@@ -27,6 +27,7 @@ import torch
 import orl_plugin
 from orl_plugin.checkpoint_convert import (CheckpointFormatError, get_state_dict,
                                            load_checkpoint_file)
+from orl_plugin.compat import portable_checkpoint
 
 TRAINING_STATE_KEYS = ('optimizer', 'param_schedulers', 'message_hub', 'hook_msgs')
 
@@ -58,6 +59,8 @@ def publish(in_file: str, out_file: str, backbone_only: bool = False,
     meta = dict(ckpt.get('meta') or {})
     meta.setdefault('orl_plugin_version', orl_plugin.__version__)
     ckpt['meta'] = meta
+    # numpy values in an older checkpoint's meta become plain Python: the release loads anywhere
+    ckpt = portable_checkpoint(ckpt, out_file)
 
     stem = out_file[:-4] if out_file.endswith('.pth') else out_file
     if date:
