@@ -13,6 +13,7 @@ from mmengine.registry import DefaultScope
 
 from orl_plugin.checkpoint_convert import (CheckpointFormatError, DroppedObject, extract_backbone,
                                            load_checkpoint_file, resnet_depth)
+from orl_plugin.cli import run_cli
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -24,6 +25,16 @@ def _load_tool(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _cli_error(tool, argv, capsys) -> str:
+    """Run a tool's command line; it must fail with one line on stderr and exit status 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(tool.main, argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count('\n') == 1 and err.startswith('error: '), err
+    return err
 
 
 convert_tool = _load_tool('convert_official_orl')
@@ -138,8 +149,7 @@ def test_convert_errors(tmp_path, capsys, orl_state):
     moco = OrderedDict(('encoder_q.' + k, v) for k, v in _resnet_sd(18, 0, width=8).items())
     src = str(tmp_path / 'moco.pth')
     torch.save(dict(state_dict=moco), src)
-    assert convert_tool.main([src, str(tmp_path / 'out.pth')]) == 1
-    err = capsys.readouterr().err
+    err = _cli_error(convert_tool, [src, str(tmp_path / 'out.pth')], capsys)
     assert "no backbone weights: expected keys starting with 'backbone.' or 'online_net.0.'" in err
     assert 'encoder_q.' in err and 'found prefixes' in err
     assert not osp.exists(tmp_path / 'out.pth')
@@ -349,14 +359,13 @@ def test_export_detectron2_errors(tmp_path, capsys):
     sd = OrderedDict(('backbone.' + k, v) for k, v in _resnet_sd(18, 0, width=8).items())
     src = str(tmp_path / 'ckpt.pth')
     torch.save(dict(state_dict=sd), src)
-    assert export_tool.main([src, str(tmp_path / 'o.pkl'), '--prefix', 'target_net.module.0.']) == 1
-    err = capsys.readouterr().err
+    err = _cli_error(export_tool, [src, str(tmp_path / 'o.pkl'), '--prefix', 'target_net.module.0.'],
+                     capsys)
     assert "no keys start with 'target_net.module.0.'" in err and 'backbone.' in err
     assert not osp.exists(tmp_path / 'o.pkl')
 
     torch.save(dict(state_dict={'head.fc.weight': torch.rand(2, 2)}), src)
-    assert export_tool.main([src, str(tmp_path / 'o.pkl')]) == 1
-    assert 'no backbone weights' in capsys.readouterr().err
+    assert 'no backbone weights' in _cli_error(export_tool, [src, str(tmp_path / 'o.pkl')], capsys)
 
 
 def test_resnet_depth_and_extract():

@@ -17,7 +17,6 @@ import datetime
 import hashlib
 import os
 import os.path as osp
-import sys
 import tempfile
 from collections import OrderedDict
 from typing import Optional
@@ -27,6 +26,7 @@ import torch
 import orl_plugin
 from orl_plugin.checkpoint_convert import (CheckpointFormatError, get_state_dict,
                                            load_checkpoint_file)
+from orl_plugin.cli import run_cli
 from orl_plugin.compat import portable_checkpoint
 
 TRAINING_STATE_KEYS = ('optimizer', 'param_schedulers', 'message_hub', 'hook_msgs')
@@ -95,14 +95,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     date = datetime.datetime.now().strftime('%Y%m%d') if args.date else None
-    try:
-        final = publish(args.in_file, args.out_file, args.backbone_only, date)
-    except (CheckpointFormatError, FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    final = publish(args.in_file, args.out_file, args.backbone_only, date)
     print(f'published: {final}')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)
