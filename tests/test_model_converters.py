@@ -9,6 +9,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+import yaml
 from mmengine.registry import DefaultScope
 
 from orl_plugin.checkpoint_convert import (CheckpointFormatError, DroppedObject, extract_backbone,
@@ -301,6 +302,45 @@ def test_publish_unpatched_training_checkpoint(tmp_path):
     final = publish_tool.publish(src, str(tmp_path / 'pub.pth'))
     pub = torch.load(final, weights_only=True)  # no runner state left: a plain weights-only load
     assert 'message_hub' not in pub and pub['state_dict'].keys() == sd.keys()
+
+
+def test_publish_prints_the_metafile_entry(tmp_path, capsys):
+    """The entry of the config that trained the checkpoint, with Weights and Results filled in;
+    pasted into a metafile, it is what mim's model index reads."""
+    from modelindex.load_model_index import load
+    sd = OrderedDict(('backbone.' + k, v) for k, v in _resnet_sd(18, 0, width=8).items())
+    src = str(tmp_path / 'epoch_30.pth')
+    torch.save(dict(state_dict=sd, meta=dict(
+        epoch=30, experiment_name='orl_resnet18_1xb16-coslr-30e_synthetic_20261202_010222')), src)
+    assert publish_tool.main([src, str(tmp_path / 'orl_r18.pth'), '--url-prefix', 'https://example.org/orl/',
+                              '--task', 'Object Detection', '--dataset', 'Synthetic scenes',
+                              '--metric', 'box AP=0.031', '--metric', 'box AP50=0.094']) == 0
+    out = capsys.readouterr().out
+    final = re.search(r'published: (\S+)', out).group(1)
+    header, text = out.split('metafile entry (paste it over the entry named '
+                             'orl_resnet18_1xb16-coslr-30e_synthetic in ', 1)
+    metafile, text = text.split('):\n', 1)
+    assert metafile == osp.join(ROOT, 'configs', 'orl', 'metafile.yml')
+    (entry, ) = yaml.safe_load(text)
+    assert entry['Name'] == 'orl_resnet18_1xb16-coslr-30e_synthetic' and entry['In Collection'] == 'ORL'
+    assert osp.isfile(osp.join(ROOT, entry['Config']))
+    assert entry['Weights'] == 'https://example.org/orl/' + osp.basename(final)
+    assert entry['Results'] == [dict(Task='Object Detection', Dataset='Synthetic scenes',
+                                     Metrics={'box AP': 0.031, 'box AP50': 0.094})]
+
+    (tmp_path / 'configs').mkdir()
+    (tmp_path / 'configs' / 'metafile.yml').write_text(
+        'Collections:\n  - Name: ORL\nModels:\n' + text)
+    (tmp_path / 'model-index.yml').write_text('Import:\n  - configs/metafile.yml\n')
+    (model, ) = load(str(tmp_path / 'model-index.yml')).models
+    assert model.weights == entry['Weights'] and model.results[0].metrics['box AP'] == 0.031
+
+    # a model the metafiles do not list, and a metric without its task
+    with pytest.raises(ValueError, match="lists a model named 'nope'"):
+        publish_tool.main([src, str(tmp_path / 'x.pth'), '--config', 'nope'])
+    with pytest.raises(ValueError, match='--metric needs --task and --dataset'):
+        publish_tool.main([src, str(tmp_path / 'x.pth'), '--metric', 'box AP=1'])
+    assert not list(tmp_path.glob('x*.pth'))  # nothing published
 
 
 def _expected_d2_names(depth):

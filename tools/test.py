@@ -24,7 +24,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         'checkpoint', nargs='?', default=None,
         help='checkpoint file (optional: configs that need no weights, such as '
-        'selective search, run without one)')
+        'selective search, run without one or with "none", as `mim test --checkpoint none`)')
     parser.add_argument('--work-dir', help='the dir to save logs and results')
     parser.add_argument(
         '--cfg-options',
@@ -55,7 +55,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
-    if args.checkpoint is not None:
+    if args.checkpoint is not None and args.checkpoint.lower() != 'none':
         cfg.load_from = args.checkpoint
 
     if args.cfg_options is not None:
