@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run the whole ORL pipeline with one command (see orl_plugin/pipeline.py for the rules).
+"""Run the whole ORL pipeline with one command (the rules: orl_plugin/pipeline/).
 
     python tools/pipeline.py synthetic --finetune          # CPU demo scale
     python tools/pipeline.py coco --gpus 8                 # stage by stage through tools/dist_*.sh

@@ -12,7 +12,7 @@ from mmengine.utils import is_abs
 
 from mmpretrain.registry import DATASETS
 
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
+from ..store import IMG_EXTENSIONS  # one rule for "is an image file"
 
 
 @DATASETS.register_module()

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional
 
 import mmcv
 
-from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.store import MiningStore
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.pipeline import Pipeline, PipelineError, PipelineOptions, write_json_atomic
 from orl_plugin.visualization.drawing import (draw_pairs, draw_proposals, find_image, load_gt_boxes,

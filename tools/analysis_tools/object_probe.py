@@ -31,12 +31,15 @@ from orl_plugin.pipeline import write_json_atomic
 
 
 class _Encoder(torch.nn.Module):
-    """What the probe needs of a self-supervised model: ``backbone`` and ``data_preprocessor``."""
+    """What the probe reads of a self-supervised model: ``data_preprocessor`` and ``extract_feat``."""
 
     def __init__(self, backbone: torch.nn.Module, data_preprocessor: torch.nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
         self.data_preprocessor = data_preprocessor
+
+    def extract_feat(self, inputs: torch.Tensor):
+        return self.backbone(inputs)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

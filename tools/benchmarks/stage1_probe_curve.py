@@ -199,7 +199,7 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     from orl_plugin.engine.hooks.view_retrieval_hook import training_view_pipelines
-    from orl_plugin.engine.runners.correspondence_loop import encode_crops
+    from orl_plugin.models import RoIFeature
     from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
     from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
 
@@ -233,7 +233,7 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
             m.momentum = None  # cumulative average over all batches
     model.train()
     with torch.no_grad():
-        encode_crops(model, splits[0][0])
+        RoIFeature()(model, splits[0][0])
     res = view_retrieval(model, views)
     out.update(object_probe_bn_recalibrated=object_knn_probe(model, *splits)['top1'],
                view_retrieval_bn_recalibrated=res['top1'], view_rank_bn_recalibrated=res['rank'])

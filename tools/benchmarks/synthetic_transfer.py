@@ -111,7 +111,7 @@ def ensure_data(root: str, num_images: int) -> Dict[str, int]:
 
 def orl_kept_images(store: str) -> int:
     """Images the stage-3 data set trains on: those with kept boxes and at least one pair."""
-    from orl_plugin.datasets.orl_store import MiningStore
+    from orl_plugin.store import MiningStore
     s = MiningStore.open(store)
     k = len(s.knn(0)) if s.num_images else 0
     return sum(1 for i in range(s.num_images)

@@ -14,8 +14,7 @@ import time
 from typing import List, Optional
 
 from orl_plugin.cli import run_cli
-from orl_plugin.datasets.official_json import read_official_json
-from orl_plugin.datasets.orl_store import KINDS
+from orl_plugin.store import KINDS, MiningStore
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -31,7 +30,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     t0 = time.time()
-    store = read_official_json(args.input, kind=args.kind, images=args.images, verbose=True)
+    store = MiningStore.open(args.input, kind=args.kind, images=args.images, verbose=True)
     t1 = time.time()
     out = store.save(args.output, provenance=dict(
         converted_from=osp.abspath(args.input),

@@ -11,8 +11,7 @@ import time
 from typing import List, Optional
 
 from orl_plugin.cli import run_cli
-from orl_plugin.datasets.official_json import write_official_json
-from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.store import MiningStore, write_official_json
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -13,7 +13,7 @@ from typing import List, Optional
 import mmcv
 
 from orl_plugin.cli import InputError, run_cli
-from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.store import MiningStore
 from orl_plugin.visualization.drawing import draw_pairs, find_image, save_image
 
 

@@ -16,8 +16,7 @@ from typing import List, Optional
 import mmcv
 
 from orl_plugin.cli import InputError, run_cli
-from orl_plugin.datasets.official_json import load_image_list
-from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.store import MiningStore, load_image_list
 from orl_plugin.visualization.drawing import (draw_proposals, find_image, load_gt_boxes,
                                               save_image)
 
