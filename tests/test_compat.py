@@ -15,6 +15,7 @@ from mmengine.runner import Runner, load_checkpoint
 import orl_plugin  # noqa: F401  (applies the patches)
 from orl_plugin import compat
 
+
 class _RecordResumedState(Hook):
     """Snapshot of what the runner holds after resuming, before the first new iteration."""
 
@@ -164,11 +165,10 @@ def test_message_hub_state_round_trip():
 def test_apply_patches_is_idempotent():
     import mmcv
     import mmengine.dist.utils as dist_utils
-    from mmengine.model import MMDistributedDataParallel
-
     import mmengine.runner as runner_pkg
     import mmengine.runner.checkpoint as checkpoint_module
     import mmengine.runner.runner as runner_module
+    from mmengine.model import MMDistributedDataParallel
 
     def patched():
         return dict(build_dataloader=Runner.__dict__['build_dataloader'].__func__,

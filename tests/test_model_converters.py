@@ -12,8 +12,8 @@ import torch
 import yaml
 from mmengine.registry import DefaultScope
 
-from orl_plugin.checkpoint_convert import (CheckpointFormatError, DroppedObject, extract_backbone,
-                                           load_checkpoint_file, resnet_depth)
+from orl_plugin.checkpoint_convert import (CheckpointFormatError, DroppedObject, extract_backbone, load_checkpoint_file,
+                                           resnet_depth)
 from orl_plugin.cli import run_cli
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -68,10 +68,12 @@ def orl_state():
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(osp.join(ROOT, 'configs/orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py'))
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        build = lambda: MODELS.build(cfg.model)  # noqa: E731
-        model = build()
-    return build, _randomize(model.state_dict(), 11)
+
+    def build():
+        with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope ran last
+            return MODELS.build(cfg.model)
+
+    return build, _randomize(build().state_dict(), 11)
 
 
 # this project's prefixes -> the official OpenSelfSup ORL names of the same modules

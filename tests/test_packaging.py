@@ -13,7 +13,6 @@ from importlib import metadata
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 BIN = osp.dirname(sys.executable)

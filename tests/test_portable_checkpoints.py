@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import torch
+from conftest import BYOL_SYNTHETIC_CONFIG, ROOT, tiny_byol_overrides
 from mmengine.config import Config
 from mmengine.runner import Runner
-
-from conftest import BYOL_SYNTHETIC_CONFIG, ROOT, tiny_byol_overrides
+from test_orl_model import _set_view_sizes  # every view and RoI patch of a pipeline, resized
 
 STAGE3_CONFIG = osp.join(ROOT, 'configs', 'orl', 'stage3', 'orl_resnet18_1xb16-coslr-30e_synthetic.py')
 DET_CONFIG = osp.join(ROOT, 'configs', 'benchmarks', 'mmdetection', 'synthetic',
@@ -72,24 +72,10 @@ def run_vanilla(tmp_path, checkpoints, mask_rcnn_ckpt=None) -> dict:
     proc = subprocess.run(args, cwd=str(tmp_path), env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith('REPORT '))
+    line = next(out for out in proc.stdout.splitlines() if out.startswith('REPORT '))
     report = json.loads(line[len('REPORT '):])
     assert report['plugin_imported'] == []
     return report
-
-
-def _set_sizes(node, img: int, patch: int) -> None:
-    """Shrink every view (RandomResizedCrop) and RoI patch (RoICrop) of a pipeline, wherever it is."""
-    if isinstance(node, dict):
-        if node.get('type') == 'RandomResizedCrop':
-            node['scale'] = img
-        if node.get('type') == 'RoICrop':
-            node['size'] = patch
-        for value in node.values():
-            _set_sizes(value, img, patch)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _set_sizes(value, img, patch)
 
 
 def official_correspondence(ann_file: str, out: str, k: int = 2) -> str:
@@ -122,6 +108,8 @@ def checkpoints(tmp_path_factory, synthetic_scenes):
     """Checkpoints of the CPU configs: stage 1 and stage 3 (1 epoch, 2 iterations each) and a
     Faster R-CNN fine-tune from the stage-3 backbone (2 iterations, no evaluation)."""
     import orl_plugin  # noqa: F401
+    from mmengine.registry import DefaultScope
+    scope = DefaultScope.get_current_instance()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp('portable')
@@ -141,7 +129,7 @@ def checkpoints(tmp_path_factory, synthetic_scenes):
         'train_dataloader.dataset.data_root': data_root,
         'train_dataloader.dataset.correspondence_file': corr,
         'train_cfg.max_epochs': 1, 'default_hooks.checkpoint.interval': 1})
-    _set_sizes(cfg.train_dataloader.dataset.pipeline, 32, 16)
+    _set_view_sizes(cfg.train_dataloader.dataset.pipeline, 32, 16)
     Runner.from_cfg(cfg).train()
     stage3 = str(root / 'stage3' / 'epoch_1.pth')
 
@@ -158,6 +146,8 @@ def checkpoints(tmp_path_factory, synthetic_scenes):
         'train_cfg.val_begin': 3, 'default_hooks.checkpoint.interval': 2})
     Runner.from_cfg(cfg).train()
     torch.set_num_threads(threads)
+    if scope is not None:  # the detection run left 'mmdet' current; later tests expect the scope before it
+        DefaultScope.get_instance('test_portable_checkpoints_restore', scope_name=scope.scope_name)
     return dict(stage1=str(root / 'stage1' / 'epoch_1.pth'), stage3=stage3,
                 det=str(root / 'det' / 'iter_2.pth'))
 

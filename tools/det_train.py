@@ -134,7 +134,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise InputError(f'{args.config}: --auto-scale-lr needs "auto_scale_lr" with '
-                               '"base_batch_size" in the config')
+                             '"base_batch_size" in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume = True

@@ -21,8 +21,8 @@ from typing import List, Optional
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-
 from mmpretrain.registry import MODELS
+
 from orl_plugin.checkpoint_convert import extract_backbone, get_state_dict, load_checkpoint_file
 from orl_plugin.cli import InputError, run_cli
 from orl_plugin.datasets.scene_dataset import scene_data_infos

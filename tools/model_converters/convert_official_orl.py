@@ -25,9 +25,8 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Optional
 
-from orl_plugin.checkpoint_convert import (atomic_torch_save, convert_state_dict, extract_backbone,
-                                           get_state_dict, key_prefixes, load_checkpoint_file,
-                                           verify_resnet)
+from orl_plugin.checkpoint_convert import (atomic_torch_save, convert_state_dict, extract_backbone, get_state_dict,
+                                           key_prefixes, load_checkpoint_file, verify_resnet)
 from orl_plugin.cli import InputError, run_cli
 
 

@@ -35,8 +35,7 @@ import torch
 import yaml
 
 import orl_plugin
-from orl_plugin.checkpoint_convert import (CheckpointFormatError, get_state_dict,
-                                           load_checkpoint_file)
+from orl_plugin.checkpoint_convert import CheckpointFormatError, get_state_dict, load_checkpoint_file
 from orl_plugin.cli import InputError, run_cli
 from orl_plugin.compat import portable_checkpoint
 from orl_plugin.mim_files import files_root

@@ -17,8 +17,7 @@ import mmcv
 
 from orl_plugin.cli import InputError, run_cli
 from orl_plugin.store import MiningStore, load_image_list
-from orl_plugin.visualization.drawing import (draw_proposals, find_image, load_gt_boxes,
-                                              save_image)
+from orl_plugin.visualization.drawing import draw_proposals, find_image, load_gt_boxes, save_image
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
