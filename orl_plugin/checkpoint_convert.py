@@ -20,7 +20,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from orl_plugin.compat import numpy_safe_globals
+from orl_plugin.compat import numpy_safe_globals, portable_checkpoint
 
 __all__ = ['CheckpointFormatError', 'DroppedObject', 'PREFIX_MAP', 'BACKBONE_PREFIXES', 'RESNET_ARCHS',
            'load_checkpoint_file', 'get_state_dict', 'key_prefixes', 'is_bare_resnet',
@@ -267,7 +267,12 @@ def convert_state_dict(sd: Dict[str, torch.Tensor], path: str = '<checkpoint>'
 
 
 def atomic_torch_save(obj: dict, path: str) -> None:
-    """``torch.save`` to a temporary file in the target folder, then rename over ``path``."""
+    """``torch.save`` to a temporary file in the target folder, then rename over ``path``.
+
+    The object is saved as plain data (:func:`orl_plugin.compat.portable_checkpoint`), so the
+    file loads with ``torch.load(weights_only=True)`` anywhere, whatever the source held.
+    """
+    obj = portable_checkpoint(obj, path)
     out_dir = osp.dirname(osp.abspath(path))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix='.tmp_', suffix='.pth')
