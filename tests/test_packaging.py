@@ -127,7 +127,8 @@ def test_mim_after_a_wheel_install(wheel, tmp_path, synthetic_scenes):
 
 def test_mim_after_an_editable_install(source, tmp_path, synthetic_scenes):
     prefix = str(tmp_path / 'prefix')
-    _pip('install', '--no-deps', '--no-build-isolation', '--no-index', '-e', source, '--prefix', prefix,
+    _pip('install', '--no-deps', '--no-build-isolation', '--no-index', '--ignore-installed', '-e', source,
+         '--prefix', prefix,
          cwd=str(tmp_path))
     (dist_info, ) = glob.glob(osp.join(prefix, 'lib', 'python*', 'site-packages', 'orl_plugin-*.dist-info'))
     site = osp.dirname(dist_info)
