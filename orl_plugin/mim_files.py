@@ -47,8 +47,14 @@ def link_editable_install(dist: Optional[metadata.Distribution] = None) -> Optio
     Returns the link's path, or ``None`` when the install is not editable (a wheel needs none).
     Idempotent; an existing link is re-pointed, anything else at that path is left alone.
     """
-    dist = dist or metadata.distribution(DIST_NAME)
-    if not is_editable_install(dist):
+    if dist is None:
+        # From the checkout, its own ``orl_plugin.egg-info`` (left by the editable build) comes
+        # first on sys.path; the installed distribution is the one that says it is editable.
+        found = [d for d in metadata.distributions(name=DIST_NAME) if is_editable_install(d)]
+        if not found:
+            return None
+        dist = found[0]
+    elif not is_editable_install(dist):
         return None
     site_dir = str(dist.locate_file(''))
     link = osp.join(site_dir, DIST_NAME)

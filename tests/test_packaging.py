@@ -174,3 +174,19 @@ def test_link_editable_install_is_idempotent(tmp_path):
     with pytest.raises(FileExistsError, match='is not a symlink'):
         mim_files.link_editable_install(dist)
     assert mim_files.files_root() == ROOT
+
+
+def test_link_finds_the_editable_install_behind_the_checkouts_egg_info(tmp_path, monkeypatch):
+    """``make install`` runs the linker from the checkout, whose ``orl_plugin.egg-info`` (left by the
+    editable build, no direct_url.json) comes first on sys.path: the editable one must win."""
+    from orl_plugin import mim_files
+    checkout, site = tmp_path / 'checkout', tmp_path / 'site'
+    (checkout / 'orl_plugin.egg-info').mkdir(parents=True)
+    (checkout / 'orl_plugin.egg-info' / 'PKG-INFO').write_text('Metadata-Version: 2.1\nName: orl-plugin\n')
+    dist_info = site / 'orl_plugin-0.1.0.dist-info'
+    dist_info.mkdir(parents=True)
+    (dist_info / 'METADATA').write_text('Metadata-Version: 2.1\nName: orl-plugin\n')
+    (dist_info / 'direct_url.json').write_text('{"url": "file:///x", "dir_info": {"editable": true}}')
+    monkeypatch.setattr(sys, 'path', [str(checkout), str(site)])
+    assert mim_files.link_editable_install() == str(site / 'orl-plugin')
+    assert os.readlink(site / 'orl-plugin') == mim_files.PACKAGE_DIR
