@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.orl-install-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test demo clean-install
+.PHONY: install test demo lint clean-install
 
 install: $(STAMP)
 
@@ -19,6 +19,13 @@ test: install
 
 demo: install
 	$(PYTHON) projects/synthetic_demo/run_demo.py
+
+# Style checks (settings in setup.cfg; the same tools run as .pre-commit-config.yaml's hooks), called directly.
+LINT_PATHS ?= orl_plugin tools tests projects configs
+lint: install
+	$(PYTHON) -m flake8 $(LINT_PATHS)
+	$(PYTHON) -m isort --check-only --diff $(LINT_PATHS)
+	$(PYTHON) -m yapf --diff --recursive $(LINT_PATHS)
 
 clean-install:
 	rm -f $(STAMP)

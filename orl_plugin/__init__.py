@@ -1,8 +1,9 @@
 """orl_plugin: ORL (NeurIPS 2021) as an OpenMMLab 2.0 plugin.
 
-Importing the package registers every component into the mmpretrain registries (and the
-transfer-only pieces into mmdet's), so configs only need
-``custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)``.
+Importing the package registers every component into mmpretrain's registries and applies the stack
+fixes of ``compat``, so configs only need
+``custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)``. Nothing is registered
+into mmdet's registries: the detection transfer configs build mmdet's own components.
 """
 __version__ = '0.1.0'
 

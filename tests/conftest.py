@@ -162,8 +162,10 @@ def one_thread():
 @pytest.fixture
 def colour_model():
     """A stand-in for a self-supervised model in the probes: its ``backbone`` maps each image to its
-    mean normalised colour (a 3-channel 1x1 map), so which images look alike is known."""
+    mean normalised colour (a 3-channel 1x1 map), so which images look alike is known. It has the
+    public interface the stage-2 features read: ``data_preprocessor`` and ``extract_feat``."""
     import torch
+    from mmengine.model import ImgDataPreprocessor
 
     class _ColourBackbone(torch.nn.Module):
 
@@ -174,8 +176,13 @@ def colour_model():
 
         def __init__(self):
             super().__init__()
+            self.data_preprocessor = ImgDataPreprocessor(
+                mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True)
             self.backbone = _ColourBackbone()
             self.w = torch.nn.Parameter(torch.zeros(1))  # a device to read
+
+        def extract_feat(self, x):
+            return self.backbone(x)
 
     return _ColourModel()
 

@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 import orl_plugin  # noqa: F401  (registers the components)
 from mmpretrain.registry import DATASETS
 from orl_plugin.datasets.bad_images import TooManyBadImagesError
-from orl_plugin.datasets.orl_store import MiningStore, write_correspondence_store
+from orl_plugin.store import MiningStore, write_correspondence_store
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STAGE3_CONFIG = osp.join(ROOT, 'configs/orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py')

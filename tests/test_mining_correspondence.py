@@ -15,12 +15,12 @@ from mmengine.runner import Runner
 from PIL import Image
 
 import orl_plugin  # noqa: F401  (registers everything)
-from orl_plugin.datasets.orl_store import (MiningStore, write_knn_store,
-                                           write_selective_search_store)
+from orl_plugin.store import MiningStore, write_knn_store, write_selective_search_store
 from orl_plugin.datasets.transforms.box_filter import filter_boxes
 from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
-from orl_plugin.engine.runners.correspondence_loop import CorrespondenceLoop, encode_crops
+from orl_plugin.engine.runners.correspondence_loop import CorrespondenceLoop
 from orl_plugin.evaluation.correspondence_metric import CorrespondenceMetric, pair_precision
+from orl_plugin.models import RoIFeature
 
 K = 4
 CROP = 32
@@ -130,15 +130,16 @@ def _official_pairs(model, inputs):
         b = filter_boxes(MiningStore.open(inputs['ss_path']).boxes(i), **FILTER)
         return b, crop_boxes(img, b, CROP)
 
+    encode = RoIFeature()
     out = []
     with torch.no_grad():
         for q in range(inputs['n']):
             bq, cq = sample(q)
-            fq = encode_crops(model, cq, batch_size=len(cq))
+            fq = encode(model, cq, batch_size=len(cq))
             row = []
             for nb in inputs['knn'][q]:
                 bn, cn = sample(int(nb))
-                fn = encode_crops(model, cn, batch_size=len(cn))
+                fn = encode(model, cn, batch_size=len(cn))
                 smap = torch.mm(fq, fn.t())
                 num = int(0.1 * smap.size(0))
                 _, top = torch.topk(smap.flatten(), num if num > 0 else 1)

@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from orl_plugin.datasets.official_json import (OfficialFormatError, load_image_list,
-                                               read_official_json, write_official_json)
-from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.store import (MiningStore, OfficialFormatError, load_image_list,
+                              write_official_json)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TO_STORE = osp.join(REPO, 'tools', 'dataset_converters', 'orl_json_to_store.py')
@@ -109,10 +108,10 @@ def test_cli_round_trip_is_lossless(tmp_path, kind, monkeypatch, capsys):
 def test_selective_search_image_list(tmp_path):
     data = official('selective_search')
     src = dump(data, tmp_path / 'ss.json')
-    plain = read_official_json(src)
+    plain = MiningStore.open(src)
     assert not plain.has_image_list and plain.image_ids.tolist() == [-1] * N
     ann = coco_images(tmp_path / 'instances.json', {})
-    named = read_official_json(src, images=ann)
+    named = MiningStore.open(src, images=ann)
     assert named.has_image_list and named.file_name(4) == '000000000004.jpg'
     assert named.image_ids.tolist() == list(range(1, N + 1))
     # an image folder works too: sorted names, ids = positions
@@ -129,13 +128,13 @@ def test_selective_search_image_list(tmp_path):
     short = dump({'images': [{'file_name': 'a.jpg', 'id': 1}]}, tmp_path / 'one.json')
     with pytest.raises(OfficialFormatError,
                        match=r'ss\.json: has boxes for 7 images but the given image list has 1'):
-        read_official_json(src, images=short)
+        MiningStore.open(src, images=short)
     other = official('knn')
     other['images']['file_name'][5] = 'zzz.jpg'
     with pytest.raises(OfficialFormatError, match=r"images\.file_name\[5\] = '0+5\.jpg' but the "
                        r"given image list has 'zzz\.jpg'"):
-        read_official_json(dump(official('knn'), tmp_path / 'knn.json'),
-                           images=coco_images(tmp_path / 'other.json', other))
+        MiningStore.open(dump(official('knn'), tmp_path / 'knn.json'),
+                         images=coco_images(tmp_path / 'other.json', other))
 
 
 MALFORMED = [

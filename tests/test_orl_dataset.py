@@ -10,10 +10,8 @@ from mmengine.registry import DefaultScope
 
 import orl_plugin  # noqa: F401  (registers the components)
 from mmpretrain.registry import DATASETS, TRANSFORMS
-from orl_plugin.datasets.official_json import write_official_json
-from orl_plugin.datasets.orl_store import MiningStore, \
-    write_correspondence_store
 from orl_plugin.datasets.transforms.box_jitter import box_iou_xywh, jitter_box
+from orl_plugin.store import MiningStore, write_correspondence_store, write_official_json
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 import orl_plugin  # noqa: F401  (registers the components)
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from orl_plugin.datasets.orl_store import write_correspondence_store
+from orl_plugin.store import write_correspondence_store
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 
 

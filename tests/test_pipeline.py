@@ -231,7 +231,7 @@ def _backbone_keys(path):
 
 @pytest.mark.timeout(600)
 def test_pipeline_end_to_end(tmp_path, monkeypatch):
-    from orl_plugin.datasets.orl_store import MiningStore
+    from orl_plugin.store import MiningStore
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 
     data = tmp_path / 'scenes'

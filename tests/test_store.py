@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
-from orl_plugin.datasets import orl_store
-from orl_plugin.datasets.orl_store import (MiningStore, StoreFormatError,
-                                           write_correspondence_store, write_knn_store,
-                                           write_selective_search_store)
+from orl_plugin.store import (MiningStore, StoreFormatError, write_correspondence_store,
+                              write_knn_store, write_selective_search_store)
+from orl_plugin.store import atomic as store_atomic
+from orl_plugin.store import format as store_format
 
 
 def make_corr(n=6, k=3, seed=0, hi=600):
@@ -122,14 +122,14 @@ def test_failed_write_leaves_old_store_intact(tmp_path, monkeypatch):
                                       file_names=names, image_ids=ids)
     before = {f: (tmp_path / 'c.orlstore' / f).read_bytes()
               for f in os.listdir(tmp_path / 'c.orlstore')}
-    real_save = orl_store._save_npy
+    real_save = store_format._save_npy
 
     def failing_save(p, arr):
         if p.endswith('pairs.npy'):
             raise OSError('disk full (simulated)')
         real_save(p, arr)
 
-    monkeypatch.setattr(orl_store, '_save_npy', failing_save)
+    monkeypatch.setattr(store_format, '_save_npy', failing_save)
     boxes2, knn2, pairs2, _, _ = make_corr(seed=5)
     with pytest.raises(OSError, match='simulated'):
         write_correspondence_store(path, boxes2, knn2, pairs2, file_names=names, image_ids=ids)
@@ -143,7 +143,7 @@ def test_failed_write_leaves_old_store_intact(tmp_path, monkeypatch):
 @pytest.mark.parametrize('exchange', [True, False])
 def test_replace_keeps_open_readers_working(tmp_path, monkeypatch, exchange):
     if not exchange:  # the fallback path (no renameat2): rename aside, rename in, remove old
-        monkeypatch.setattr(orl_store, '_rename_exchange', lambda a, b: False)
+        monkeypatch.setattr(store_atomic, '_rename_exchange', lambda a, b: False)
     boxes, knn, pairs, names, ids = make_corr()
     path = write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs,
                                       file_names=names, image_ids=ids)
@@ -268,3 +268,127 @@ def test_writer_input_errors(tmp_path):
     fl = [b.astype(np.float64) for b in boxes]
     s = MiningStore.open(write_selective_search_store(tmp_path / 'f.orlstore', fl))
     np.testing.assert_array_equal(s.boxes(3), boxes[3])
+
+
+def test_atomic_open_replaces_whole_or_not_at_all(tmp_path):
+    from orl_plugin.store import atomic_open, atomic_write_json
+    target = tmp_path / 'sub' / 'out.bin'
+    with atomic_open(target, 'wb') as f:
+        f.write(b'first')
+    with pytest.raises(RuntimeError, match='simulated'):
+        with atomic_open(target, 'wb', tmp_prefix='.tmp_rank0_') as f:
+            f.write(b'half of the second')
+            raise RuntimeError('simulated crash while writing')
+    assert target.read_bytes() == b'first'
+    assert os.listdir(tmp_path / 'sub') == ['out.bin']  # no temporary file left
+    path = atomic_write_json(tmp_path / 'x.json', dict(a=np.float32(0.5)))
+    assert path == str(tmp_path / 'x.json') and json.load(open(path)) == dict(a='0.5')
+    with pytest.raises(ValueError, match="must start with 'w'"):
+        with atomic_open(target, 'ab'):
+            pass
+
+
+def test_store_handle_opens_once_per_process_and_pickles_as_path(tmp_path):
+    from orl_plugin.store import StoreHandle
+    boxes, knn, pairs, names, ids = make_corr()
+    path = write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs,
+                                      file_names=names, image_ids=ids)
+    handle = StoreHandle(path, kind='correspondence')
+    store = handle.get()
+    assert handle.get() is store  # once per process
+    blob = pickle.dumps(handle)
+    assert len(blob) < 1000  # the path, not the arrays
+    again = pickle.loads(blob)
+    assert again.get() is not store
+    assert_same_corr(again.get(), boxes, knn, pairs, names, ids)
+    with pytest.raises(StoreFormatError, match=f"{path}: holds a 'correspondence' store, "
+                       "expected 'knn'"):
+        StoreHandle(path, kind='knn').get()
+
+
+def test_image_list_check_names_both_sides(tmp_path):
+    from orl_plugin.store import check_image_list
+    boxes, knn, pairs, names, ids = make_corr()
+    store = MiningStore.open(write_knn_store(tmp_path / 'k.orlstore', knn, file_names=names,
+                                             image_ids=ids))
+    infos = [dict(img_path=f'/data/{n}', file_name=n, img_id=i) for n, i in zip(names, ids)]
+    kw = dict(store_desc=f'KNN file {store.path}', list_desc='image list ann.json')
+    check_image_list(store, infos, **kw)
+    with pytest.raises(ValueError, match=r'k\.orlstore and image list ann\.json do not match: '
+                       r'the store has 6 images, the image list 5; mine stage 2'):
+        check_image_list(store, infos[:5], **kw)
+    swapped = [infos[1], infos[0]] + infos[2:]
+    with pytest.raises(ValueError, match=r"at position 0: the store has file_name 'img_000\.jpg', "
+                       r"the image list 'caf"):
+        check_image_list(store, swapped, **kw)
+    other_ids = [dict(info, img_id=7) for info in infos]
+    with pytest.raises(ValueError, match=r'at position 0 \(img_000\.jpg\): the store has image id '
+                       r'1000, the image list 7'):
+        check_image_list(store, other_ids, **kw)
+    # without an image list only the count is known
+    nl = MiningStore.open(write_selective_search_store(tmp_path / 'n.orlstore', boxes))
+    check_image_list(nl, swapped, **kw)
+
+
+def test_errors_name_the_full_path(tmp_path, monkeypatch):
+    boxes, knn, _, _, _ = make_corr()
+    write_knn_store(tmp_path / 'k.orlstore', knn)
+    (tmp_path / 'bad.json').write_text('{"bbox": 3}')
+    monkeypatch.chdir(tmp_path)  # relative paths in, absolute paths out
+    with pytest.raises(StoreFormatError, match=f"^{tmp_path}/k.orlstore: holds a 'knn' store"):
+        MiningStore.open('k.orlstore', kind='selective_search')
+    with pytest.raises(StoreFormatError, match=rf'^{tmp_path}/bad\.json: field "bbox" is int'):
+        MiningStore.open('bad.json')
+
+
+def _imports(path):
+    """The orl_plugin modules a source file imports (relative imports resolved)."""
+    import ast
+    rel = os.path.relpath(path, REPO).replace(os.sep, '/')
+    package = rel[:-3].split('/')[:-1] if not rel.endswith('__init__.py') else rel.split('/')[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            mod = '.'.join(base + ([node.module] if node.module else []))
+            found.add(mod)
+            found.update(f'{mod}.{a.name}' for a in node.names)
+    return {m for m in found if m.startswith('orl_plugin')}
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_store_package_has_no_upward_imports_and_no_circle():
+    import glob
+    folder = os.path.join(REPO, 'orl_plugin', 'store')
+    graph = {}
+    for path in glob.glob(os.path.join(folder, '*.py')):
+        name = os.path.basename(path)[:-3]
+        deps = _imports(path)
+        outside = {m for m in deps if not m.startswith('orl_plugin.store')}
+        assert not outside, f'{name} imports {outside}: the store sits below every other layer'
+        graph[name] = {m.split('.')[2] for m in deps if m.count('.') >= 2} - {name}
+    graph.pop('__init__')
+    done, visiting = set(), []
+
+    def visit(n):
+        assert n not in visiting, f'import circle: {" -> ".join(visiting + [n])}'
+        if n in done or n not in graph:
+            return
+        visiting.append(n)
+        for m in graph[n]:
+            visit(m)
+        visiting.pop()
+        done.add(n)
+
+    for n in graph:
+        visit(n)
+    # the stage-2 model side never climbs into the engine or the data sets
+    for sub, banned in (('models', ('orl_plugin.engine', 'orl_plugin.datasets')),
+                        ('evaluation', ('orl_plugin.engine', ))):
+        for path in glob.glob(os.path.join(REPO, 'orl_plugin', sub, '*.py')):
+            bad = {m for m in _imports(path) if m.startswith(banned)}
+            assert not bad, f'{path} imports {bad}'

@@ -9,9 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from orl_plugin.datasets.official_json import write_official_json
-from orl_plugin.datasets.orl_store import (MiningStore, write_correspondence_store,
-                                           write_selective_search_store)
+from orl_plugin.store import (MiningStore, write_correspondence_store, write_official_json,
+                              write_selective_search_store)
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.visualization.drawing import (FILTERED_COLOR, RAW_COLOR, draw_pairs,
                                               draw_proposals, palette, save_image)
@@ -64,7 +63,7 @@ def scenes(tmp_path_factory):
     return str(root), ann, data
 
 
-def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch):
+def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch, capsys):
     root, ann, data = scenes
     img_root = osp.join(root, 'images')
     names = [im['file_name'] for im in data['images']]
@@ -109,8 +108,9 @@ def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch):
     # an official selective-search JSON alone cannot be drawn without an image list
     monkeypatch.setattr(sys, 'argv', [DRAW_PROPOSALS, ss_json, '--img-root', img_root,
                                       '--index', '0', '--out', str(out / 'x')])
-    with pytest.raises(SystemExit, match='has no image list'):
+    with pytest.raises(SystemExit) as exit_info:  # one line, status 2 (orl_plugin.cli)
         runpy.run_path(DRAW_PROPOSALS, run_name='__main__')
+    assert exit_info.value.code == 2 and 'has no image list' in capsys.readouterr().err
 
 
 def test_save_image_is_png(tmp_path):

@@ -1,14 +1,12 @@
 """``ProposalDataset``: an image list joined with its raw selective-search boxes (stage 2c)."""
 import copy
-import os
 import os.path as osp
 from typing import Callable, List, Optional, Sequence, Union
 
-import numpy as np
 from mmengine.dataset import BaseDataset
 
 from mmpretrain.registry import DATASETS
-from .orl_store import MiningStore
+from ..store import MiningStore, StoreHandle, check_image_list
 
 
 @DATASETS.register_module()
@@ -61,8 +59,7 @@ class ProposalDataset(BaseDataset):
                 data_prefix=data_prefix)
         self.image_list_cfg = copy.deepcopy(image_list)
         self._image_metainfo: dict = {}
-        self._store: Optional[MiningStore] = None
-        self._store_pid: Optional[int] = None
+        self._store = StoreHandle(proposal_file, kind='selective_search')
         # The image list resolves its own paths: the base class gets none to join.
         super().__init__(
             ann_file='',
@@ -82,19 +79,8 @@ class ProposalDataset(BaseDataset):
         return meta
 
     def _get_store(self) -> MiningStore:
-        """The store, opened once per process (memory maps are re-made in each worker)."""
-        pid = os.getpid()
-        if self._store is None or (self._store_pid != pid and self._store.source == 'store'):
-            self._store = MiningStore.open(
-                self.proposal_file, kind='selective_search', validate=self._store is None)
-            self._store_pid = pid
-        return self._store
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        if self._store is not None and self._store.source == 'store':
-            state['_store'] = None
-        return state
+        """The store, opened once per process (each worker maps it itself)."""
+        return self._store.get()
 
     def load_data_list(self) -> List[dict]:
         """Build the image list and check that the store holds the same images, in order."""
@@ -105,27 +91,10 @@ class ProposalDataset(BaseDataset):
         self._image_metainfo = copy.deepcopy(getattr(images, 'metainfo', {}))
         infos = [images.get_data_info(i) for i in range(len(images))]
         store = self._get_store()
-        where = (f'selective-search file {self.proposal_file} and image list '
-                 f'{cfg.get("ann_file") or cfg.get("data_prefix")}')
-        if store.num_images != len(infos):
-            raise ValueError(
-                f'{where} do not match: the store has {store.num_images} images, the image '
-                f'list {len(infos)}; run selective search on the same image list (same ann '
-                'files, same order)')
-        if store.has_image_list:
-            names = np.asarray(store.array('file_names'))
-            ids = np.asarray(store.image_ids)
-            for i, info in enumerate(infos):
-                name = info.get('file_name', osp.basename(info['img_path']))
-                stored = bytes(names[i]).decode('utf-8')
-                if stored and stored != name:
-                    raise ValueError(
-                        f'{where} do not match at position {i}: the store has file_name '
-                        f'{stored!r}, the image list {name!r}')
-                if 'img_id' in info and ids[i] >= 0 and int(ids[i]) != int(info['img_id']):
-                    raise ValueError(
-                        f'{where} do not match at position {i} ({name}): the store has image '
-                        f'id {int(ids[i])}, the image list {info["img_id"]}')
+        check_image_list(
+            store, infos, store_desc=f'selective-search file {store.path}',
+            list_desc=f'image list {cfg.get("ann_file") or cfg.get("data_prefix")}',
+            remedy='run selective search on the same image list (same ann files, same order)')
         for i, info in enumerate(infos):
             info['sample_idx'] = i
         return infos

@@ -2,7 +2,6 @@
 import copy
 import logging
 import math
-import os
 import os.path as osp
 from typing import Callable, List, Optional, Sequence, Union
 
@@ -12,8 +11,8 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 
 from mmpretrain.registry import DATASETS
+from ..store import MiningStore, StoreHandle, check_image_list
 from .bad_images import BadImageTally
-from .orl_store import MiningStore
 from .transforms.box_ops import clip_boxes_xywh, warn_dropped_boxes
 from .transforms.loading import BadImageError, LoadImageOrSkip
 from .transforms.roi_crop import BoxOutsideImageError
@@ -110,8 +109,7 @@ class ORLDataset(BaseDataset):
         self.num_dropped_boxes = 0
         self._warned_boxes: set = set()
         self.num_excluded = 0
-        self._store: Optional[MiningStore] = None
-        self._store_pid: Optional[int] = None
+        self._store = StoreHandle(correspondence_file, kind='correspondence')
         self._img_paths = np.zeros(0, dtype='S1')
         # The image list and the store resolve their own paths, so the base
         # class gets no ann_file / data_root to join.
@@ -152,40 +150,19 @@ class ORLDataset(BaseDataset):
         return images
 
     def _get_store(self) -> MiningStore:
-        """The store, opened once per process: memory-mapped arrays are not
-        shared through fork-inherited handles but re-mapped by each worker."""
-        pid = os.getpid()
-        if self._store is None or (self._store_pid != pid
-                                   and self._store.source == 'store'):
-            self._store = MiningStore.open(
-                self.correspondence_file,
-                kind='correspondence',
-                validate=self._store is None)
-            self._store_pid = pid
-        return self._store
+        """The store, opened once per process (each worker maps it itself)."""
+        return self._store.get()
 
     def load_data_list(self) -> List[dict]:
         """Check the store against the image list and list the usable images.
         """
         images = self._build_image_list()
         store = self._get_store()
-        where = (f'correspondence file {self.correspondence_file} and '
-                 f'{self._describe_image_list()}')
-        if store.num_images != len(images):
-            raise ValueError(
-                f'{where} do not match: the store has {store.num_images} '
-                f'images, the image list {len(images)}; mine stage 2 on the '
-                'same image list (same ann files, same order)')
-        if store.has_image_list:
-            stored = np.asarray(store.array('file_names'))
-            for i, info in enumerate(images):
-                name = info.get('file_name', osp.basename(info['img_path']))
-                if bytes(stored[i]).decode('utf-8') != name:
-                    raise ValueError(
-                        f'{where} do not match at image {i}: the store has '
-                        f'file_name {store.file_name(i)!r}, the image list '
-                        f'{name!r}; mine stage 2 on the same image list '
-                        '(same ann files, same order)')
+        check_image_list(
+            store,
+            images,
+            store_desc=f'correspondence file {store.path}',
+            list_desc=self._describe_image_list())
 
         k = store.num_neighbours
         kk = k if self.num_neighbours is None else min(self.num_neighbours, k)
@@ -231,13 +208,6 @@ class ORLDataset(BaseDataset):
                     img_id=info.get('img_id', int(i)),
                     store_idx=int(i)))
         return data_list
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        # A native store is re-mapped by whoever unpickles this data set.
-        if self._store is not None and self._store.source == 'store':
-            state['_store'] = None
-        return state
 
     # ------------------------------------------------------------------ sampling
     def full_init(self) -> None:

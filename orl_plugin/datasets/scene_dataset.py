@@ -14,7 +14,7 @@ from mmpretrain.registry import DATASETS
 from .bad_images import BadImageTally
 from .transforms.loading import BadImageError
 
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
+from ..store import IMG_EXTENSIONS  # one rule for "is an image file"
 
 
 @DATASETS.register_module()

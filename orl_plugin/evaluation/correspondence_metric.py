@@ -6,7 +6,7 @@ from mmengine.logging import print_log
 
 from mmpretrain.registry import METRICS
 
-from orl_plugin.datasets.orl_store import write_correspondence_store
+from orl_plugin.store import write_correspondence_store
 from .box_metrics import matched_gt_labels
 from .mining_metric import MiningMetric
 

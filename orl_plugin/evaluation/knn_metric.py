@@ -6,7 +6,7 @@ from mmengine.logging import print_log
 
 from mmpretrain.registry import METRICS
 
-from orl_plugin.datasets.orl_store import write_knn_store
+from orl_plugin.store import write_knn_store
 from .mining_metric import MiningMetric
 
 # faiss GPU indexes return at most this many neighbours per query.

@@ -11,6 +11,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 from mmengine.evaluator import BaseMetric
 
+from orl_plugin.store import MiningStore, write_official_json
+
 COMMON_KEYS = ('index', 'skipped', 'skip_reason', 'img_path', 'file_name', 'img_id',
                'gt_bboxes', 'gt_labels')
 
@@ -90,7 +92,5 @@ class MiningMetric(BaseMetric):
         """Write the official JSON of the store just written, if ``json_file`` is set."""
         if not self.json_file:
             return None
-        from orl_plugin.datasets.official_json import write_official_json
-        from orl_plugin.datasets.orl_store import MiningStore
         return write_official_json(MiningStore.open(store_path), self.json_file,
                                    include_meta=self.json_meta)

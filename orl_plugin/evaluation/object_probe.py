@@ -4,9 +4,9 @@ Self-supervised stage-1 losses go down whether or not the features get better, a
 images the image-level KNN category precision saturates (most synthetic scenes share a
 category with most others). The probe asks the question stage 2c depends on: do crops of the same
 object category land near each other? Crops of the annotated objects of a *reference* split are
-embedded with the online backbone (the 2c feature: avgpool + L2), and every crop of a *query*
-split is classified by a similarity-weighted vote of its ``k`` nearest reference crops (the
-weighted kNN of Wu et al. 2018, used by most self-supervised benchmarks). Reported: top-1
+embedded with the online backbone (the 2c feature, ``RoIFeature``: avgpool + L2), and every crop
+of a *query* split is classified by a similarity-weighted vote of its ``k`` nearest reference
+crops (the weighted kNN of Wu et al. 2018, used by most self-supervised benchmarks). Reported: top-1
 accuracy, beside the chance level of always answering the most common category of the queries.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
 from orl_plugin.datasets.transforms.loading import read_image
-from orl_plugin.engine.runners.correspondence_loop import encode_crops
+from orl_plugin.models.roi_feature import RoIFeature
 
 
 def object_crops(data_list: Sequence[dict],
@@ -81,12 +81,13 @@ def knn_classify(ref_feats: torch.Tensor,
 
 @torch.no_grad()
 def encode_in_eval_mode(model: torch.nn.Module, *crop_sets: np.ndarray, batch_size: int = 128) -> List[torch.Tensor]:
-    """:func:`encode_crops` of each set with the model in eval mode (BN running statistics, as 2c
-    uses them); the model's mode is restored afterwards, also on error."""
+    """The 2c feature (:class:`RoIFeature`) of each set with the model in eval mode (BN running
+    statistics, as 2c uses them); the model's mode is restored afterwards, also on error."""
     was_training = model.training
     model.eval()
+    encode = RoIFeature()
     try:
-        return [encode_crops(model, crops, batch_size=batch_size) for crops in crop_sets]
+        return [encode(model, crops, batch_size=batch_size) for crops in crop_sets]
     finally:
         model.train(was_training)
 

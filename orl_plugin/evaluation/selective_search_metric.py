@@ -6,7 +6,7 @@ from mmengine.logging import print_log
 
 from mmpretrain.registry import METRICS
 
-from orl_plugin.datasets.orl_store import write_selective_search_store
+from orl_plugin.store import write_selective_search_store
 from orl_plugin.datasets.transforms.box_filter import filter_boxes
 from .box_metrics import gt_recall
 from .mining_metric import MiningMetric

@@ -10,7 +10,6 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.models.utils import CosineEMA
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from ..datasets.transforms.orl_views import ORL_VIEW_NAMES
 
 
 @MODELS.register_module()
@@ -104,8 +103,8 @@ class ORL(BaseSelfSupervisor):
         """The three ORL losses.
 
         Args:
-            inputs (list[Tensor]): Six view batches, in the order of
-                :data:`ORL_VIEW_NAMES`: two image views, two intra-RoI
+            inputs (list[Tensor]): Six view batches, in the order
+                ``ORLViews`` packs them: two image views, two intra-RoI
                 patches, two inter-RoI patches.
             data_samples (list[DataSample]): Unused.
 
@@ -116,8 +115,9 @@ class ORL(BaseSelfSupervisor):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 6:
             got = f'{len(inputs)} views' if isinstance(
                 inputs, (list, tuple)) else type(inputs).__name__
-            raise ValueError(f'ORL expects a list of 6 view batches '
-                             f'{ORL_VIEW_NAMES}, got {got}')
+            raise ValueError('ORL expects a list of 6 view batches (two '
+                             'image views, two intra-RoI and two inter-RoI '
+                             f'patches, as ORLViews packs them), got {got}')
         img_v1, img_v2, intra_v1, intra_v2, inter_v1, inter_v2 = inputs
 
         # One EMA step per iteration, before the target forwards (as BYOL).

@@ -5,9 +5,7 @@ import numpy as np
 import torch
 from mmengine.model import BaseModel
 
-from mmpretrain.registry import MODELS
-
-from orl_plugin.datasets.transforms.selective_search import SelectiveSearch
+from mmpretrain.registry import MODELS, TRANSFORMS
 
 
 @MODELS.register_module()
@@ -27,8 +25,10 @@ class SelectiveSearchProposer(BaseModel):
     def __init__(self, mode: str = 'fast', max_size: Optional[int] = None, seed: Optional[int] = 1,
                  data_preprocessor: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
-        self._ss = SelectiveSearch(mode=mode, max_size=max_size, num_threads=1, keep_img=False,
-                                   seed=seed)
+        # the data pipeline's SelectiveSearch transform, through the registry (models sit above
+        # the data sets and do not import them)
+        self._ss = TRANSFORMS.build(dict(type='SelectiveSearch', mode=mode, max_size=max_size,
+                                         num_threads=1, keep_img=False, seed=seed))
 
     def propose(self, imgs: Sequence[Union[np.ndarray, torch.Tensor]]) -> List[np.ndarray]:
         """Boxes ``(B_i, 4)`` int32 xywh for each ``HxWx3`` BGR image."""

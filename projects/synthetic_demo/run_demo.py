@@ -29,9 +29,10 @@ from typing import Any, Dict, List, Optional
 
 import mmcv
 
-from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.store import MiningStore
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
-from orl_plugin.pipeline import Pipeline, PipelineError, PipelineOptions, write_json_atomic
+from orl_plugin.pipeline import Pipeline, PipelineError, PipelineOptions
+from orl_plugin.store import atomic_write_json
 from orl_plugin.visualization.drawing import (draw_pairs, draw_proposals, find_image, load_gt_boxes,
                                               save_image)
 
@@ -170,7 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     os.makedirs(args.work_dir, exist_ok=True)
     out = osp.join(args.work_dir, 'summary.json')
-    write_json_atomic(out, result)
+    atomic_write_json(out, result, indent=2)
 
     def f(v: Any) -> str:
         return '-' if v is None else (f'{v:.3f}' if isinstance(v, float) else str(v))

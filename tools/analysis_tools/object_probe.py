@@ -21,21 +21,25 @@ from typing import List, Optional
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-
 from mmpretrain.registry import MODELS
+
 from orl_plugin.checkpoint_convert import extract_backbone, get_state_dict, load_checkpoint_file
+from orl_plugin.cli import InputError, run_cli
 from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
-from orl_plugin.pipeline import write_json_atomic
+from orl_plugin.store import atomic_write_json
 
 
 class _Encoder(torch.nn.Module):
-    """What the probe needs of a self-supervised model: ``backbone`` and ``data_preprocessor``."""
+    """What the probe reads of a self-supervised model: ``data_preprocessor`` and ``extract_feat``."""
 
     def __init__(self, backbone: torch.nn.Module, data_preprocessor: torch.nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
         self.data_preprocessor = data_preprocessor
+
+    def extract_feat(self, inputs: torch.Tensor):
+        return self.backbone(inputs)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -70,7 +74,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 _, tensors = extract_backbone(get_state_dict(load_checkpoint_file(ckpt), ckpt), ckpt)
                 missing, unexpected = backbone.load_state_dict(tensors, strict=False)
                 if missing:
-                    raise SystemExit(f'{ckpt}: backbone weights missing for {len(missing)} tensors, '
+                    raise InputError(f'{ckpt}: backbone weights missing for {len(missing)} tensors, '
                                      f'e.g. {missing[:3]}; does --config match the checkpoint?')
             model = _Encoder(backbone, MODELS.build(pre_cfg))
             res = object_knn_probe(model, *splits, k=args.k)
@@ -84,10 +88,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                       file=sys.stderr, flush=True)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        write_json_atomic(args.out, dict(config=args.config, data_root=args.data_root, k=args.k,
-                                         crop_size=args.crop_size, results=results))
+        atomic_write_json(args.out, dict(config=args.config, data_root=args.data_root, k=args.k,
+                                         crop_size=args.crop_size, results=results), indent=2)
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -71,8 +71,7 @@ def parse_args() -> argparse.Namespace:
 # ------------------------------------------------------------------------------- inputs
 def make_inputs(args, root: str, cfg: Config) -> dict:
     """Synthetic images, raw selective-search boxes and KNN lists (cached under root)."""
-    from orl_plugin.datasets.orl_store import (write_knn_store,
-                                               write_selective_search_store)
+    from orl_plugin.store import write_knn_store, write_selective_search_store
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
     from orl_plugin.datasets.transforms.selective_search import selective_search
 
@@ -109,14 +108,14 @@ def make_checkpoint(args, cfg: Config, out_dir: str) -> tuple:
     if args.checkpoint:
         return args.checkpoint, f'given: {args.checkpoint}'
     from mmpretrain.registry import MODELS
+    from orl_plugin.store import atomic_open
     path = osp.join(out_dir, f'random_init_seed{args.seed}.pth')
     if not osp.exists(path):
         torch.manual_seed(args.seed)
         model = MODELS.build(cfg.model)
         model.init_weights()
-        tmp = path + '.tmp'
-        torch.save(dict(state_dict=model.state_dict(), meta=dict(note='random init')), tmp)
-        os.replace(tmp, path)
+        with atomic_open(path, 'wb') as f:
+            torch.save(dict(state_dict=model.state_dict(), meta=dict(note='random init')), f)
     return path, f'random initialisation (torch seed {args.seed}), saved to {path}'
 
 
@@ -125,7 +124,8 @@ def official_per_pair(model, paths, ss_store, knn_store, k, filter_kw, crop_size
     """The released ORL procedure: per query, re-encode every neighbour's boxes."""
     from orl_plugin.datasets.transforms.box_filter import filter_boxes
     from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
-    from orl_plugin.engine.runners.correspondence_loop import encode_crops
+    from orl_plugin.models import RoIFeature
+    encode_crops = RoIFeature(pad_single=False)  # the released code pads nothing
 
     def sample(i):
         # CorrespondenceDataset.__getitem__: read the image (PIL, RGB), filter, crop.
@@ -135,7 +135,7 @@ def official_per_pair(model, paths, ss_store, knn_store, k, filter_kw, crop_size
 
     def encode(crops):
         bs = 1 if batch_mode == 'box' else len(crops)
-        return encode_crops(model, crops, batch_size=bs, pad_single=False)
+        return encode_crops(model, crops, batch_size=bs)
 
     pairs, forwards, encoded, smaps = [], 0, 0, {}
     start = time.perf_counter()
@@ -207,10 +207,11 @@ def main() -> None:
     from mmengine.logging import MMLogger
     MMLogger.get_instance('mining_speed', log_level='WARNING')  # quiet model building
     import orl_plugin  # noqa: F401  (registers everything)
-    from orl_plugin.datasets.orl_store import MiningStore
+    from orl_plugin.store import MiningStore
     from orl_plugin.datasets.transforms.box_filter import filter_boxes
     from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
-    from orl_plugin.engine.runners.correspondence_loop import encode_crops
+    from orl_plugin.models import RoIFeature
+    from orl_plugin.store import atomic_write_json
 
     out_dir = osp.abspath(args.out_dir)
     root = osp.join(out_dir, f'scenes_{args.num_images}_{args.img_size}_seed{args.seed}')
@@ -259,8 +260,8 @@ def main() -> None:
     # warm-up of both batch shapes (oneDNN builds kernels on first use), outside all timings
     dummy = np.zeros((enc_bs, crop_size, crop_size, 3), np.uint8)
     with torch.no_grad():
-        encode_crops(model, dummy, enc_bs)
-        encode_crops(model, dummy[:1], 1, pad_single=False)
+        RoIFeature()(model, dummy, enc_bs)
+        RoIFeature(pad_single=False)(model, dummy[:1], 1)
 
     # pure batched forward of the encoder over the same crops (same batch size)
     ss = MiningStore.open(inputs['ss_path'])
@@ -286,7 +287,7 @@ def main() -> None:
         shutil.rmtree(r.cfg.test_cfg.cache_dir, ignore_errors=True)
         with torch.no_grad():
             t0 = time.perf_counter()
-            encode_crops(model, crops, enc_bs)
+            RoIFeature()(model, crops, enc_bs)
             pure_runs.append(time.perf_counter() - t0)
     best = int(np.argmin(ours_runs))
     ours_s, loop_s, pure_s = ours_runs[best], loop_runs[best], min(pure_runs)
@@ -357,9 +358,7 @@ def main() -> None:
           f'match, write): {loop_s:.2f} s = {loop_s / pure_s:.3f} x the pure forward '
           f'({loop_s / inrun_fwd[best]:.3f} x the forward time inside the same run)')
     json_out = args.json_out or osp.join(out_dir, 'mining_speed.json')
-    with open(json_out + '.tmp', 'w') as f:
-        json.dump(result, f, indent=1)
-    os.replace(json_out + '.tmp', json_out)
+    atomic_write_json(json_out, result)
     print(f'wrote {json_out}')
 
 

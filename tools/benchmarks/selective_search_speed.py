@@ -32,7 +32,7 @@ from mmengine.runner import Runner
 from mmpretrain.registry import DATASETS
 
 import orl_plugin  # noqa: F401  (registers the components)
-from orl_plugin.datasets.orl_store import MiningStore
+from orl_plugin.store import MiningStore
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.datasets.transforms.selective_search import selective_search
 

@@ -39,7 +39,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from orl_plugin.pipeline import data_root_options, load_config, repo_root, schedule_options, write_json_atomic
+from orl_plugin.pipeline import data_root_options, load_config, repo_root, schedule_options
+from orl_plugin.store import atomic_write_json
 
 ARMS = ('scenes', 'object-crops')
 CPU_CONFIG = 'configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py'
@@ -94,7 +95,7 @@ def ensure_object_crops(scenes: str, out: str, size: int = 96) -> int:
         mmcv.imwrite(c, osp.join(out, 'images', name))
         images.append(dict(id=i + 1, file_name=name, width=size, height=size))
     os.makedirs(osp.dirname(ann), exist_ok=True)
-    write_json_atomic(ann, dict(images=images, annotations=[], categories=[]))
+    atomic_write_json(ann, dict(images=images, annotations=[], categories=[]), indent=2)
     return len(images)
 
 
@@ -178,7 +179,7 @@ def run_arm(arm: str, args: argparse.Namespace, cfg: Dict[str, Any], crops_root:
     runs = sorted(d for d in os.listdir(work) if osp.isfile(osp.join(work, d, 'vis_data', 'scalars.json')))
     rec = dict(arm=arm, epochs=epochs, wall_s=round(time.time() - t0, 1), log_dir=osp.join(work, runs[-1]),
                **read_curves(osp.join(work, runs[-1])))
-    write_json_atomic(done, rec)
+    atomic_write_json(done, rec, indent=2)
     return rec
 
 
@@ -199,7 +200,7 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     from orl_plugin.engine.hooks.view_retrieval_hook import training_view_pipelines
-    from orl_plugin.engine.runners.correspondence_loop import encode_crops
+    from orl_plugin.models import RoIFeature
     from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
     from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
 
@@ -233,7 +234,7 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
             m.momentum = None  # cumulative average over all batches
     model.train()
     with torch.no_grad():
-        encode_crops(model, splits[0][0])
+        RoIFeature()(model, splits[0][0])
     res = view_retrieval(model, views)
     out.update(object_probe_bn_recalibrated=object_knn_probe(model, *splits)['top1'],
                view_retrieval_bn_recalibrated=res['top1'], view_rank_bn_recalibrated=res['rank'])
@@ -255,8 +256,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     results['random_init'] = random_init_baselines(args)
     for arm in args.arms:
         results['arms'][arm] = run_arm(arm, args, cfg, crops_root)
-        write_json_atomic(osp.join(args.out, 'results.json'), results)
-    write_json_atomic(osp.join(args.out, 'results.json'), results)
+        atomic_write_json(osp.join(args.out, 'results.json'), results, indent=2)
+    atomic_write_json(osp.join(args.out, 'results.json'), results, indent=2)
 
     r = results['random_init']
     print(f"\nrandom init: object probe {r['object_probe']:.3f} (BN recalibrated {r['object_probe_bn_recalibrated']:.3f}), "

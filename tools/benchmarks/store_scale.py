@@ -110,8 +110,7 @@ def worker_costs(read_sample, args, num_images: int, k: int) -> dict:
 # phases (each runs in its own interpreter so memory figures do not mix)
 # --------------------------------------------------------------------------------------------
 def phase_generate(args) -> dict:
-    from orl_plugin.datasets.official_json import write_official_json
-    from orl_plugin.datasets.orl_store import MiningStore
+    from orl_plugin.store import MiningStore, write_official_json
 
     n, b, k, p = args.num_images, args.boxes, args.neighbours, args.pairs
     rng = np.random.default_rng(0)
@@ -152,7 +151,7 @@ def phase_generate(args) -> dict:
 def phase_native(args) -> dict:
     import torch  # noqa: F401  (import first so its memory is not counted as the store's)
 
-    from orl_plugin.datasets.orl_store import MiningStore
+    from orl_plugin.store import MiningStore
     gc.collect()
     m0 = smaps()
     times, cpu = [], []
@@ -181,7 +180,7 @@ def phase_native(args) -> dict:
 def phase_json(args) -> dict:
     import torch  # noqa: F401
 
-    from orl_plugin.datasets.official_json import official_dict_to_store
+    from orl_plugin.store import MiningStore
     gc.collect()
     m0 = smaps()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -204,7 +203,7 @@ def phase_json(args) -> dict:
 
     cost = worker_costs(read, args, len(fns), k)
     t0, c0 = time.perf_counter(), time.process_time()
-    store = official_dict_to_store(data, osp.basename(args.json))
+    store = MiningStore.from_official_dict(data, osp.abspath(args.json))
     t_convert, c_convert = time.perf_counter() - t0, time.process_time() - c0
     return dict(json_load_s=t_parse, json_load_cpu_s=c_parse, parent_load_mem=mem_delta(m0, m1),
                 worker=cost, convert_to_store_s=t_convert, convert_to_store_cpu_s=c_convert,
@@ -350,11 +349,8 @@ def main() -> None:
     results['table'] = table
     print(table)
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        tmp = args.out + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(results, f, indent=1)
-        os.replace(tmp, args.out)
+        from orl_plugin.store import atomic_write_json
+        atomic_write_json(args.out, results)
         print(f'results -> {args.out}')
 
 

@@ -48,7 +48,8 @@ from typing import Any, Dict, List, Optional
 
 from orl_plugin.pipeline import (Pipeline, PipelineOptions, data_root_options, latest_checkpoint,
                                  load_config, read_run_metrics, repo_root, resolve_configs,
-                                 schedule_options, write_json_atomic)
+                                 schedule_options)
+from orl_plugin.store import atomic_write_json
 
 ARMS = ('random', 'byol', 'orl', 'byol-stage1')
 DONE = 'benchmark_done.json'
@@ -111,7 +112,7 @@ def ensure_data(root: str, num_images: int) -> Dict[str, int]:
 
 def orl_kept_images(store: str) -> int:
     """Images the stage-3 data set trains on: those with kept boxes and at least one pair."""
-    from orl_plugin.datasets.orl_store import MiningStore
+    from orl_plugin.store import MiningStore
     s = MiningStore.open(store)
     k = len(s.knn(0)) if s.num_images else 0
     return sum(1 for i in range(s.num_images)
@@ -157,7 +158,7 @@ def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, i
     rec = dict(command=cmd, wall_s=round(time.time() - t0, 1),
                cpu_s=round(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, 1), metrics=metrics,
                checkpoint=latest_checkpoint(work_dir), pretrained=pretrained, seed=seed, log=log)
-    write_json_atomic(marker, rec)
+    atomic_write_json(marker, rec, indent=2)
     return rec
 
 
@@ -223,7 +224,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 matched=dict(orl_byol_sample_equivalents=round(orl_units, 1),
                              byol_samples=e_byol * counts['train']))
             ckpts[('byol', ps)] = sb['stage1']['outputs']['checkpoint']
-        write_json_atomic(osp.join(out, 'results.json'), results)
+        atomic_write_json(osp.join(out, 'results.json'), results, indent=2)
 
     for arm in args.arms:
         for seed in args.seeds:
@@ -237,7 +238,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             results['runs'][f'{arm}_seed{seed}'] = dict(arm=arm, seed=seed, pretrained=rec['pretrained'],
                                                        wall_s=rec['wall_s'], cpu_s=rec.get('cpu_s'),
                                                        metrics=m, log=rec.get('log'))
-            write_json_atomic(osp.join(out, 'results.json'), results)
+            atomic_write_json(osp.join(out, 'results.json'), results, indent=2)
 
     table: Dict[str, Any] = {}
     for arm in args.arms:
@@ -246,7 +247,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       for m in ('bbox_mAP', 'bbox_mAP_50')}
     results['table'] = table
     results['elapsed_s'] = round(time.time() - t_start, 1)
-    write_json_atomic(osp.join(out, 'results.json'), results)
+    atomic_write_json(osp.join(out, 'results.json'), results, indent=2)
     md = markdown(results, args, counts, configs, ratio)
     tmp = osp.join(out, f'results.md.tmp-{os.getpid()}')
     with open(tmp, 'w') as f:

@@ -1,40 +1,13 @@
-# COCO train2017 scene images for image-level pre-training (ORL stage 1: BYOL views).
-# Labels are not used; SceneImageDataset keeps the JSON order (positions index the mining files).
-dataset_type = 'SceneImageDataset'
-data_root = 'data/coco/'
+# ORL stage 1 data: COCO train2017 scene images (./scene_lists.py), two BYOL views each
+# (./byol_views.py). Labels are not used; SceneImageDataset keeps the JSON order.
+_base_ = ['./scene_lists.py', './byol_views.py']
 
-# The two asymmetric BYOL views (ORL / BYOL paper): blur p=1.0 / 0.1, solarize p=0.0 / 0.2.
-# Bilinear resize as the official ORL crops (torchvision interpolation=2); mmpretrain's BYOL uses bicubic.
-view_pipeline1 = [
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.),
-         interpolation='bilinear', backend='pillow'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='RandomApply',
-        transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)],
-        prob=0.8),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True, channel_weights=(0.114, 0.587, 0.2989)),
-    dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=1.),
-    dict(type='Solarize', thr=128, prob=0.),
-]
-view_pipeline2 = [
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.),
-         interpolation='bilinear', backend='pillow'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='RandomApply',
-        transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)],
-        prob=0.8),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True, channel_weights=(0.114, 0.587, 0.2989)),
-    dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=0.1),
-    dict(type='Solarize', thr=128, prob=0.2),
-]
+dataset_type = 'SceneImageDataset'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='MultiView', num_views=[1, 1], transforms=[view_pipeline1, view_pipeline2]),
+    _base_.image_loader,
+    dict(type='MultiView', num_views=[1, 1], transforms=[_base_.view_pipeline1, _base_.view_pipeline2]),
     dict(type='PackInputs'),
 ]
-
 train_dataloader = dict(
     batch_size=64,
     num_workers=8,
@@ -42,9 +15,4 @@ train_dataloader = dict(
     pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img_path='train2017/'),
-        pipeline=train_pipeline))
+    dataset=dict(type=dataset_type, **_base_.coco_train2017, pipeline=train_pipeline))

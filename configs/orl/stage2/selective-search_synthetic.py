@@ -3,15 +3,8 @@
 _base_ = './selective-search_coco.py'
 
 data_root = 'data/synthetic_scenes/'
-test_dataloader = dict(
-    num_workers=2,
-    dataset=dict(
-        data_root=data_root,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img_path='images/')))
+test_dataloader = dict(num_workers=2, dataset=_base_.synthetic_train)
 test_cfg = dict(chunk_size=16, log_interval=10)
 # ORL's 96-px minimum box side is for ~640-px COCO images; 32 px plays that role at 256 px.
-test_evaluator = dict(
-    out_file=data_root + 'orl/selective_search.orlstore',
-    filter_cfg=dict(min_size=32))
+test_evaluator = dict(out_file=data_root + 'orl/selective_search.orlstore', filter_cfg=dict(min_size=32))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

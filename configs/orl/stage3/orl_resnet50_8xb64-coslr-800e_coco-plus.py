@@ -3,14 +3,4 @@
 # store must have been mined on the same list (configs/orl/stage2/*_coco-plus.py).
 _base_ = './orl_resnet50_8xb64-coslr-800e_coco.py'
 
-train_dataloader = dict(
-    dataset=dict(
-        ann_file=[
-            'annotations/instances_train2017.json',
-            'annotations/image_info_unlabeled2017.json',
-        ],
-        data_prefix=[
-            dict(img_path='train2017/'),
-            dict(img_path='unlabeled2017/'),
-        ],
-        correspondence_file='orl/coco-plus/correspondence.orlstore'))
+train_dataloader = dict(dataset=dict(**_base_.coco_plus, correspondence_file='orl/coco-plus/correspondence.orlstore'))

@@ -7,119 +7,54 @@ cached embeddings only. Pairs are the same as the official procedure's:
 
 1. boxes: ``FilterBoxes`` in the data pipeline (size >= 96, aspect ratio <= 3, greedy IoU
    <= 0.5, first 100; raw box 0 if none survive);
-2. embedding: ``CropBoxes`` (PIL crop + bilinear resize to 224) in the pipeline, then here:
-   normalise with the model's data preprocessor, online backbone, global average pool,
-   L2-normalise (:func:`encode_crops`);
-3. pairs of query ``q`` (B boxes) and neighbour ``n`` (B' boxes): the top
-   ``max(1, int(ratio * B))`` entries of the flattened ``B x B'`` cosine matrix, in descending
-   order, ties to the smaller flat index (:func:`top_pairs`).
+2. embedding: ``CropBoxes`` (PIL crop + bilinear resize to 224) in the pipeline, then the
+   model-side component ``roi_feature`` (``RoIFeature``: the model's data preprocessor,
+   backbone, global average pool, L2-normalise);
+3. pairs of query ``q`` (B boxes) and neighbour ``n`` (B' boxes): the model-side component
+   ``pair_rule`` (``TopRatioPairs``: the top ``max(1, int(ratio * B))`` entries of the flattened
+   ``B x B'`` cosine matrix, in descending order, ties to the smaller flat index).
 
-Phase 1 uses the base loop's ``stream_chunks`` (chunks of the data set, rank ``r`` takes chunks
-``c % W == r``, one data loader, bad images skipped); each finished chunk of embeddings is
-stored (disk: atomic per-chunk files, so a killed run resumes; memory: small sets). All ranks
-then wait at a barrier, and phase 2 runs as the base loop's ``process_chunk`` with its own
-per-chunk result cache. Results per query image: ``kept_boxes`` (B, 4), ``knn`` (k,),
-``pairs`` (sum of P_j, 8) and ``pair_counts`` (k,) (``P_j`` rows per neighbour slot ``j``).
+The loop only chunks, caches, resumes and distributes. Phase 1 uses the base loop's
+``stream_chunks`` (chunks of the data set, rank ``r`` takes chunks ``c % W == r``, one data
+loader, bad images skipped); each finished chunk of embeddings is stored (disk: atomic
+per-chunk files, so a killed run resumes; memory: small sets). All ranks then wait at a barrier,
+and phase 2 runs as the base loop's ``process_chunk`` with its own per-chunk result cache.
+Results per query image: ``kept_boxes`` (B, 4), ``knn`` (k,), ``pairs`` (sum of P_j, 8) and
+``pair_counts`` (k,) (``P_j`` rows per neighbour slot ``j``).
 """
 import hashlib
 import json
 import os
 import os.path as osp
 import time
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.dist import barrier, get_dist_info
 from mmengine.logging import print_log
 from torch.utils.data import DataLoader
 
-from mmpretrain.registry import LOOPS
+from mmpretrain.registry import LOOPS, MODELS
 
-from orl_plugin.datasets.orl_store import MiningStore
 from orl_plugin.datasets.transforms.box_filter import FilterBoxes
 from orl_plugin.datasets.transforms.crop_boxes import CropBoxes
+from orl_plugin.store import MiningStore, atomic_write_json, check_image_list
 from .embedding_cache import EmbeddingCache
 from .mining_loop import MiningLoop, _json_default
 
 
-def _normalizer(model: torch.nn.Module):
-    """``(mean, std, bgr_to_rgb)`` of the model's data preprocessor (ImageNet defaults if none).
-
-    Crops come in the loader's channel order (BGR for mmcv's loaders); mmpretrain's
-    ``SelfSupDataPreprocessor(to_rgb=True)`` flips them, like the official RGB pipeline.
-    """
-    pre = getattr(model, 'data_preprocessor', None)
-    mean = getattr(pre, 'mean', None)
-    std = getattr(pre, 'std', None)
-    if mean is None or std is None or not getattr(pre, '_enable_normalize', True):
-        mean = torch.tensor([123.675, 116.28, 103.53]).view(-1, 1, 1)
-        std = torch.tensor([58.395, 57.12, 57.375]).view(-1, 1, 1)
-        flip = True
-    else:
-        flip = bool(getattr(pre, '_channel_conversion', False))
-    return mean.detach().float().view(1, -1, 1, 1), std.detach().float().view(1, -1, 1, 1), flip
-
-
-@torch.no_grad()
-def encode_crops(model: torch.nn.Module,
-                 crops: np.ndarray,
-                 batch_size: int = 256,
-                 pad_single: bool = True) -> torch.Tensor:
-    """Embed ``(M, H, W, 3)`` uint8 crops: normalise, online backbone, avg pool, L2-normalise.
-
-    This is the official ``Correspondence.forward_test`` feature (``backbone(img)[0]`` of a
-    one-stage ResNet, ``adaptive_avg_pool2d``, ``normalize``); the projector is not used.
-    Forwards run ``batch_size`` crops at a time on the model's device (eval mode expected).
-    With ``pad_single`` a batch of one crop is run as two copies of it: CPU convolution
-    kernels for batch 1 round differently (about 1e-6) from the batched ones, which agree with
-    each other, so this keeps every embedding independent of how crops were grouped.
-
-    Returns:
-        ``(M, D)`` float32 tensor on the model's device.
-    """
-    device = next(model.parameters()).device
-    mean, std, flip = _normalizer(model)
-    mean, std = mean.to(device), std.to(device)
-    out = []
-    for s in range(0, len(crops), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(crops[s:s + batch_size])).to(device)
-        single = pad_single and x.size(0) == 1
-        if single:
-            x = x.expand(2, *x.shape[1:])
-        x = x.permute(0, 3, 1, 2).float()
-        if flip:
-            x = x.flip(1)
-        x = (x - mean) / std
-        feat = model.backbone(x)[-1]
-        feat = F.adaptive_avg_pool2d(feat, (1, 1)).flatten(1)
-        feat = F.normalize(feat, dim=1)
-        out.append(feat[:1] if single else feat)
-    if not out:
-        return torch.zeros((0, 0), device=device)
-    return torch.cat(out, dim=0)
-
-
-def num_pairs_for(num_query_boxes: int, ratio: float) -> int:
-    """Pairs kept per neighbour: ``max(1, int(ratio * B))``, the official expression."""
-    k = int(ratio * num_query_boxes)
-    return k if k > 0 else 1
-
-
-def top_pairs(emb_q: torch.Tensor, emb_n: torch.Tensor, boxes_q: np.ndarray,
-              boxes_n: np.ndarray, ratio: float) -> np.ndarray:
-    """Top RoI pairs of a query and one neighbour: ``(P, 8)`` int32 ``[q xywh, n xywh]``.
-
-    ``P = max(1, int(ratio * B))`` entries of the flattened ``B x B'`` similarity matrix, in
-    descending order; equal similarities go to the smaller flat index (a stable sort, so the
-    order never depends on the top-k kernel).
-    """
-    sim = torch.mm(emb_q, emb_n.t())
-    k = min(num_pairs_for(sim.size(0), ratio), sim.numel())
-    order = torch.sort(sim.flatten(), descending=True, stable=True).indices[:k].cpu().numpy()
-    qi, ni = order // sim.size(1), order % sim.size(1)
-    return np.concatenate([boxes_q[qi], boxes_n[ni]], axis=1).astype(np.int32)
+def _pair_rule_cfg(pair_rule: Optional[dict], ratio: Optional[float]) -> dict:
+    """The pair-rule config from ``pair_rule`` and the ``topk_bbox_ratio`` shorthand."""
+    if pair_rule is None:
+        return dict(type='TopRatioPairs', ratio=0.1 if ratio is None else ratio)
+    cfg = dict(pair_rule)
+    if ratio is not None:
+        if 'ratio' in cfg and cfg['ratio'] != ratio:
+            raise ValueError(f'CorrespondenceLoop: topk_bbox_ratio={ratio} and pair_rule.ratio='
+                             f'{cfg["ratio"]} disagree; give the ratio once')
+        cfg['ratio'] = ratio
+    return cfg
 
 
 def _path_identity(path: str) -> dict:
@@ -146,7 +81,9 @@ class CorrespondenceLoop(MiningLoop):
     The ``test_dataloader`` dataset is a ``ProposalDataset`` whose pipeline loads the image
     (``LoadImageOrSkip``), filters its proposals (``FilterBoxes``) and crops the kept boxes
     (``CropBoxes``); its ``batch_size`` is the number of images per data batch; the crops of a
-    batch are encoded ``encode_batch_size`` at a time.
+    batch are encoded ``encode_batch_size`` at a time. The features and the pair rule are
+    model-side components (``roi_feature``, ``pair_rule``) that work with any mmpretrain
+    self-supervised model or classifier as the stage-1 ``model``.
 
     Args:
         runner, dataloader, evaluator, chunk_size, cache_dir, log_interval: See
@@ -154,7 +91,13 @@ class CorrespondenceLoop(MiningLoop):
         knn_file (str): KNN ``*.orlstore`` or official KNN JSON (same image list and order).
         knn_image_num (int, optional): Neighbours used per image (the first ones); default all
             stored (10 at paper settings).
-        topk_bbox_ratio (float): Pairs per neighbour = ``max(1, int(ratio * B))``. Default 0.1.
+        topk_bbox_ratio (float, optional): The official ``knn_bbox_pair_ratio``: pairs per
+            neighbour = ``max(1, int(ratio * B))``; the ``ratio`` of ``pair_rule``. Default 0.1.
+        pair_rule (dict, optional): The pair-rule component; default
+            ``dict(type='TopRatioPairs', ratio=topk_bbox_ratio)`` (the official rule). Give the
+            ratio in one of the two places (both only when they agree).
+        roi_feature (dict): The per-box feature component. Default
+            ``dict(type='RoIFeature')`` (the official pooled backbone feature).
         encode_batch_size (int): Crops per backbone forward. Default 256.
         embed_cache (str): ``'disk'`` (memory-mapped per-chunk files, resumable),
             ``'memory'`` (no files; phase 1 is redone after an interruption) or ``'auto'``
@@ -176,7 +119,9 @@ class CorrespondenceLoop(MiningLoop):
                  evaluator: Union[Any, Dict, List],
                  knn_file: str,
                  knn_image_num: Optional[int] = None,
-                 topk_bbox_ratio: float = 0.1,
+                 topk_bbox_ratio: Optional[float] = None,
+                 pair_rule: Optional[dict] = None,
+                 roi_feature: dict = dict(type='RoIFeature'),
                  encode_batch_size: int = 256,
                  embed_cache: str = 'auto',
                  embed_dtype: str = 'float32',
@@ -191,11 +136,10 @@ class CorrespondenceLoop(MiningLoop):
             raise ValueError(f"embed_cache must be 'auto', 'disk' or 'memory', got {embed_cache!r}")
         if embed_dtype not in ('float32', 'float16'):
             raise ValueError(f"embed_dtype must be 'float32' or 'float16', got {embed_dtype!r}")
-        if not 0 < topk_bbox_ratio <= 1:
-            raise ValueError(f'topk_bbox_ratio must be in (0, 1], got {topk_bbox_ratio}')
         self.knn_file = knn_file
         self.knn_image_num = knn_image_num
-        self.topk_bbox_ratio = float(topk_bbox_ratio)
+        self.pair_rule = MODELS.build(_pair_rule_cfg(pair_rule, topk_bbox_ratio))
+        self.roi_feature = MODELS.build(roi_feature)
         self.encode_batch_size = int(encode_batch_size)
         self.embed_cache_mode = embed_cache
         self.embed_dtype = embed_dtype
@@ -221,24 +165,15 @@ class CorrespondenceLoop(MiningLoop):
 
     def _open_knn(self) -> None:
         store = MiningStore.open(self.knn_file, kind='knn')
-        n = len(self.dataset)
-        if store.num_images != n:
-            raise ValueError(
-                f'KNN file {self.knn_file} has {store.num_images} images, the data set {n}; '
-                'mine the neighbours on the same image list (same ann files, same order)')
-        if store.has_image_list:
-            names = np.asarray(store.array('file_names'))
-            for i in range(n):
-                info = self.dataset.get_data_info(i)
-                name = info.get('file_name', osp.basename(info['img_path']))
-                stored = bytes(names[i]).decode('utf-8')
-                if stored and stored != name:
-                    raise ValueError(
-                        f'KNN file {self.knn_file} and the data set do not match at position '
-                        f'{i}: the store has file_name {stored!r}, the data set {name!r}')
+        infos = [self.dataset.get_data_info(i) for i in range(len(self.dataset))]
+        ann = getattr(self.dataset, 'image_list_cfg', {}).get('ann_file')
+        check_image_list(
+            store, infos, store_desc=f'KNN file {store.path}',
+            list_desc=f'image list {ann}' if ann else "the data set's image list",
+            remedy='mine the neighbours on the same image list (same ann files, same order)')
         k = store.num_neighbours
         if self.knn_image_num is not None and not 0 < self.knn_image_num <= k:
-            raise ValueError(f'knn_image_num={self.knn_image_num}, but {self.knn_file} holds '
+            raise ValueError(f'knn_image_num={self.knn_image_num}, but {store.path} holds '
                              f'{k} neighbours per image')
         self.knn_store = store
 
@@ -256,7 +191,7 @@ class CorrespondenceLoop(MiningLoop):
             bbox_max_iou=f.max_iou,
             intra_bbox_num=f.topk,
             knn_image_num=self.num_neighbours,
-            knn_bbox_pair_ratio=self.topk_bbox_ratio)
+            knn_bbox_pair_ratio=getattr(self.pair_rule, 'ratio', None))
 
     def _embed_fingerprint(self) -> dict:
         fp = dict(
@@ -266,7 +201,7 @@ class CorrespondenceLoop(MiningLoop):
             batch_size=self.batch_size,
             encode_batch_size=self.encode_batch_size,
             embed_dtype=self.embed_dtype,
-            encoder='backbone[-1]+avgpool+l2',
+            encoder=repr(self.roi_feature),
             dataset=self._dataset_fingerprint(),
             checkpoint=self._checkpoint_fingerprint(),
             proposals=_path_identity(getattr(self.dataset, 'proposal_file', '')),
@@ -287,8 +222,14 @@ class CorrespondenceLoop(MiningLoop):
             embeddings=self._embed_key,
             knn=_path_identity(self.knn_file),
             knn_image_num=self.num_neighbours,
-            topk_bbox_ratio=self.topk_bbox_ratio)
+            pair_rule=repr(self.pair_rule))
         return fp
+
+    def checkpoint_modules(self) -> Tuple[str, ...]:
+        return self.roi_feature.modules(self.model)
+
+    def check_model(self) -> None:
+        self.roi_feature.check(self.model)
 
     def before_mining(self) -> None:
         """Phase 1: encode every image's kept boxes once (this rank's chunks), then barrier."""
@@ -315,12 +256,9 @@ class CorrespondenceLoop(MiningLoop):
                                          tmp_prefix=f'.tmp_rank{rank}_')
         self.embeddings.remove_stale_tmp()
         if cache_dir is not None and rank == 0:
-            os.makedirs(cache_dir, exist_ok=True)
-            tmp = osp.join(cache_dir, f'.fingerprint.json.tmp{os.getpid()}')
-            with open(tmp, 'w') as f:
-                json.dump(dict(sha1=self._embed_key, **fp), f, indent=1, sort_keys=True,
-                          default=_json_default)
-            os.replace(tmp, osp.join(cache_dir, 'fingerprint.json'))
+            atomic_write_json(osp.join(cache_dir, 'fingerprint.json'),
+                              dict(sha1=self._embed_key, **fp), sort_keys=True,
+                              default=_json_default)
 
         mine = [c for c in range(self.embeddings.num_chunks) if c % world_size == rank]
         pending = [c for c in mine if not self.embeddings.is_done(c)]
@@ -375,7 +313,7 @@ class CorrespondenceLoop(MiningLoop):
         if self.model.training:
             self.model.eval()
         start = time.perf_counter()
-        emb = encode_crops(self.model, all_crops, self.encode_batch_size).cpu().numpy()
+        emb = self.roi_feature(self.model, all_crops, self.encode_batch_size).cpu().numpy()
         self.stats['encode_forward_s'] += time.perf_counter() - start
         self.stats['crops_encoded'] += len(all_crops)
         out, s = [], 0
@@ -408,8 +346,7 @@ class CorrespondenceLoop(MiningLoop):
                 if len(en) == 0:  # a skipped neighbour has no boxes: no pairs with it
                     per.append(np.zeros((0, 8), np.int32))
                     continue
-                per.append(top_pairs(tq, torch.from_numpy(en).to(device), bq, bn,
-                                     self.topk_bbox_ratio))
+                per.append(self.pair_rule(tq, torch.from_numpy(en).to(device), bq, bn))
             results.append(dict(
                 kept_boxes=bq.astype(np.int32), knn=knn,
                 pairs=np.concatenate(per, axis=0).astype(np.int32),

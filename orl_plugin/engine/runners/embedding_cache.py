@@ -18,28 +18,14 @@ Two back ends, same API:
 """
 import os
 import os.path as osp
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from orl_plugin.store import atomic_open
+
 _DTYPES = {'float32': np.float32, 'float16': np.float16}
-
-
-def _atomic_save(path: str, writer, prefix: str = '.tmp_') -> None:
-    """Run ``writer(fileobj)`` into a temp file next to ``path``, fsync, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix=prefix)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            writer(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class _Chunk:
@@ -161,10 +147,12 @@ class EmbeddingCache:
         if self.in_memory:
             self._chunks[c] = _Chunk(emb, offsets, box, skipped, reason_arr)
             return
-        _atomic_save(self._emb_path(c), lambda f: np.save(f, emb), self.tmp_prefix)
-        _atomic_save(self._done_path(c), lambda f: np.savez(
-            f, offsets=offsets, boxes=box, skipped=skipped, reasons=reason_arr,
-            dim=np.int64(emb.shape[1]), dtype=np.array(str(self.dtype))), self.tmp_prefix)
+        with atomic_open(self._emb_path(c), 'wb', tmp_prefix=self.tmp_prefix) as f:
+            np.save(f, emb)
+        # the done marker goes last: a chunk without it is computed again
+        with atomic_open(self._done_path(c), 'wb', tmp_prefix=self.tmp_prefix) as f:
+            np.savez(f, offsets=offsets, boxes=box, skipped=skipped, reasons=reason_arr,
+                     dim=np.int64(emb.shape[1]), dtype=np.array(str(self.dtype)))
         self._chunks.pop(c, None)
 
     def all_gather(self) -> None:

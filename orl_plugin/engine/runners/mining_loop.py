@@ -30,6 +30,10 @@ subclass overrides it, otherwise by streaming images through ``process_batch``):
   changes the results (JSON-serialisable); it keys the cache.
 - ``before_mining()``: optional set-up that needs the loaded checkpoint (it runs after
   ``load_from`` is applied, before any chunk); the base puts the model in eval mode.
+- ``check_model()``: raise a clear error when the model lacks what the step reads (runs first).
+- ``checkpoint_modules() -> tuple``: the model parts whose weights the step reads (e.g.
+  ``('backbone', 'neck')``); the base refuses a ``load_from`` checkpoint without all of them
+  (mmengine only warns) before ``before_mining``.
 - ``stream_chunks(chunk_ids)``: helper that yields ``(chunk_id, results)`` through
   ``process_batch`` (for a step with an image pass before its ``process_chunk`` phase).
 
@@ -56,7 +60,6 @@ import logging
 import math
 import os
 import os.path as osp
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -75,6 +78,8 @@ from torch.utils.data import DataLoader, Dataset
 from mmpretrain.registry import LOOPS
 
 from orl_plugin.datasets.transforms.loading import BadImageError
+from orl_plugin.store import atomic_open, atomic_write_json
+from .checkpoint_check import check_checkpoint_keys
 
 # Data-info fields attached to every result before it reaches the evaluator.
 INFO_KEYS = ('img_path', 'file_name', 'img_id', 'width', 'height', 'gt_bboxes', 'gt_labels')
@@ -167,18 +172,9 @@ def decode_results(arrays: Dict[str, np.ndarray]) -> List[dict]:
 
 
 def save_chunk(path: str, results: List[dict], tmp_prefix: str = '.tmp_') -> None:
-    """Write a chunk atomically (temp file in the same folder, then ``os.replace``)."""
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix=tmp_prefix, suffix='.npz')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **encode_results(results))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write a chunk atomically (its temporary file's name starts with ``tmp_prefix``)."""
+    with atomic_open(path, 'wb', tmp_prefix=tmp_prefix) as f:
+        np.savez(f, **encode_results(results))
 
 
 def load_chunk(path: str) -> List[dict]:
@@ -269,6 +265,13 @@ class MiningLoop(BaseLoop):
     def before_mining(self) -> None:
         """Set-up after the checkpoint is loaded and before the first chunk."""
 
+    def check_model(self) -> None:
+        """Raise a clear error when the model lacks the interface this step reads."""
+
+    def checkpoint_modules(self) -> Tuple[str, ...]:
+        """The model parts whose weights this step reads (checked in the ``load_from`` file)."""
+        return ()
+
     # ------------------------------------------------------------------ helpers for subclasses
     @property
     def dataset(self) -> Dataset:
@@ -298,6 +301,11 @@ class MiningLoop(BaseLoop):
         self.runner.call_hook('before_test')
         self.runner.call_hook('before_test_epoch')
         self.runner.model.eval()
+        self.check_model()
+        path = getattr(self.runner, '_load_from', None)
+        modules = self.checkpoint_modules()
+        if path and modules:
+            check_checkpoint_keys(self.model, modules, path, step=self.step_name)
         self.before_mining()
 
         rank, world_size = get_dist_info()
@@ -414,8 +422,6 @@ class MiningLoop(BaseLoop):
                     current = []
         progress.finish()
 
-    _stream = stream_chunks  # former name, used by CorrespondenceLoop
-
     def _check(self, results: Any, expected: int, what: str) -> None:
         if not isinstance(results, list) or len(results) != expected or \
                 not all(isinstance(r, dict) for r in results):
@@ -461,11 +467,8 @@ class MiningLoop(BaseLoop):
         return dict(path=str(path))  # remote checkpoints: the URL is the identity
 
     def _write_fingerprint(self, fp: dict, key: str) -> None:
-        path = osp.join(self.cache_dir, 'fingerprint.json')
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix='.tmp_', suffix='.json')
-        with os.fdopen(fd, 'w') as f:
-            json.dump(dict(sha1=key, **fp), f, indent=1, sort_keys=True, default=_json_default)
-        os.replace(tmp, path)
+        atomic_write_json(osp.join(self.cache_dir, 'fingerprint.json'), dict(sha1=key, **fp),
+                          sort_keys=True, default=_json_default)
 
 
 class _Progress:

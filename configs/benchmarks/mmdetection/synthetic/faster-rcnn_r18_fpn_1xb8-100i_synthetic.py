@@ -22,6 +22,7 @@ pretrained = 'work_dirs/orl_resnet18_1xb16-coslr-30e_synthetic/epoch_30.pth'
 data_root = 'data/synthetic_scenes/'
 # Category names in COCO id order, from the generator that wrote the data (one source of truth).
 from orl_plugin.datasets.synthetic_scenes import CATEGORIES  # noqa: E402
+
 classes = tuple(c['name'] for c in CATEGORIES)
 del CATEGORIES
 metainfo = dict(classes=classes)
@@ -42,15 +43,10 @@ model = dict(
     rpn_head=dict(in_channels=width, feat_channels=width),
     roi_head=dict(
         # a fixed 2x2 sampling grid per bin: mmcv's CPU RoIAlign is slow with adaptive sampling
-        bbox_roi_extractor=dict(
-            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2), out_channels=width),
+        bbox_roi_extractor=dict(roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2), out_channels=width),
         bbox_head=dict(in_channels=width, fc_out_channels=256, num_classes=len(classes))),
-    train_cfg=dict(
-        rpn_proposal=dict(nms_pre=1000, max_per_img=300),
-        rcnn=dict(sampler=dict(num=64))),
-    test_cfg=dict(
-        rpn=dict(nms_pre=500, max_per_img=300),
-        rcnn=dict(max_per_img=50)))
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300), rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300), rcnn=dict(max_per_img=50)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -63,9 +59,7 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
 train_dataloader = dict(
     batch_size=batch_size,
@@ -97,8 +91,7 @@ val_dataloader = dict(
         test_mode=True,
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json', metric='bbox')
+val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json', metric='bbox')
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
@@ -110,13 +103,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=25),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_iters,
-        by_epoch=False,
-        milestones=[int(max_iters * 0.75)],
-        gamma=0.1)
+    dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[int(max_iters * 0.75)], gamma=0.1)
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=batch_size)
 

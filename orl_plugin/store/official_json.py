@@ -8,12 +8,13 @@
   {"image_id", "bbox", "knn_image_id", "knn_bbox_pair": [[[[8 numbers], ...] per neighbour]
   per image]}}``
 
-Reading validates everything and gives a :class:`~orl_plugin.datasets.orl_store.MiningStore`
-(arrays in memory); errors name the file and the field. Writing streams image by image from a
-store, so a COCO-size file never exists as one giant Python structure. Written files may carry an
-extra top-level ``"orl_plugin"`` key (provenance, skipped images; and for selective search an
-``"images"`` key) that the official code ignores; it makes store -> JSON -> store lossless. Pass
-``include_meta=False`` for files with only the official keys.
+Reading validates everything and gives the parts of an in-memory store (open one with
+``MiningStore.open(path.json)``); errors start with the file's full path and name the field.
+Writing streams image by image from a store, so a COCO-size file never exists as one giant
+Python structure. Written files may carry an extra top-level ``"orl_plugin"`` key (provenance,
+skipped images; and for selective search an ``"images"`` key) that the official code ignores;
+it makes store -> JSON -> store lossless. Pass ``include_meta=False`` for files with only the
+official keys.
 """
 from __future__ import annotations
 
@@ -23,14 +24,14 @@ import os.path as osp
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.fileio import list_dir_or_file
 
-from .orl_store import KINDS, MiningStore, StoreFormatError, _fsync_dir
-from .scene_dataset import IMG_EXTENSIONS  # one rule for "is an image file"
+from .atomic import atomic_open
+from .format import KINDS, OfficialFormatError, StoreParts, build_parts, concat_rows
+from .image_list import load_image_list
 
 __all__ = [
-    'OfficialFormatError', 'CORRESPONDENCE_INFO_FIELDS', 'detect_kind', 'read_official_json',
-    'official_dict_to_store', 'write_official_json', 'load_image_list', 'IMG_EXTENSIONS'
+    'CORRESPONDENCE_INFO_FIELDS', 'detect_kind', 'parse_official_json', 'parse_official_dict',
+    'write_official_json'
 ]
 
 CORRESPONDENCE_INFO_FIELDS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_max_iou',
@@ -38,46 +39,6 @@ CORRESPONDENCE_INFO_FIELDS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_ma
 META_KEY = 'orl_plugin'
 
 ImagesArg = Union[None, str, Sequence[str], tuple]
-
-
-class OfficialFormatError(StoreFormatError):
-    """A malformed official ORL JSON file; the message starts with the file name and field."""
-
-
-# --------------------------------------------------------------------------------------------
-# image lists
-# --------------------------------------------------------------------------------------------
-def load_image_list(sources: Union[str, Sequence[str]]) -> tuple[list, np.ndarray]:
-    """File names and ids of one or more COCO-format JSONs (concatenated in order), or of an
-    image folder (image files under it, recursive, sorted by relative path; ids = positions),
-    in the order ``SceneImageDataset`` lists them."""
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [os.fspath(sources)]
-    names: list = []
-    ids: list = []
-    for src in sources:
-        if osp.isdir(src):
-            suffixes = tuple(set(IMG_EXTENSIONS + tuple(e.upper() for e in IMG_EXTENSIONS)))
-            found = sorted(list_dir_or_file(src, list_dir=False, suffix=suffixes, recursive=True))
-            ids.extend(range(len(names), len(names) + len(found)))
-            names.extend(found)
-            continue
-        name = osp.basename(src)
-        try:
-            with open(src, encoding='utf-8') as f:
-                data = json.load(f)
-        except ValueError as e:
-            raise OfficialFormatError(f'{name}: not valid JSON ({e})') from None
-        images = data.get('images') if isinstance(data, dict) else None
-        if not isinstance(images, list):
-            raise OfficialFormatError(f'{name}: field "images" missing or not a list '
-                                      '(expected a COCO-format annotation file)')
-        for i, im in enumerate(images):
-            if not isinstance(im, dict) or 'file_name' not in im or 'id' not in im:
-                raise OfficialFormatError(f'{name}: images[{i}] lacks "file_name" or "id"')
-            names.append(im['file_name'])
-            ids.append(im['id'])
-    return names, np.asarray(ids, dtype=np.int64)
 
 
 def _resolve_images(images: ImagesArg) -> Optional[tuple[list, np.ndarray]]:
@@ -106,9 +67,9 @@ def detect_kind(data: Any, name: str = '<json>') -> str:
                               '"bbox" (selective search) found')
 
 
-def read_official_json(path: Union[str, os.PathLike], *, kind: Optional[str] = None,
-                       images: ImagesArg = None, verbose: bool = False) -> MiningStore:
-    """Parse and validate an official ORL JSON file into an in-memory :class:`MiningStore`.
+def parse_official_json(path: Union[str, os.PathLike], *, kind: Optional[str] = None,
+                        images: ImagesArg = None, verbose: bool = False) -> StoreParts:
+    """Parse and validate an official ORL JSON file (use ``MiningStore.open`` to get a store).
 
     Args:
         path: the .json file.
@@ -117,18 +78,15 @@ def read_official_json(path: Union[str, os.PathLike], *, kind: Optional[str] = N
             ``(file_names, ids)``); for KNN/correspondence it is checked against the file's.
         verbose: print what is being parsed (COCO-size files take minutes).
     """
-    path = os.fspath(path)
-    name = osp.basename(path)
+    name = osp.abspath(os.fspath(path))
     if verbose:
-        print(f'parsing {path} ({osp.getsize(path) / 2**20:.0f} MiB) with json ...', flush=True)
+        print(f'parsing {name} ({osp.getsize(name) / 2**20:.0f} MiB) with json ...', flush=True)
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(name, encoding='utf-8') as f:
             data = json.load(f)
     except ValueError as e:
         raise OfficialFormatError(f'{name}: not valid JSON ({e})') from None
-    store = official_dict_to_store(data, name, kind=kind, images=images, verbose=verbose)
-    store.path = osp.abspath(path)
-    return store
+    return parse_official_dict(data, name, kind=kind, images=images, verbose=verbose)
 
 
 def _field(d: Any, key: str, name: str, where: str, types: Any = None) -> Any:
@@ -205,6 +163,15 @@ def _check_against(name: str, fns: list, ids: np.ndarray, given: tuple) -> None:
                                       f'image list has {b!r} there')
 
 
+def _check_neighbour_list(item: Any, k: int, name: str, field: str) -> None:
+    """One image's per-neighbour list: a list of ``k`` entries, or a precise error."""
+    if not isinstance(item, list):
+        raise OfficialFormatError(f'{name}: {field} is {type(item).__name__}, expected a list '
+                                  '(one entry per neighbour)')
+    if len(item) != k:
+        raise OfficialFormatError(f'{name}: {field} has {len(item)} neighbours, expected {k}')
+
+
 def _knn_rows(rows: Any, n: int, k: int, name: str, field: str) -> np.ndarray:
     if not isinstance(rows, list) or len(rows) != n:
         got = len(rows) if isinstance(rows, list) else type(rows).__name__
@@ -218,12 +185,7 @@ def _knn_rows(rows: Any, n: int, k: int, name: str, field: str) -> np.ndarray:
         if n == 0:
             return np.zeros((0, k), np.int32)
         for i, r in enumerate(rows):
-            if not isinstance(r, list):
-                raise OfficialFormatError(f'{name}: {field}[{i}] is {type(r).__name__}, '
-                                          'expected a list')
-            if len(r) != k:
-                raise OfficialFormatError(f'{name}: {field}[{i}] has {len(r)} neighbours, '
-                                          f'expected {k}')
+            _check_neighbour_list(r, k, name, f'{field}[{i}]')
             for v in r:
                 if not isinstance(v, int) or isinstance(v, bool):
                     raise OfficialFormatError(f'{name}: {field}[{i}] has {v!r}, expected int '
@@ -245,9 +207,10 @@ def _meta(data: dict, name: str) -> tuple[dict, list, dict]:
         dict(meta.get('params') or {})
 
 
-def official_dict_to_store(data: Any, name: str = '<json>', *, kind: Optional[str] = None,
-                           images: ImagesArg = None, verbose: bool = False) -> MiningStore:
-    """Validate an already-parsed official file and turn it into an in-memory store."""
+def parse_official_dict(data: Any, name: str = '<json>', *, kind: Optional[str] = None,
+                        images: ImagesArg = None, verbose: bool = False) -> StoreParts:
+    """Validate an already-parsed official file (``name``: its path, for the messages) and
+    turn it into the parts of an in-memory store."""
     found = detect_kind(data, name)
     if kind is not None:
         if kind not in KINDS:
@@ -274,11 +237,11 @@ def official_dict_to_store(data: Any, name: str = '<json>', *, kind: Optional[st
                     f'{name}: has boxes for {n} images but the given image list has '
                     f'{len(names)}; the selective-search file is aligned by position with it')
         rows = [_rows(b, 4, name, f'bbox[{i}]') for i, b in _progress(enumerate(bbox), n, 'bbox')]
-        flat, off = _concat(rows)
-        return MiningStore.from_arrays(
+        flat, off = concat_rows(rows, 4)
+        return build_parts(
             'selective_search', image_ids=ids, file_names=names, num_images=n, boxes=flat,
             box_offsets=off, params=extra_params, provenance=prov, skipped=skipped,
-            has_image_list=names is not None, source='official_json')
+            has_image_list=names is not None)
 
     info = _field(data, 'info', name, '', dict)
     k = _field(info, 'knn_image_num', name, 'info.', int)
@@ -304,9 +267,8 @@ def official_dict_to_store(data: Any, name: str = '<json>', *, kind: Optional[st
                     'pseudo_annotations.knn_image_id')
     params = dict(info)
     if found == 'knn':
-        return MiningStore.from_arrays(
-            'knn', image_ids=ids, file_names=fns, knn=knn, params=params, provenance=prov,
-            skipped=skipped, source='official_json')
+        return build_parts('knn', image_ids=ids, file_names=fns, knn=knn, params=params,
+                           provenance=prov, skipped=skipped)
 
     bbox = _field(pa, 'bbox', name, 'pseudo_annotations.', list)
     if len(bbox) != n:
@@ -314,7 +276,7 @@ def official_dict_to_store(data: Any, name: str = '<json>', *, kind: Optional[st
                                   f'expected {n} (one per image)')
     rows = [_rows(b, 4, name, f'pseudo_annotations.bbox[{i}]')
             for i, b in _progress(enumerate(bbox), n, 'bbox')]
-    flat_b, off_b = _concat(rows)
+    flat_b, off_b = concat_rows(rows, 4)
     del rows
     kbp = _field(pa, 'knn_bbox_pair', name, 'pseudo_annotations.', list)
     if len(kbp) != n:
@@ -323,12 +285,7 @@ def official_dict_to_store(data: Any, name: str = '<json>', *, kind: Optional[st
     cells: list = []
     for i, per_img in _progress(enumerate(kbp), n, 'knn_bbox_pair'):
         field = f'pseudo_annotations.knn_bbox_pair[{i}]'
-        if not isinstance(per_img, list):
-            raise OfficialFormatError(f'{name}: {field} is {type(per_img).__name__}, expected '
-                                      'a list (one entry per neighbour)')
-        if len(per_img) != k:
-            raise OfficialFormatError(f'{name}: {field} has {len(per_img)} neighbours, '
-                                      f'expected {k}')
+        _check_neighbour_list(per_img, k, name, field)
         # Usually every neighbour has the same pair count (int(0.1 * B)): one array call.
         try:
             a = np.array(per_img) if k else None
@@ -338,22 +295,12 @@ def official_dict_to_store(data: Any, name: str = '<json>', *, kind: Optional[st
             cells.extend(a)
         else:
             cells.extend(_rows(p, 8, name, f'{field}[{j}]') for j, p in enumerate(per_img))
-    flat_p, off_p = _concat(cells)
+    flat_p, off_p = concat_rows(cells, 8)
     del cells
-    return MiningStore.from_arrays(
+    return build_parts(
         'correspondence', image_ids=ids, file_names=fns, boxes=flat_b, box_offsets=off_b,
         knn=knn, pairs=flat_p, pair_offsets=off_p, params=params, provenance=prov,
-        skipped=skipped, source='official_json')
-
-
-def _concat(rows: list) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    off = np.zeros(len(rows) + 1, np.int64)
-    np.cumsum(counts, out=off[1:])
-    width = rows[0].shape[1] if rows else 4
-    nonempty = [r for r in rows if len(r)]
-    flat = np.concatenate(nonempty) if nonempty else np.zeros((0, width), np.int64)
-    return flat, off
+        skipped=skipped)
 
 
 class _Progress:
@@ -389,79 +336,67 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(',', ':'))
 
 
-def write_official_json(store: MiningStore, path: Union[str, os.PathLike], *,
+def write_official_json(store: Any, path: Union[str, os.PathLike], *,
                         include_meta: bool = True, verbose: bool = False) -> str:
-    """Write ``store`` as the official JSON of its kind, streaming image by image, atomically.
+    """Write ``store`` (a ``MiningStore``) as the official JSON of its kind, streaming image by
+    image, atomically. Returns the absolute path.
 
     With ``include_meta`` the file also gets an ``"orl_plugin"`` key (provenance, skipped
     images, params of a selective-search store) and, for selective search, an ``"images"`` key
     when the store has an image list; the official code ignores both.
     """
     path = osp.abspath(os.fspath(path))
-    parent = osp.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = osp.join(parent, f'.{osp.basename(path)}.tmp-{os.getpid()}')
     progress = _Progress(verbose)
     n = store.num_images
-    try:
-        with open(tmp, 'w', encoding='utf-8', buffering=1 << 20) as f:
-            w = f.write
-            w('{')
-            if store.kind != 'selective_search':
-                w('"info":' + _dumps(store.params) + ',')
-            if store.kind != 'selective_search' or (include_meta and store.has_image_list):
-                names = store.file_names()
-                ids = np.asarray(store.image_ids).tolist()
-                w('"images":{"file_name":' + _dumps(names) + ',"id":' + _dumps(ids) + '},')
-                del names
-            if store.kind == 'selective_search':
+    with atomic_open(path, 'w', encoding='utf-8', buffering=1 << 20) as f:
+        w = f.write
+        w('{')
+        if store.kind != 'selective_search':
+            w('"info":' + _dumps(store.params) + ',')
+        if store.kind != 'selective_search' or (include_meta and store.has_image_list):
+            names = store.file_names()
+            ids = np.asarray(store.image_ids).tolist()
+            w('"images":{"file_name":' + _dumps(names) + ',"id":' + _dumps(ids) + '},')
+            del names
+        if store.kind == 'selective_search':
+            w('"bbox":[')
+            _write_rows(w, store, progress, n, 'bbox')
+            w(']')
+        else:
+            w('"pseudo_annotations":{"image_id":' + _dumps(ids) + ',')
+            if store.kind == 'correspondence':
                 w('"bbox":[')
                 _write_rows(w, store, progress, n, 'bbox')
+                w('],')
+            w('"knn_image_id":' + _dumps(np.asarray(store.array('knn')).tolist()))
+            if store.kind == 'correspondence':
+                w(',"knn_bbox_pair":[')
+                pdata = store.array('pairs')
+                poff = np.asarray(store.array('pair_offsets'))
+                k = store.num_neighbours
+                for i in progress(range(n), n, 'knn_bbox_pair'):
+                    if i:
+                        w(',')
+                    offs = poff[i * k:(i + 1) * k + 1]
+                    block = np.asarray(pdata[offs[0]:offs[-1]]).tolist()
+                    rel = (offs - offs[0]).tolist()
+                    w('[' + ','.join(_dumps(block[rel[j]:rel[j + 1]]) for j in range(k)) +
+                      ']')
                 w(']')
-            else:
-                w('"pseudo_annotations":{"image_id":' + _dumps(ids) + ',')
-                if store.kind == 'correspondence':
-                    w('"bbox":[')
-                    _write_rows(w, store, progress, n, 'bbox')
-                    w('],')
-                w('"knn_image_id":' + _dumps(np.asarray(store.array('knn')).tolist()))
-                if store.kind == 'correspondence':
-                    w(',"knn_bbox_pair":[')
-                    pdata = store.array('pairs')
-                    poff = np.asarray(store.array('pair_offsets'))
-                    k = store.num_neighbours
-                    for i in progress(range(n), n, 'knn_bbox_pair'):
-                        if i:
-                            w(',')
-                        offs = poff[i * k:(i + 1) * k + 1]
-                        block = np.asarray(pdata[offs[0]:offs[-1]]).tolist()
-                        rel = (offs - offs[0]).tolist()
-                        w('[' + ','.join(_dumps(block[rel[j]:rel[j + 1]]) for j in range(k)) +
-                          ']')
-                    w(']')
-                w('}')
-            if include_meta:
-                meta = dict(provenance=store.provenance, skipped=store.skipped)
-                if store.kind == 'selective_search':
-                    meta['params'] = store.params
-                w(',"' + META_KEY + '":' + _dumps(meta))
-            w('}\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(parent)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+            w('}')
+        if include_meta:
+            meta = dict(provenance=store.provenance, skipped=store.skipped)
+            if store.kind == 'selective_search':
+                meta['params'] = store.params
+            w(',"' + META_KEY + '":' + _dumps(meta))
+        w('}\n')
     return path
 
 
-def _write_rows(w, store: MiningStore, progress, n: int, what: str) -> None:
+def _write_rows(w, store: Any, progress, n: int, what: str) -> None:
     data = store.array('boxes')
     off = np.asarray(store.array('box_offsets'))
     for i in progress(range(n), n, what):
         if i:
             w(',')
         w(_dumps(np.asarray(data[off[i]:off[i + 1]]).tolist()))
-

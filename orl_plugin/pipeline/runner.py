@@ -1,0 +1,220 @@
+"""The pipeline run: each stage in order, taken from ``--use``, skipped when done, resumed or run.
+
+Each stage runs in ``<work_dir>/<stage>/``. When it succeeds the pipeline writes
+``<work_dir>/<stage>/pipeline_done.json`` atomically (outputs, log, metrics, command, fingerprint).
+A later run skips a stage whose marker is present, whose outputs still exist and whose fingerprint
+(config file content, cfg-options, inputs and the run ids of the upstream stages) is unchanged, so a
+crashed pipeline resumes where it stopped; a crashed *training* stage resumes from its last
+checkpoint (``--resume``), a crashed mining stage from its chunk cache. Re-running an upstream stage
+gives it a new run id, which makes every stage downstream of it stale. ``--from STAGE`` forces STAGE
+and every stage that consumes its output (directly or not) to run again from scratch.
+"""
+import datetime
+import os
+import os.path as osp
+import shlex
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..store import atomic_write_json
+from .config_edits import parse_stage_options, stage_options
+from .launch import Launcher, Stopwatch, log_tail
+from .presets import check_configs, repo_root, resolve_configs
+from .records import (DONE_MARKER, STAGE_LOG, SUMMARY_FILE, collect_outputs, fingerprint, fmt_metrics, format_table,
+                      latest_checkpoint, prepare_work_dir, provided_record, read_new_runs, still_done, summary,
+                      timestamp_dirs)
+from .stages import STAGE_BY_NAME, PipelineError, descendants, resolve_stage, select_stages, wire
+
+
+@dataclass
+class PipelineOptions:
+    """Everything a pipeline run needs (the CLI fills it; the demo and the benchmark build it)."""
+
+    preset_or_dir: str
+    work_dir: Optional[str] = None
+    from_stage: Optional[str] = None
+    to_stage: Optional[str] = None
+    force: bool = False
+    finetune: bool = False
+    gpus: int = 1
+    launcher: str = 'none'
+    partition: str = ''
+    srun_args: str = ''
+    cfg_options: List[str] = field(default_factory=list)
+    data_root: Optional[str] = None
+    schedule: Dict[str, int] = field(default_factory=dict)
+    use: Dict[str, str] = field(default_factory=dict)
+    dry_run: bool = False
+    quiet: bool = False
+    python: str = sys.executable
+    tools_dir: Optional[str] = None
+    env: Optional[Dict[str, str]] = None
+
+
+class Pipeline:
+    """Runs the stage graph; see the module docstring for the rules."""
+
+    def __init__(self, opts: PipelineOptions) -> None:
+        self.opts = opts
+        self.label, self.configs = resolve_configs(opts.preset_or_dir)
+        self.work_dir = osp.abspath(opts.work_dir or osp.join('work_dirs', 'pipeline', self.label))
+        self.tools_dir = opts.tools_dir or osp.join(repo_root(), 'tools')
+        self.stage_options = parse_stage_options(opts.cfg_options)
+        self.schedule = {resolve_stage(k): int(v) for k, v in opts.schedule.items()}
+        self.use = {resolve_stage(k): osp.abspath(v) for k, v in opts.use.items()}
+        for k, path in self.use.items():
+            if not osp.exists(path):
+                raise PipelineError(f'--use {k}={path}: no such file or directory')
+        for k in self.schedule:
+            if STAGE_BY_NAME[k].entry == 'test':
+                raise PipelineError(f'--schedule {k}: a mining stage has no training schedule')
+        if opts.launcher not in ('none', 'pytorch', 'slurm'):
+            raise PipelineError(f'--launcher must be none, pytorch or slurm, got {opts.launcher!r}')
+        self.launcher = Launcher(self.tools_dir, opts.python, opts.launcher, opts.gpus, opts.partition, opts.srun_args,
+                                 opts.env, opts.quiet)
+        self.stages = select_stages(opts.finetune, opts.to_stage)
+        check_configs(opts.preset_or_dir, [s for s in self.stages if s not in self.configs and s not in self.use])
+        self.forced: set = set(self.stages) if opts.force else set()
+        if opts.from_stage:
+            self.forced |= set(descendants(resolve_stage(opts.from_stage)))
+        self.records: Dict[str, dict] = {}
+
+    # ----------------------------------------------------------------- one stage's command
+    def stage_dir(self, stage: str) -> str:
+        return osp.join(self.work_dir, stage)
+
+    def _inputs(self, stage: str) -> Tuple[Optional[str], Dict[str, Any]]:
+        """(checkpoint, {cfg key: value}) fed from upstream outputs, as the stage's wires say."""
+        spec = STAGE_BY_NAME[stage]
+        upstream = {d: self.records[d]['outputs'][STAGE_BY_NAME[d].output] for d in spec.deps}
+        return wire(spec, upstream, self.stage_dir(stage))
+
+    def _options(self, stage: str, wired: Dict[str, Any]) -> List[str]:
+        """The stage's cfg-options: --data-root moves, --schedule, wiring, global then per-stage user items."""
+        data_root = osp.abspath(self.opts.data_root) if self.opts.data_root else None
+        return stage_options(
+            self.configs[stage],
+            wired,
+            data_root=data_root,
+            schedule=self.schedule.get(stage),
+            common=self.stage_options.get('*', []),
+            own=self.stage_options.get(stage, []))
+
+    def _fingerprint(self, stage: str, checkpoint: Optional[str], options: List[str]) -> str:
+        upstream = {d: self.records[d]['run_id'] for d in STAGE_BY_NAME[stage].deps}
+        return fingerprint(self.configs[stage], checkpoint, options, upstream)
+
+    def build_command(self, stage: str, checkpoint: Optional[str], options: List[str], resume: bool) -> List[str]:
+        """The exact command a user would type for this stage."""
+        return self.launcher.command(STAGE_BY_NAME[stage].entry, f'orl-{stage}', self.configs[stage],
+                                     self.stage_dir(stage), checkpoint, options, resume)
+
+    def _launch_env(self) -> Dict[str, str]:
+        return self.launcher.environ()
+
+    def _run_command(self, cmd: List[str], log_path: str) -> int:
+        """Run ``cmd``, teeing its output into ``log_path`` (tests replace this method)."""
+        return self.launcher.run(cmd, log_path)
+
+    # ----------------------------------------------------------------- main loop
+    def _say(self, msg: str) -> None:
+        print(f'[pipeline] {msg}', flush=True)
+
+    def run(self) -> Dict[str, Any]:
+        """Run (or skip) every stage in order; returns the summary also written to the work dir."""
+        os.makedirs(self.work_dir, exist_ok=True)
+        forced = [s for s in self.stages if s in self.forced]
+        self._say(f'{self.label}: work dir {self.work_dir}; stages: {", ".join(self.stages)}' +
+                  (f'; forced: {", ".join(forced)}' if forced else ''))
+        for stage in self.stages:
+            self._run_stage(stage)
+        result = self.summary()
+        if not self.opts.dry_run:
+            atomic_write_json(osp.join(self.work_dir, SUMMARY_FILE), result, indent=2)
+        self._say(self.format_table())
+        return result
+
+    def _run_stage(self, stage: str) -> None:
+        """Take the stage's output from --use, show its command (--dry-run), skip it (done) or run it."""
+        if stage in self.use:
+            self._take_given(stage)
+            return
+        if self.opts.dry_run:
+            self._show(stage)
+            return
+        checkpoint, wired = self._inputs(stage)
+        options = self._options(stage, wired)
+        fp = self._fingerprint(stage, checkpoint, options)
+        if stage not in self.forced and self._skip_if_done(stage, fp):
+            return
+        wd = self.stage_dir(stage)
+        kept = prepare_work_dir(wd, fp, fresh=stage in self.forced)
+        resume = kept and STAGE_BY_NAME[stage].output == 'checkpoint' and latest_checkpoint(wd) is not None
+        cmd = self.build_command(stage, checkpoint, options, resume=resume)
+        record = self._execute(stage, cmd, resume)
+        record.update(
+            config=self.configs[stage],
+            command=cmd,
+            fingerprint=fp,
+            inputs={'checkpoint': checkpoint, **wired} if checkpoint else dict(wired))
+        atomic_write_json(osp.join(wd, DONE_MARKER), record, indent=2)
+        self.records[stage] = dict(record, skipped=False)
+        self._say(f'{stage}: done in {record["wall_s"]:.1f} s ({record["cpu_s"]:.0f} CPU s); outputs '
+                  f'{record["outputs"]}; log {record["log"]}; metrics: {fmt_metrics(record["metrics"])}')
+
+    def _skip_if_done(self, stage: str, fp: str) -> bool:
+        done, why = still_done(self.stage_dir(stage), fp)
+        if done:
+            self.records[stage] = dict(done, skipped=True)
+            self._say(f'{stage}: already done ({done.get("finished_at")}), skipped; outputs {done["outputs"]}')
+        elif why:
+            self._say(f'{stage}: previous result is stale ({why}); running again')
+        return done is not None
+
+    def _take_given(self, stage: str) -> None:
+        kind = STAGE_BY_NAME[stage].output
+        self.records[stage] = provided_record(stage, kind, self.use[stage])
+        self._say(f'{stage}: using the given {kind} {self.use[stage]}')
+
+    def _show(self, stage: str) -> None:
+        """Print the stage's command, with the upstream outputs it would read by name."""
+        spec = STAGE_BY_NAME[stage]
+        symbolic = osp.join(self.stage_dir(stage), spec.store or '<latest>.pth')
+        self.records[stage] = {'run_id': 'dry-run', 'outputs': {spec.output: symbolic}}
+        checkpoint, wired = self._inputs(stage)
+        cmd = self.build_command(stage, checkpoint, self._options(stage, wired), resume=False)
+        self._say(f'{stage}: {shlex.join(cmd)}')
+
+    def _execute(self, stage: str, cmd: List[str], resume: bool) -> Dict[str, Any]:
+        """Run the stage's command; the record of the run (time, output, log, metrics), or PipelineError."""
+        wd = self.stage_dir(stage)
+        log_path = osp.join(wd, STAGE_LOG)
+        self._say(f'{stage} ({STAGE_BY_NAME[stage].title}){" resuming" if resume else ""}: {shlex.join(cmd)}')
+        before = set(timestamp_dirs(wd))
+        with Stopwatch() as clock:
+            rc = self._run_command(cmd, log_path)
+        if rc != 0:
+            raise PipelineError(f'stage {stage} failed (exit code {rc}) after {clock.wall:.1f} s; full output: '
+                                f'{log_path}\n--- last lines ---\n{log_tail(log_path)}')
+        outputs = collect_outputs(STAGE_BY_NAME[stage], wd)
+        metrics, runner_log = read_new_runs(wd, before)
+        return {
+            'stage': stage,
+            'run_id': uuid.uuid4().hex,
+            'finished_at': datetime.datetime.now().isoformat(timespec='seconds'),
+            'wall_s': round(clock.wall, 2),
+            'cpu_s': round(clock.cpu, 2),
+            'outputs': outputs,
+            'log': runner_log or log_path,
+            'stage_log': log_path,
+            'metrics': metrics,
+        }
+
+    # ----------------------------------------------------------------- reporting
+    def summary(self) -> Dict[str, Any]:
+        return summary(self.label, self.work_dir, self.records)
+
+    def format_table(self) -> str:
+        return format_table(self.stages, self.records, self.opts.dry_run)

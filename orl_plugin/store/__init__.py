@@ -1,0 +1,21 @@
+"""ORL's mined data: the native store format, its writers, the official JSON files, image lists.
+
+Layers inside the package (each module imports only those above it)::
+
+    atomic         atomic file/directory writes
+    format         the native layout: validation, one store directory on disk, errors
+    image_list     image lists from COCO files or folders; the one store-vs-image-list check
+    official_json  the official ORL JSON files: parse and (streamed) write
+    mining_store   MiningStore: open a store directory or an official JSON file, read per image
+    writers        write_selective_search_store, write_knn_store, write_correspondence_store
+    handle         StoreHandle: a store opened once per process (data-loader workers)
+"""
+from .atomic import atomic_open, atomic_write_json  # noqa: F401
+from .format import (KINDS, STORE_FORMAT, STORE_VERSION, OfficialFormatError,  # noqa: F401
+                     StoreFormatError, is_store_dir)
+from .handle import StoreHandle  # noqa: F401
+from .image_list import IMG_EXTENSIONS, check_image_list, load_image_list  # noqa: F401
+from .mining_store import MiningStore  # noqa: F401
+from .official_json import write_official_json  # noqa: F401
+from .writers import (write_correspondence_store, write_knn_store,  # noqa: F401
+                      write_selective_search_store)
