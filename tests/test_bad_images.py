@@ -13,9 +13,9 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
+from mmpretrain.registry import DATASETS
 
 import orl_plugin  # noqa: F401  (registers the components)
-from mmpretrain.registry import DATASETS
 from orl_plugin.datasets.bad_images import TooManyBadImagesError
 from orl_plugin.store import MiningStore, write_correspondence_store
 
@@ -57,11 +57,16 @@ def _log_text(runner) -> str:
 
 
 def _folder_dataset(folder, **kw):
-    return DATASETS.build(dict(
-        type='SceneImageDataset', data_prefix=dict(img_path=folder),
-        pipeline=[dict(type='LoadImageOrSkip'),
-                  dict(type='RandomResizedCrop', scale=16, backend='pillow'),
-                  dict(type='PackInputs')], **kw))
+    return DATASETS.build(
+        dict(
+            type='SceneImageDataset',
+            data_prefix=dict(img_path=folder),
+            pipeline=[
+                dict(type='LoadImageOrSkip'),
+                dict(type='RandomResizedCrop', scale=16, backend='pillow'),
+                dict(type='PackInputs')
+            ],
+            **kw))
 
 
 def test_loader_workers_share_one_tally(mixed_images):
@@ -74,8 +79,10 @@ def test_loader_workers_share_one_tally(mixed_images):
     bad = {osp.basename(ds.get_data_info(int(i))['img_path']) for i in ds.bad_images.bad_indices()}
     assert bad == set(mixed_images['bad'])
     assert ds.bad_images.num_read == 13
-    kinds = {osp.basename(ds.get_data_info(int(i))['img_path']): ds.bad_images.kind(int(i))
-             for i in ds.bad_images.bad_indices()}
+    kinds = {
+        osp.basename(ds.get_data_info(int(i))['img_path']): ds.bad_images.kind(int(i))
+        for i in ds.bad_images.bad_indices()
+    }
     assert kinds == mixed_images['bad']
 
 
@@ -100,8 +107,7 @@ def test_threshold_stops_a_mostly_bad_folder(mixed_images, tmp_path):
     assert 'check_images.py' in str(err.value)
     # 50 % of 11 files: stops at the sixth bad file, naming the six, through loader workers.
     ds = _folder_dataset(folder, max_bad_fraction=0.5)
-    loader = torch.utils.data.DataLoader(ds, batch_size=11, num_workers=2,
-                                         collate_fn=pseudo_collate)
+    loader = torch.utils.data.DataLoader(ds, batch_size=11, num_workers=2, collate_fn=pseudo_collate)
     with pytest.raises(TooManyBadImagesError) as err:
         next(iter(loader))
     named = [n for n in os.listdir(folder) if n[0].isdigit() and n in str(err.value)]
@@ -113,12 +119,12 @@ def test_stage1_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread
     cfg = Config.fromfile(BYOL_SYNTHETIC_CONFIG)
     cfg.merge_from_dict(tiny_byol_overrides('', max_epochs=2, batch_size=13))
     cfg.merge_from_dict({
-        'train_dataloader.drop_last': True,
-        'train_dataloader.dataset.ann_file': '',
+        'train_dataloader.drop_last': True, 'train_dataloader.dataset.ann_file': '',
         'train_dataloader.dataset.data_prefix': dict(img_path=mixed_images['folder']),
         'train_dataloader.dataset.max_bad_fraction': 0.5,
-        'train_dataloader.dataset.pipeline.0': dict(type='LoadImageOrSkip'),
-        'work_dir': str(tmp_path / 'work'), 'log_level': 'WARNING'})
+        'train_dataloader.dataset.pipeline.0': dict(type='LoadImageOrSkip'), 'work_dir': str(tmp_path / 'work'),
+        'log_level': 'WARNING'
+    })
     cfg.custom_hooks = []  # the probes read the synthetic scenes
     ds, log = _train(cfg)
     for name in mixed_images['bad']:  # each named once, with its reason
@@ -144,8 +150,7 @@ def _stage3_store(mixed, path, knn_offsets=(1, 2, 3)):
     knn = np.array([[(i + d) % n for d in knn_offsets] for i in range(n)])
     for i in range(n):
         pairs.append([np.concatenate([boxes[i][1], boxes[j][1]])[None] for j in knn[i]])
-    return write_correspondence_store(path, boxes, knn, pairs, file_names=names,
-                                      image_ids=list(range(n)))
+    return write_correspondence_store(path, boxes, knn, pairs, file_names=names, image_ids=list(range(n)))
 
 
 def test_stage3_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread):
@@ -154,8 +159,12 @@ def test_stage3_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread
     dl = cfg.train_dataloader
     dl.update(batch_size=13, num_workers=0, persistent_workers=False)
     dl.sampler.shuffle = False
-    dl.dataset.update(data_root='', ann_file='', data_prefix=dict(img_path=mixed_images['folder']),
-                      correspondence_file=store, max_bad_fraction=0.5)
+    dl.dataset.update(
+        data_root='',
+        ann_file='',
+        data_prefix=dict(img_path=mixed_images['folder']),
+        correspondence_file=store,
+        max_bad_fraction=0.5)
     views = dl.dataset.pipeline[1]
     for p in views.img_pipelines:
         p[0]['scale'] = 32
@@ -180,10 +189,13 @@ def test_stage3_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread
 
 def test_stage3_threshold(mixed_images, tmp_path):
     store = _stage3_store(mixed_images, str(tmp_path / 'corr.orlstore'))
-    ds = DATASETS.build(dict(type='ORLDataset', data_prefix=dict(img_path=mixed_images['folder']),
-                             correspondence_file=store, pipeline=[]))
-    bad = [k for k in range(len(ds))
-           if osp.basename(ds.get_data_info(k)['img_path']) in mixed_images['bad']][0]
+    ds = DATASETS.build(
+        dict(
+            type='ORLDataset',
+            data_prefix=dict(img_path=mixed_images['folder']),
+            correspondence_file=store,
+            pipeline=[]))
+    bad = [k for k in range(len(ds)) if osp.basename(ds.get_data_info(k)['img_path']) in mixed_images['bad']][0]
     with pytest.raises(TooManyBadImagesError, match='ORLDataset: 1 of the'):
         ds[bad]
 
@@ -191,9 +203,9 @@ def test_stage3_threshold(mixed_images, tmp_path):
 def _run_step(config, folder, work_dir, out, **options):
     cfg = Config.fromfile(config)
     cfg.merge_from_dict({
-        'test_dataloader.dataset.data_root': '',
-        'test_dataloader.num_workers': 0,
-        'test_evaluator.out_file': out, **options})
+        'test_dataloader.dataset.data_root': '', 'test_dataloader.num_workers': 0, 'test_evaluator.out_file': out,
+        **options
+    })
     cfg.test_dataloader.dataset.update(ann_file='', data_prefix=dict(img_path=folder))
     cfg.update(work_dir=work_dir, log_level='WARNING', custom_hooks=[])
     _slim(cfg)
@@ -212,13 +224,15 @@ def test_mining_steps_name_the_skipped_files(mixed_images, tmp_path, one_thread)
         selective_search=_run_step(
             osp.join(STAGE2, 'selective-search_synthetic.py'), folder, str(tmp_path / 'w_ss'), ss,
             **{'test_dataloader.dataset.pipeline.1.max_size': 256}),
-        knn=_run_step(osp.join(STAGE2, 'knn_byol-resnet18_1xb64_synthetic.py'), folder,
-                      str(tmp_path / 'w_knn'), knn, **{'test_evaluator.k': 3}),
+        knn=_run_step(
+            osp.join(STAGE2, 'knn_byol-resnet18_1xb64_synthetic.py'), folder, str(tmp_path / 'w_knn'), knn,
+            **{'test_evaluator.k': 3}),
         correspondence=_run_step(
-            osp.join(STAGE2, 'correspondence_byol-resnet18_1xb64_synthetic.py'), folder,
-            str(tmp_path / 'w_corr'), corr,
-            **{'test_dataloader.dataset.proposal_file': ss, 'test_cfg.knn_file': knn,
-               'test_cfg.knn_image_num': 3, 'test_dataloader.dataset.pipeline.2.size': 32}))
+            osp.join(STAGE2, 'correspondence_byol-resnet18_1xb64_synthetic.py'), folder, str(tmp_path / 'w_corr'), corr,
+            **{
+                'test_dataloader.dataset.proposal_file': ss, 'test_cfg.knn_file': knn, 'test_cfg.knn_image_num': 3,
+                'test_dataloader.dataset.pipeline.2.size': 32
+            }))
     for step, path in (('selective_search', ss), ('knn', knn), ('correspondence', corr)):
         line = [ln for ln in logs[step].splitlines() if '3 images skipped:' in ln]
         assert len(line) == 1, (step, logs[step][-3000:])

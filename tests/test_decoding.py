@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
+from mmpretrain.registry import DATASETS, TRANSFORMS
 from PIL import Image
 
 import orl_plugin  # noqa: F401  (registers the components)
-from mmpretrain.registry import DATASETS, TRANSFORMS
 from orl_plugin.datasets.transforms.box_ops import clip_boxes_xywh
-from orl_plugin.datasets.transforms.loading import (BadImageError, LoadImageOrSkip, decode_image,
-                                                    jpeg_is_truncated)
+from orl_plugin.datasets.transforms.loading import BadImageError, LoadImageOrSkip, decode_image, jpeg_is_truncated
 from orl_plugin.datasets.transforms.roi_crop import BoxOutsideImageError
 
 BACKENDS = ('pillow', 'cv2')
@@ -69,14 +68,12 @@ def test_exif_rotated_jpeg_is_read_in_raw_orientation(mixed_images, backend):
     else:
         assert diff.mean() < 1.0 and diff.max() <= 8  # libjpeg builds may round differently
     # Honouring the tag is still possible, and then both backends rotate.
-    rotated = LoadImageOrSkip(imdecode_backend=backend, ignore_orientation=False)(
-        dict(img_path=path))['img']
+    rotated = LoadImageOrSkip(imdecode_backend=backend, ignore_orientation=False)(dict(img_path=path))['img']
     assert rotated.shape == (160, 96, 3)
     assert (np.abs(rotated[4:18, -12:-4].astype(int) - (0, 0, 255)) < 40).all()
 
 
-def test_official_box_crops_the_same_pixels_as_pil(mixed_images, tmp_path, warnings_log,
-                                                   monkeypatch):
+def test_official_box_crops_the_same_pixels_as_pil(mixed_images, tmp_path, warnings_log, monkeypatch):
     """2c's loader + filter + crop on an official selective-search JSON give PIL's crops."""
     folder = tmp_path / 'one'
     folder.mkdir()
@@ -86,20 +83,24 @@ def test_official_box_crops_the_same_pixels_as_pil(mixed_images, tmp_path, warni
     # Official format: one list of [x, y, w, h] per image, in the raw pixel orientation.
     (tmp_path / 'ss.json').write_text(json.dumps(dict(bbox=[[inside, partly, outside, flat]])))
     size = 48
-    ds = DATASETS.build(dict(
-        type='ProposalDataset', proposal_file=str(tmp_path / 'ss.json'),
-        data_prefix=dict(img_path=str(folder)),
-        pipeline=[dict(type='LoadImageOrSkip'),
-                  dict(type='FilterBoxes', min_size=8, max_ratio=None, max_iou=None, topk=10),
-                  dict(type='CropBoxes', size=size)]))
+    ds = DATASETS.build(
+        dict(
+            type='ProposalDataset',
+            proposal_file=str(tmp_path / 'ss.json'),
+            data_prefix=dict(img_path=str(folder)),
+            pipeline=[
+                dict(type='LoadImageOrSkip'),
+                dict(type='FilterBoxes', min_size=8, max_ratio=None, max_iou=None, topk=10),
+                dict(type='CropBoxes', size=size)
+            ]))
     out = ds[0]
     clipped_partly = [120, 40, 40, 56]  # cut at the raw image's 160 x 96 border
     assert out['kept_boxes'].tolist() == [inside, clipped_partly]
     path = str(folder / 'img.jpg')
     for box, crop in zip(out['kept_boxes'], out['crops']):
         x, y, w, h = box
-        expected = np.asarray(Image.open(path).convert('RGB').crop((x, y, x + w, y + h)).resize(
-            (size, size), Image.BILINEAR))[..., ::-1]
+        expected = np.asarray(
+            Image.open(path).convert('RGB').crop((x, y, x + w, y + h)).resize((size, size), Image.BILINEAR))[..., ::-1]
         assert np.array_equal(crop, expected)
     # The two boxes with no pixel in the image were dropped, counted and named.
     filt = ds.pipeline.transforms[1]
@@ -122,17 +123,14 @@ def test_roi_crop_same_pixels_as_pil_and_clips(mixed_images, backend):
     diff = np.abs(crop.astype(int) - _pil_bgr(path, box))
     assert diff.max() == 0 if backend == 'pillow' else diff.mean() < 1.0
     # Partly outside: the crop of the part inside (PIL alone would pad with black).
-    part = TRANSFORMS.build(dict(type='RoICrop', size=(56, 20)))(
-        dict(img=img, roi_bbox=[140, 40, 50, 90]))['img']
+    part = TRANSFORMS.build(dict(type='RoICrop', size=(56, 20)))(dict(img=img, roi_bbox=[140, 40, 50, 90]))['img']
     assert np.array_equal(part, img[40:96, 140:160])
     with pytest.raises(BoxOutsideImageError, match='exif_rotated.jpg of size 160x96'):
-        TRANSFORMS.build(dict(type='RoICrop'))(
-            dict(img=img, roi_bbox=[30, 100, 20, 20], img_path=path))
+        TRANSFORMS.build(dict(type='RoICrop'))(dict(img=img, roi_bbox=[30, 100, 20, 20], img_path=path))
 
 
 def test_clip_and_jitter_keep_boxes_inside():
-    boxes, valid = clip_boxes_xywh(np.array([[-5, 3, 20, 10], [50, 50, 5, 5], [10, 10, 0, 4],
-                                             [2, 2, 6, 6]]), 40, 30)
+    boxes, valid = clip_boxes_xywh(np.array([[-5, 3, 20, 10], [50, 50, 5, 5], [10, 10, 0, 4], [2, 2, 6, 6]]), 40, 30)
     assert boxes.tolist()[0] == [0, 3, 15, 10] and boxes.tolist()[3] == [2, 2, 6, 6]
     assert valid.tolist() == [True, False, False, True]
     jitter = TRANSFORMS.build(dict(type='BoxJitter'))
@@ -169,8 +167,7 @@ def test_all_decoders_agree_on_the_odd_files(mixed_images):
 def test_bad_files_raise_bad_image_error(mixed_images, backend):
     for name, kind in mixed_images['bad'].items():
         with pytest.raises(BadImageError) as err:
-            LoadImageOrSkip(imdecode_backend=backend)(
-                dict(img_path=osp.join(mixed_images['folder'], name)))
+            LoadImageOrSkip(imdecode_backend=backend)(dict(img_path=osp.join(mixed_images['folder'], name)))
         assert err.value.kind == kind and name in str(err.value), (name, err.value)
     with pytest.raises(BadImageError, match='cannot read') as err:
         LoadImageOrSkip(imdecode_backend=backend)(dict(img_path='/nonexistent/x.jpg'))

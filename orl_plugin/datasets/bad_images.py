@@ -44,7 +44,10 @@ class BadImageTally:
         per_epoch: Images this rank reads per epoch (default: ``num_images`` split over ranks).
     """
 
-    def __init__(self, owner: str, num_images: int, max_bad_fraction: Optional[float] = 0.01,
+    def __init__(self,
+                 owner: str,
+                 num_images: int,
+                 max_bad_fraction: Optional[float] = 0.01,
                  per_epoch: Optional[int] = None) -> None:
         if max_bad_fraction is not None and not 0 <= max_bad_fraction <= 1:
             raise ValueError(f'{owner}: max_bad_fraction must be in [0, 1] or None, '
@@ -102,7 +105,8 @@ class BadImageTally:
         print_log(
             f'{self.owner}: skipped unreadable image {error.img_path} ({error.reason}); drawing '
             f'another sample. {num_bad} bad of {num_read} images read so far ({limit})',
-            logger='current', level=logging.WARNING)
+            logger='current',
+            level=logging.WARNING)
         if self.max_bad_fraction is not None and \
                 num_bad > self.max_bad_fraction * max(num_read, self.per_epoch):
             raise TooManyBadImagesError(self.message(path_of))

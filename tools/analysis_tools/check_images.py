@@ -35,9 +35,9 @@ HOW_READ = {
     'alpha': "alpha dropped, the stored colour kept (PIL's convert('RGB'), not composited)",
     'cmyk': 'converted to RGB by the decoder (PIL with the pillow backend)',
     'sixteen_bit': "scaled to 8 bits (the high byte, as OpenCV does; PIL's convert alone would "
-                   'clip them to white)',
+    'clip them to white)',
     'exif_rotated': 'EXIF orientation ignored: read in the raw pixel orientation, as the official '
-                    'ORL code and its box files (a photo viewer shows them rotated)',
+    'ORL code and its box files (a photo viewer shows them rotated)',
 }
 _GREY_MODES = ('1', 'L', 'LA', 'I', 'F')
 _LONG_SIDE_BINS = (0, 96, 256, 640, 1024, 1333, 2048, 4096)
@@ -59,13 +59,12 @@ def inspect_image(task: tuple) -> dict:
             mode = pil.mode
             rawmodes = [str(getattr(t, 'args', t[3] if len(t) > 3 else '')) for t in pil.tile]
             rec.update(
-                format=pil.format, mode=mode,
-                grey=mode in _GREY_MODES or mode.startswith('I;16') or mode == 'P' and
-                _grey_palette(pil),
+                format=pil.format,
+                mode=mode,
+                grey=mode in _GREY_MODES or mode.startswith('I;16') or mode == 'P' and _grey_palette(pil),
                 alpha=mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or 'transparency' in pil.info,
                 cmyk=mode == 'CMYK',
-                sixteen_bit=mode.startswith('I;16') or mode in ('I', 'F') or
-                any('16' in r for r in rawmodes),
+                sixteen_bit=mode.startswith('I;16') or mode in ('I', 'F') or any('16' in r for r in rawmodes),
                 exif_orientation=int(pil.getexif().get(0x0112, 1) or 1))
     except Exception as e:  # decodable by OpenCV but not by PIL: report what is known
         rec.update(format='?', mode='?', header_error=f'{type(e).__name__}: {e}')
@@ -92,9 +91,10 @@ def list_images(source: str, img_dir: Optional[str]) -> tuple:
 def summarize(records: List[dict], min_size: int) -> dict:
     """Counts and file lists per category, plus the size distribution of the readable images."""
     good = [r for r in records if r['ok']]
-    out: dict = dict(num_images=len(records), num_readable=len(good),
-                     unreadable=[dict(file_name=r['file_name'], kind=r['kind'], reason=r['reason'])
-                                 for r in records if not r['ok']])
+    out: dict = dict(
+        num_images=len(records),
+        num_readable=len(good),
+        unreadable=[dict(file_name=r['file_name'], kind=r['kind'], reason=r['reason']) for r in records if not r['ok']])
     for cat in HOW_READ:
         out[cat] = [r['file_name'] for r in good if r.get(cat)]
     out['small'] = [r['file_name'] for r in good if min(r['width'], r['height']) < min_size]
@@ -111,14 +111,17 @@ def summarize(records: List[dict], min_size: int) -> dict:
             width=np.percentile(w, q).round().astype(int).tolist(),
             height=np.percentile(h, q).round().astype(int).tolist(),
             megapixels=np.percentile(w * h / 1e6, q).round(3).tolist(),
-            long_side_histogram=[dict(range=f'{lo}-{hi - 1}', count=int(c))
-                                 for lo, hi, c in zip(edges[:-1], edges[1:], hist)])
+            long_side_histogram=[
+                dict(range=f'{lo}-{hi - 1}', count=int(c)) for lo, hi, c in zip(edges[:-1], edges[1:], hist)
+            ])
     return out
 
 
 def format_report(summary: dict, source: str) -> str:
-    lines = [f'{source}: {summary["num_images"]} images, {summary["num_readable"]} readable, '
-             f'{len(summary["unreadable"])} unreadable']
+    lines = [
+        f'{source}: {summary["num_images"]} images, {summary["num_readable"]} readable, '
+        f'{len(summary["unreadable"])} unreadable'
+    ]
     if summary['unreadable']:
         lines.append('unreadable (skipped by training and mining):')
         lines += [f'  {u["file_name"]}: {u["reason"]}' for u in summary['unreadable']]
@@ -148,13 +151,20 @@ def _some(names: List[str], limit: int = 10) -> str:
 def clean_list(infos: List[dict], records: List[dict], kind: str, source: str) -> dict:
     """The readable images as a COCO-style image list (annotations of a JSON source kept)."""
     ok = {r['file_name']: r for r in records if r['ok']}
-    images = [dict(id=info['img_id'], file_name=info['file_name'], width=ok[info['file_name']]['width'],
-                   height=ok[info['file_name']]['height']) for info in infos if info['file_name'] in ok]
-    out = dict(info=dict(description='readable images, written by tools/analysis_tools/check_images.py',
-                         source=osp.abspath(source),
-                         unreadable=[dict(file_name=r['file_name'], reason=r['reason'])
-                                     for r in records if not r['ok']]),
-               images=images, categories=[])
+    images = [
+        dict(
+            id=info['img_id'],
+            file_name=info['file_name'],
+            width=ok[info['file_name']]['width'],
+            height=ok[info['file_name']]['height']) for info in infos if info['file_name'] in ok
+    ]
+    out = dict(
+        info=dict(
+            description='readable images, written by tools/analysis_tools/check_images.py',
+            source=osp.abspath(source),
+            unreadable=[dict(file_name=r['file_name'], reason=r['reason']) for r in records if not r['ok']]),
+        images=images,
+        categories=[])
     if kind == 'json':
         with open(source) as f:
             content = json.load(f)
@@ -173,8 +183,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--out', help='write the readable images here as a COCO-style image list')
     p.add_argument('--report', help='write the full report as JSON here')
     p.add_argument('--min-size', type=int, default=96, help='minimum box side of the box filter')
-    p.add_argument('--backend', default='pillow', choices=('pillow', 'cv2'),
-                   help="the training loader's imdecode_backend")
+    p.add_argument(
+        '--backend', default='pillow', choices=('pillow', 'cv2'), help="the training loader's imdecode_backend")
     p.add_argument('--debug', action='store_true', help='show tracebacks')
     return p.parse_args(argv)
 

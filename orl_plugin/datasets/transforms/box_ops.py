@@ -30,8 +30,7 @@ def image_shape(results: dict) -> Optional[Tuple[int, int]]:
     return None if shape is None else tuple(shape[:2])
 
 
-def fit_boxes(owner: str, results: dict, boxes: np.ndarray,
-              dropped_before: int = 0) -> Tuple[np.ndarray, int]:
+def fit_boxes(owner: str, results: dict, boxes: np.ndarray, dropped_before: int = 0) -> Tuple[np.ndarray, int]:
     """``boxes`` clipped to the image of ``results``, those with no pixel in it dropped.
 
     Returns ``(boxes, number dropped)``; drops are reported by :func:`warn_dropped_boxes` (with
@@ -45,16 +44,22 @@ def fit_boxes(owner: str, results: dict, boxes: np.ndarray,
     clipped, valid = clip_boxes_xywh(boxes, w, h)
     dropped = int((~valid).sum())
     if dropped:
-        warn_dropped_boxes(owner, results.get('img_path', '?'), dropped, len(valid), w, h,
-                           dropped_before + dropped)
+        warn_dropped_boxes(owner, results.get('img_path', '?'), dropped, len(valid), w, h, dropped_before + dropped)
     return clipped[valid], dropped
 
 
-def warn_dropped_boxes(owner: str, img_path: str, num_dropped: int, num_boxes: int, img_w: int,
-                       img_h: int, total: int, what: str = 'boxes') -> None:
+def warn_dropped_boxes(owner: str,
+                       img_path: str,
+                       num_dropped: int,
+                       num_boxes: int,
+                       img_w: int,
+                       img_h: int,
+                       total: int,
+                       what: str = 'boxes') -> None:
     """The warning for boxes dropped from one image (``total``: dropped so far by this process)."""
     print_log(
         f'{owner}: dropped {num_dropped} of {num_boxes} {what} of image {img_path}: wholly '
         f'outside its {img_w}x{img_h} pixels or of zero area (boxes mined on another '
         f'orientation or another image?); {total} dropped so far in this process',
-        logger='current', level=logging.WARNING)
+        logger='current',
+        level=logging.WARNING)
