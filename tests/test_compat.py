@@ -60,15 +60,6 @@ class _InterruptAfterEpoch(Hook):
             raise _Interrupted
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny tensors on a shared 2-core machine: intra-op threads only wait for each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(cfg, *hooks) -> Runner:
     runner = Runner.from_cfg(cfg)
     for hook in hooks:

@@ -10,9 +10,8 @@ import argparse
 import os.path as osp
 from typing import List, Optional
 
-import mmcv
-
 from orl_plugin.cli import InputError, run_cli
+from orl_plugin.datasets.transforms.loading import read_image
 from orl_plugin.store import MiningStore
 from orl_plugin.visualization.drawing import draw_pairs, find_image, save_image
 
@@ -41,12 +40,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     for i in args.index:
         if not 0 <= i < store.num_images:
             raise InputError(f'--index {i} out of range [0, {store.num_images})')
-        q_img = mmcv.imread(find_image(store.file_name(i), roots))
+        q_img = read_image(find_image(store.file_name(i), roots))
         for j in args.neighbour:
             if not 0 <= j < store.num_neighbours:
                 raise InputError(f'--neighbour {j} out of range [0, {store.num_neighbours})')
             nb = int(store.knn(i)[j])
-            n_img = mmcv.imread(find_image(store.file_name(nb), roots))
+            n_img = read_image(find_image(store.file_name(nb), roots))
             vis = draw_pairs(
                 q_img, n_img, store.pairs(i, j),
                 query_boxes=store.boxes(i) if args.show_boxes else None,

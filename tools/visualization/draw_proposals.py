@@ -13,9 +13,8 @@ import argparse
 import os.path as osp
 from typing import List, Optional
 
-import mmcv
-
 from orl_plugin.cli import InputError, run_cli
+from orl_plugin.datasets.transforms.loading import read_image
 from orl_plugin.store import MiningStore, load_image_list
 from orl_plugin.visualization.drawing import draw_proposals, find_image, load_gt_boxes, save_image
 
@@ -75,7 +74,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     for i in args.index:
         if not 0 <= i < main_store.num_images:
             raise InputError(f'--index {i} out of range [0, {main_store.num_images})')
-        img = mmcv.imread(find_image(names[i], roots))
+        img = read_image(find_image(names[i], roots))
         vis = draw_proposals(
             img, raw_boxes=raw.boxes(i) if raw is not None else None,
             filtered_boxes=filtered.boxes(i) if filtered is not None else None,
