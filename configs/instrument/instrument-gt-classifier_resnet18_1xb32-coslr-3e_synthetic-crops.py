@@ -5,7 +5,9 @@
 # It uses labels, which ORL never does; no ORL config may select it (tests/test_instrument.py).
 # Crops: each object's box plus 10 % context per side, 64 px (the CPU stage-2c crop size), the
 # BYOL configs' normalisation, so its backbone sees crops as 2c shows them. Held-out accuracy
-# (mmpretrain's Accuracy on the val split's crops) is logged every epoch. On a 2-core CPU:
+# (mmpretrain's Accuracy on the val split's crops) is logged every epoch. On 1,000 v2 scenes
+# (3,212 training crops, 774 held out): 97.0 % top-1 after 3 epochs (most common class: 16.9 %),
+# 770 CPU seconds (about 6.5 minutes on 2 idle cores). On a 2-core CPU:
 #   python tools/train.py configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 default_scope = 'mmpretrain'
