@@ -100,7 +100,9 @@ class ViewAugmentDataPreprocessor(SelfSupDataPreprocessor):
             inputs = [inputs]
         in_bgr = self.channel_order == 'bgr'
         out_bgr = in_bgr != self._channel_conversion
-        with torch.no_grad():
+        # Outside autocast: the model's optimiser context (AMP) must not turn the exact ops into fp16.
+        device_type = inputs[0].device.type
+        with torch.no_grad(), torch.autocast(device_type, enabled=False):
             views = [(v[:, [2, 1, 0]] if in_bgr else v).float() for v in inputs]
             views = self.augment(views)
             views = [v[:, [2, 1, 0]] if out_bgr else v for v in views]
