@@ -135,26 +135,32 @@ def photo_like(rng: np.random.Generator, w: int = 640, h: int = 480) -> np.ndarr
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_data(root: str, num_images: int, seed: int) -> dict:
+def _write_jpeg(path: str, seed: int, index: int) -> int:
+    if not osp.exists(path):
+        buf = io.BytesIO()
+        Image.fromarray(photo_like(np.random.default_rng([seed, index]))).save(buf, 'JPEG', quality=94)
+        with open(path + '.tmp', 'wb') as f:
+            f.write(buf.getvalue())
+        os.replace(path + '.tmp', path)
+    return osp.getsize(path)
+
+
+def make_data(root: str, num_images: int, seed: int, processes: int = 1) -> dict:
     """JPEGs (quality 94: COCO-like file sizes), a COCO-style image list and a correspondence store
     shaped like COCO's (10 neighbours; 10-60 kept boxes of 96 px or more per image; 10 % of the box
-    pairs per neighbour)."""
+    pairs per neighbour). Files already there are kept (the same seed makes the same files)."""
     img_dir = osp.join(root, 'images')
     os.makedirs(img_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
-    images, sizes = [], []
-    for i in range(num_images):
-        name = f'{i:06d}.jpg'
-        path = osp.join(img_dir, name)
-        img_rng = np.random.default_rng([seed, i])
-        if not osp.exists(path):
-            buf = io.BytesIO()
-            Image.fromarray(photo_like(img_rng)).save(buf, 'JPEG', quality=94)
-            with open(path + '.tmp', 'wb') as f:
-                f.write(buf.getvalue())
-            os.replace(path + '.tmp', path)
-        sizes.append(osp.getsize(path))
-        images.append(dict(id=i + 1, file_name=name, width=640, height=480))
+    names = [f'{i:06d}.jpg' for i in range(num_images)]
+    jobs = [(osp.join(img_dir, name), seed, i) for i, name in enumerate(names)]
+    if processes > 1:
+        import multiprocessing
+        with multiprocessing.get_context('fork').Pool(processes) as pool:
+            sizes = pool.starmap(_write_jpeg, jobs)
+    else:
+        sizes = [_write_jpeg(*job) for job in jobs]
+    images = [dict(id=i + 1, file_name=name, width=640, height=480) for i, name in enumerate(names)]
     atomic_write_json(osp.join(root, ANN_FILE), dict(images=images, annotations=[], categories=[]))
     k = min(10, num_images - 1)
     boxes = []

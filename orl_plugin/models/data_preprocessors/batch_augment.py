@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.transforms import BaseTransform, Compose, RandomApply, RandomFlip, RandomGrayscale
+from mmengine.registry import DefaultScope
 
 from mmpretrain.datasets.transforms import ColorJitter, GaussianBlur, Solarize
 from mmpretrain.registry import TRANSFORMS
@@ -201,7 +202,12 @@ class Solar(_ProbMagnitudeOp):
 
 def build_op(transform, channel_order: str = 'bgr') -> BatchOp:
     """The batched op of one CPU transform (a config dict or a built transform)."""
-    t = TRANSFORMS.build(transform) if isinstance(transform, dict) else transform
+    if isinstance(transform, dict):
+        # mmpretrain's scope also for the transforms that wrappers (RandomApply) build themselves.
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            t = TRANSFORMS.build(transform)
+    else:
+        t = transform
     name = type(t).__name__
     if isinstance(t, RandomFlip):
         if not isinstance(t.prob, float) or t.direction not in ('horizontal', 'vertical'):
