@@ -10,17 +10,16 @@ target as ``target_net.{0,1}.*`` and the predictors as ``head.*`` (BYOL) or ``gl
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 import pickle
 import re
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
 import torch
 
-from orl_plugin.compat import numpy_safe_globals
+from orl_plugin.compat import numpy_safe_globals, portable_checkpoint
+from orl_plugin.store import atomic_open
 
 __all__ = ['CheckpointFormatError', 'DroppedObject', 'PREFIX_MAP', 'BACKBONE_PREFIXES', 'RESNET_ARCHS',
            'load_checkpoint_file', 'get_state_dict', 'key_prefixes', 'is_bare_resnet',
@@ -267,15 +266,11 @@ def convert_state_dict(sd: Dict[str, torch.Tensor], path: str = '<checkpoint>'
 
 
 def atomic_torch_save(obj: dict, path: str) -> None:
-    """``torch.save`` to a temporary file in the target folder, then rename over ``path``."""
-    out_dir = osp.dirname(osp.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix='.tmp_', suffix='.pth')
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``torch.save`` to a temporary file in the target folder, then rename over ``path``.
+
+    The object is saved as plain data (:func:`orl_plugin.compat.portable_checkpoint`), so the
+    file loads with ``torch.load(weights_only=True)`` anywhere, whatever the source held.
+    """
+    obj = portable_checkpoint(obj, path)
+    with atomic_open(path, 'wb', tmp_prefix='.tmp_') as f:
+        torch.save(obj, f)

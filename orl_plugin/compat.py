@@ -4,23 +4,27 @@ Imported first by ``orl_plugin/__init__.py``, so every user of the plugin (our t
 ``mim train``, mmpretrain's/mmdet's own ``tools/train.py`` through ``custom_imports``)
 gets them. Every patch is idempotent and can be re-applied with :func:`apply_patches`.
 
-1. **Resume under ``weights_only=True``.** torch >= 2.6 loads checkpoints with
-   ``weights_only=True`` and mmengine's resume refuses its own checkpoints, because
-   ``MessageHub.state_dict()`` holds ``HistoryBuffer`` objects whose pickles carry
-   code references (the class, and its statistics methods written as
-   ``builtins.getattr(HistoryBuffer, 'min')``). Allow-listing ``getattr`` would let any
-   checkpoint call any attribute of any allowed object, so instead the message hub now
-   *saves plain data*: each ``HistoryBuffer`` becomes ``{'type': 'HistoryBuffer',
-   'log_history': ndarray, 'count_history': ndarray, 'max_length': int}`` and
-   ``MessageHub.load_state_dict`` turns such dicts back into buffers (statistics
-   methods are class-level, re-registered by importing code, so nothing is lost).
-   The numpy pieces a message hub or ``meta`` may hold (arrays, scalars, dtypes) are
-   allow-listed with ``torch.serialization.add_safe_globals``: they rebuild data, never
-   call user code. Nothing switches ``weights_only`` off: ``load_from``, ``init_cfg``
+1. **Checkpoints that load anywhere.** torch >= 2.6 loads with ``weights_only=True``, and
+   mmengine's checkpoints hold what that refuses: ``HistoryBuffer`` objects in the message
+   hub (pickled with code references: the class, and its statistics methods written as
+   ``builtins.getattr(HistoryBuffer, 'min')``) and numpy arrays and scalars. So
+   resume fails, and in a process that never imported the plugin (plain mmdet/mmpretrain,
+   ``torch.load``) so does every load. Allow-listing ``getattr`` would let any checkpoint
+   call any attribute of any allowed object, so instead every checkpoint is *written as plain
+   data*: ``save_checkpoint`` (the runner's, the strategies', ``CheckpointHook``'s) passes it
+   through :func:`to_plain`, under which each ``HistoryBuffer`` becomes
+   ``{'type': 'HistoryBuffer', 'log_history': Tensor, 'count_history': Tensor,
+   'max_length': int}`` (same dtype, so logged scalars come back exactly), numpy scalars
+   Python scalars and numpy arrays lists. ``MessageHub.load_state_dict`` turns the buffer
+   dicts back into buffers (statistics methods are class-level, re-registered by importing
+   code). Checkpoints written by orl_plugin 0.1.0 (buffer dicts of numpy arrays) still load
+   and resume in a process that imported the plugin: numpy's array/scalar/dtype rebuilders
+   are allow-listed with ``torch.serialization.add_safe_globals`` (they rebuild data, never
+   call user code). Nothing switches ``weights_only`` off: ``load_from``, ``init_cfg``
    ``Pretrained`` and converters keep torch's default ``weights_only=True`` and still
-   refuse checkpoints that pickle arbitrary objects. An unpatched mmengine reading our
-   checkpoints skips the dict entries with a warning (it resumes everything else).
-   Checkpoints written *without* this patch still fail to resume: they contain code
+   refuse checkpoints that pickle arbitrary objects. An unpatched mmengine resuming our
+   checkpoints skips the buffer dicts with a warning (it resumes everything else).
+   Checkpoints written *without* the plugin still fail to resume: they contain code
    references, which is exactly what the check is for.
 2. **``collate_fn`` with ``_scope_``.** Configs inheriting ``mmpretrain::``/``mmdet::``
    bases carry ``collate_fn=dict(type='default_collate', _scope_='mmpretrain')``;
@@ -48,14 +52,16 @@ gets them. Every patch is idempotent and can be re-applied with :func:`apply_pat
 """
 import functools
 import logging
+import sys
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import cv2
 import mmcv
 import mmcv.image
 import mmcv.image.photometric as mmcv_photometric
 import mmengine.dist.utils as mmengine_dist_utils
+import mmengine.runner.checkpoint as mmengine_checkpoint
 import numpy as np
 import torch
 from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
@@ -65,19 +71,33 @@ from mmengine.registry import FUNCTIONS
 from mmengine.runner import FlexibleRunner, Runner
 from PIL import Image
 
-__all__ = ['apply_patches', 'numpy_safe_globals']
+__all__ = ['apply_patches', 'numpy_safe_globals', 'portable_checkpoint', 'to_plain']
 
 _PATCH_FLAG = '_orl_compat_patched'
 _BUFFER_TYPE = 'HistoryBuffer'
 
 
 # --------------------------------------------------------------------------------------
-# 1. message hub state as plain data; numpy data allow-listed for weights_only loads
+# 1. checkpoints as plain data; numpy data allow-listed for files written before that
 # --------------------------------------------------------------------------------------
+# Types a vanilla ``torch.load(weights_only=True)`` rebuilds without an allow-list (torch.Size is
+# a tuple subclass that torch allows too).
+_PLAIN_TYPES = (str, bytes, int, float, complex, bool, type(None), torch.dtype, torch.device,
+                torch.Size)
+
+
+def _history_tensor(values: np.ndarray) -> Any:
+    """A HistoryBuffer array as a tensor of the same dtype (exact), or a list if torch has none."""
+    try:
+        return torch.from_numpy(np.array(values, copy=True))
+    except TypeError:  # object / string arrays: no tensor dtype
+        return np.asarray(values).tolist()
+
+
 def _buffer_to_data(buffer: HistoryBuffer) -> Dict[str, Any]:
     log_history, count_history = buffer.data
-    return dict(type=_BUFFER_TYPE, log_history=np.array(log_history),
-                count_history=np.array(count_history), max_length=int(buffer.max_length))
+    return dict(type=_BUFFER_TYPE, log_history=_history_tensor(log_history),
+                count_history=_history_tensor(count_history), max_length=int(buffer.max_length))
 
 
 def _is_buffer_data(value: Any) -> bool:
@@ -85,9 +105,73 @@ def _is_buffer_data(value: Any) -> bool:
             and 'log_history' in value and 'count_history' in value)
 
 
+def _history_array(values: Any) -> np.ndarray:
+    # tensors (this format), numpy arrays (checkpoints of orl_plugin <= 0.1.0) or lists
+    return values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+
 def _data_to_buffer(value: Dict[str, Any]) -> HistoryBuffer:
-    return HistoryBuffer(value['log_history'], value['count_history'],
+    return HistoryBuffer(_history_array(value['log_history']),
+                         _history_array(value['count_history']),
                          value.get('max_length', 1000000))
+
+
+def to_plain(value: Any, where: str = 'checkpoint',
+             unknown: Optional[List[str]] = None) -> Any:
+    """``value`` rebuilt from types a plain ``torch.load(weights_only=True)`` accepts.
+
+    Tensors and Python scalars are kept; numpy scalars become Python scalars, numpy arrays
+    lists, dtypes strings, ``HistoryBuffer`` objects ``{'type': 'HistoryBuffer', ...}``
+    dicts holding tensors (exact, see :func:`_data_to_buffer`), and dict/list/tuple
+    subclasses (``ConfigDict``, ``defaultdict``, named tuples) their base type
+    (``OrderedDict`` is kept). Anything else is kept as it is and its dotted path appended
+    to ``unknown``.
+    """
+    if isinstance(value, torch.Tensor) or type(value) in _PLAIN_TYPES:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return to_plain(value.tolist(), where, unknown)
+    if isinstance(value, np.dtype):
+        return str(value)
+    if isinstance(value, HistoryBuffer):
+        return _buffer_to_data(value)
+    if isinstance(value, dict):
+        items = [(to_plain(key, f'{where} key', unknown), to_plain(item, f'{where}.{key}', unknown))
+                 for key, item in value.items()]
+        if type(value) in (dict, OrderedDict) and \
+                all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items())):
+            return value  # nothing to change: keep it (and a state_dict's `_metadata`)
+        out = OrderedDict(items) if isinstance(value, OrderedDict) else dict(items)
+        if isinstance(out, OrderedDict) and hasattr(value, '_metadata'):
+            out._metadata = value._metadata  # module versions read by load_state_dict
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [to_plain(item, f'{where}[{i}]', unknown) for i, item in enumerate(value)]
+        if type(value) in (list, tuple, set) and all(a is b for a, b in zip(items, value)):
+            return value
+        if isinstance(value, list):
+            return items
+        return tuple(items) if isinstance(value, tuple) else set(items)
+    for base in (bool, int, float, str):  # enums and other scalar subclasses
+        if isinstance(value, base):
+            return base(value)
+    if unknown is not None:
+        unknown.append(f'{where} ({type(value).__module__}.{type(value).__qualname__})')
+    return value
+
+
+def portable_checkpoint(checkpoint: dict, filename: str = '<checkpoint>') -> dict:
+    """The checkpoint as plain data (:func:`to_plain`); warns about what cannot be made plain."""
+    unknown: List[str] = []
+    plain = to_plain(checkpoint, 'checkpoint', unknown)
+    if unknown:
+        print_log(f'{filename}: {len(unknown)} value(s) are neither tensors nor plain Python '
+                  f'data, so a process without orl_plugin cannot load this file with '
+                  f'weights_only=True: {", ".join(unknown[:5])}', logger='current',
+                  level=logging.WARNING)
+    return plain
 
 
 def _patch_message_hub() -> None:
@@ -98,11 +182,7 @@ def _patch_message_hub() -> None:
 
     @functools.wraps(orig_state_dict)
     def state_dict(self: MessageHub) -> dict:
-        state = orig_state_dict(self)
-        state['log_scalars'] = OrderedDict(
-            (key, _buffer_to_data(value) if isinstance(value, HistoryBuffer) else value)
-            for key, value in state['log_scalars'].items())
-        return state
+        return to_plain(orig_state_dict(self), 'message_hub')
 
     @functools.wraps(orig_load_state_dict)
     def load_state_dict(self: MessageHub, state_dict: Any) -> None:
@@ -117,6 +197,26 @@ def _patch_message_hub() -> None:
     setattr(load_state_dict, _PATCH_FLAG, True)
     MessageHub.state_dict = state_dict
     MessageHub.load_state_dict = load_state_dict
+
+
+def _patch_save_checkpoint() -> None:
+    orig = mmengine_checkpoint.save_checkpoint
+    if getattr(orig, _PATCH_FLAG, False):
+        return
+
+    @functools.wraps(orig)
+    def save_checkpoint(checkpoint: dict, filename: str, *args, **kwargs) -> None:
+        return orig(portable_checkpoint(checkpoint, filename), filename, *args, **kwargs)
+
+    setattr(save_checkpoint, _PATCH_FLAG, True)
+    # Runner.save_checkpoint uses the name bound in mmengine.runner.runner, CheckpointHook the
+    # one of mmengine.runner, the strategies that of mmengine.runner.checkpoint (at call time)
+    # or their own (deepspeed, colossalai: bound at import, so only if already imported).
+    for name in ('mmengine.runner.checkpoint', 'mmengine.runner', 'mmengine.runner.runner',
+                 'mmengine._strategy.deepspeed', 'mmengine._strategy.colossalai'):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, 'save_checkpoint', None) is orig:
+            module.save_checkpoint = save_checkpoint
 
 
 def numpy_safe_globals() -> List[Any]:
@@ -279,6 +379,7 @@ def _patch_adjust_hue() -> None:
 def apply_patches() -> None:
     """Apply every fix of this module (idempotent; called when ``orl_plugin`` is imported)."""
     _patch_message_hub()
+    _patch_save_checkpoint()
     _allow_numpy_data()
     for runner_cls in (Runner, FlexibleRunner):
         _patch_build_dataloader(runner_cls)

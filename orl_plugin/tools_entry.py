@@ -3,7 +3,6 @@
 
 def pipeline_main() -> None:
     """``orl-pipeline``: the same command line as ``tools/pipeline.py``."""
-    import sys
-
+    from .cli import run_cli
     from .pipeline import main
-    sys.exit(main())
+    run_cli(main)

@@ -39,6 +39,75 @@ def synthetic_scenes(tmp_path_factory) -> dict:
                                  workers=1)
 
 
+def _scene(w: int, h: int, seed: int) -> np.ndarray:
+    """An RGB uint8 ``h x w`` picture: a smooth colour field with a few solid rectangles."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(3, 4, 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BILINEAR)).copy()
+    for _ in range(4):
+        bw, bh = rng.integers(max(w // 6, 1), max(w // 3, 2)), rng.integers(max(h // 6, 1), max(h // 3, 2))
+        x, y = rng.integers(0, max(w - bw, 1)), rng.integers(0, max(h - bh, 1))
+        img[y:y + bh, x:x + bw] = rng.integers(0, 256, size=3)
+    return img
+
+
+#: What each file of :func:`mixed_images` is. ``bad`` maps a file to its kind of failure.
+MIXED_IMAGES = dict(
+    plain=['photo.jpg', 'photo.png', 'photo2.jpg'],
+    grey=['grey.png'],
+    alpha=['rgba.png'],
+    cmyk=['cmyk.jpg'],
+    sixteen_bit=['sixteen.png'],
+    exif=['exif_rotated.jpg'],
+    tiny=['tiny.png'],
+    large=['large.jpg'],
+    bad={'truncated.jpg': 'truncated', 'empty.jpg': 'empty', 'notanimage.png': 'undecodable'},
+)
+
+
+@pytest.fixture(scope='session')
+def mixed_images(tmp_path_factory) -> dict:
+    """A folder with the debris of a real photo folder, each file under 1 MB, written once per
+    session: plain RGB JPEG/PNG (160x120), grey, RGBA, CMYK, 16-bit RGB, EXIF-rotated
+    (orientation 6, raw 160x96), a 20x15 thumbnail, a 3000x2000 photo, and three bad files (a
+    truncated JPEG, an empty file, a text file named .png).
+
+    Returns :data:`MIXED_IMAGES` plus ``folder``, ``good`` and ``exif_raw`` (the EXIF image's
+    raw RGB pixels, in the orientation the official code reads).
+    """
+    import cv2
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp('mixed_images')
+    path = lambda name: str(folder / name)  # noqa: E731
+    Image.fromarray(_scene(160, 120, 0)).save(path('photo.jpg'), quality=90)
+    Image.fromarray(_scene(160, 120, 1)).save(path('photo.png'))
+    Image.fromarray(_scene(160, 120, 2)).save(path('photo2.jpg'), quality=90)
+    Image.fromarray(_scene(160, 120, 3)).convert('L').save(path('grey.png'))
+    rgba = np.dstack([_scene(160, 120, 4), np.full((120, 160), 128, np.uint8)])
+    Image.fromarray(rgba, 'RGBA').save(path('rgba.png'))
+    Image.fromarray(_scene(160, 120, 5)).convert('CMYK').save(path('cmyk.jpg'), quality=90)
+    cv2.imwrite(path('sixteen.png'), _scene(160, 120, 6).astype(np.uint16)[..., ::-1] * 257)
+    raw = _scene(160, 96, 7)
+    raw[:16, :24] = (255, 0, 0)  # a red corner marks the raw top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(raw).save(path('exif_rotated.jpg'), quality=95, exif=exif.tobytes())
+    Image.fromarray(_scene(20, 15, 8)).save(path('tiny.png'))
+    Image.fromarray(_scene(3000, 2000, 9)).save(path('large.jpg'), quality=75)
+    good_jpeg = open(path('photo.jpg'), 'rb').read()
+    with open(path('truncated.jpg'), 'wb') as f:
+        f.write(good_jpeg[:len(good_jpeg) // 2])
+    open(path('empty.jpg'), 'wb').close()
+    with open(path('notanimage.png'), 'w') as f:
+        f.write('this is a text file, not a PNG\n')
+    good = sorted(n for k, v in MIXED_IMAGES.items() if k != 'bad' for n in v)
+    exif_raw = np.asarray(Image.open(path('exif_rotated.jpg')).convert('RGB'))
+    return dict(MIXED_IMAGES, folder=str(folder), good=good, exif_raw=exif_raw)
+
+
 def tiny_byol_overrides(data_root: str, max_epochs: int, batch_size: int) -> Dict[str, object]:
     """Overrides (``--cfg-options`` keys) shrinking the CPU BYOL config to a few seconds.
 
@@ -76,6 +145,18 @@ def tiny_byol_cfg(synthetic_scenes):
         return cfg
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: with tiny tensors on a shared 2-core machine, intra-op
+    threads only wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from mmengine.runner import Runner, load_checkpoint
 import orl_plugin  # noqa: F401  (applies the patches)
 from orl_plugin import compat
 
+
 class _RecordResumedState(Hook):
     """Snapshot of what the runner holds after resuming, before the first new iteration."""
 
@@ -35,53 +36,100 @@ class _RecordResumedState(Hook):
             ema_steps=runner.model.target_net.steps.clone())
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny tensors on a shared 2-core machine: intra-op threads only wait for each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+class _ReseedEachEpoch(Hook):
+    """Seeds the augmentations' RNGs at every epoch start. mmengine keeps no RNG state in its
+    checkpoints, so without this a resumed run draws other views than an uninterrupted one."""
+
+    def before_train_epoch(self, runner) -> None:
+        from mmengine.runner import set_random_seed
+        set_random_seed(1000 + runner.epoch)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _InterruptAfterEpoch(Hook):
+    """Stops training with an exception after an epoch (after its checkpoint is written)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.epoch + 1 == self.epoch:  # the loop counts the epoch after this hook
+            raise _Interrupted
+
+
+def _train(cfg, *hooks) -> Runner:
+    runner = Runner.from_cfg(cfg)
+    for hook in hooks:
+        runner.register_hook(hook, priority='LOWEST')
+    runner.train()
+    return runner
+
+
+def _to_numpy_format(src: str, dst: str) -> None:
+    """Rewrite a checkpoint as orl_plugin 0.1.0 wrote them: HistoryBuffer dicts of numpy arrays
+    (and a numpy scalar in the runtime info)."""
+    ckpt = torch.load(src, map_location='cpu', weights_only=True)
+    for buffer in ckpt['message_hub']['log_scalars'].values():
+        for key in ('log_history', 'count_history'):
+            buffer[key] = buffer[key].numpy()
+    ckpt['message_hub']['runtime_info']['iter'] = np.int64(ckpt['message_hub']['runtime_info']['iter'])
+    torch.save(ckpt, dst)
 
 
 def test_resume_continues_epochs_and_optimizer_state(tmp_path, tiny_byol_cfg, one_thread):
     work_dir = str(tmp_path / 'work')
-    runner = Runner.from_cfg(tiny_byol_cfg(work_dir, max_epochs=2))
-    runner.train()
+    with pytest.raises(_Interrupted):  # a 3-epoch run that dies after epoch 2
+        _train(tiny_byol_cfg(work_dir, max_epochs=3), _ReseedEachEpoch(), _InterruptAfterEpoch(2))
     ckpt_path = osp.join(work_dir, 'epoch_2.pth')
     assert osp.isfile(ckpt_path)
 
-    # The checkpoint is plain data: no code references left for weights_only to refuse.
-    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(ckpt_path)
-    assert all(g.startswith('numpy.') for g in unsafe), unsafe  # numpy data, allow-listed
+    # The checkpoint is plain data: nothing for weights_only to refuse, even without the
+    # plugin's numpy allow-list (tests/test_portable_checkpoints.py loads it in a vanilla process).
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(ckpt_path) == []
     saved = torch.load(ckpt_path, map_location='cpu', weights_only=True)
     assert saved['meta']['epoch'] == 2 and saved['meta']['iter'] == 4
     loss_state = saved['message_hub']['log_scalars']['train/loss']
     assert loss_state['type'] == 'HistoryBuffer' and len(loss_state['log_history']) == 4
+    assert loss_state['log_history'].dtype == torch.float64
 
-    recorder = _RecordResumedState()
-    cfg = tiny_byol_cfg(work_dir, max_epochs=3, resume=True)
-    runner = Runner.from_cfg(cfg)
-    runner.register_hook(recorder, priority='LOWEST')
-    runner.train()
+    # The old format (numpy arrays in the message hub) resumes the same way.
+    _to_numpy_format(ckpt_path, str(tmp_path / 'numpy_format.pth'))
+    old_format_dir = str(tmp_path / 'old_format')
+    resumed_losses = []
+    for resume_from, run_dir in ((None, work_dir), (str(tmp_path / 'numpy_format.pth'), old_format_dir)):
+        recorder = _RecordResumedState()
+        cfg = tiny_byol_cfg(run_dir, max_epochs=3, resume=True, load_from=resume_from)
+        runner = _train(cfg, _ReseedEachEpoch(), recorder)
 
-    state = recorder.state
-    assert state['epoch'] == 2 and state['iter'] == 4
-    saved_momentum = [s['momentum_buffer'] for s in saved['optimizer']['state'].values()]
-    assert len(state['momentum']) == len(saved_momentum) > 0
-    for resumed, ref in zip(state['momentum'], saved_momentum):
-        torch.testing.assert_close(resumed, ref, rtol=0, atol=0)
-    assert state['lr'] == [g['lr'] for g in saved['optimizer']['param_groups']]
-    assert state['schedulers'] == saved['param_schedulers']
-    assert [s['_global_step'] for s in state['schedulers']] == [4, 4]  # warm-up, cosine
-    np.testing.assert_array_equal(state['loss_history'], loss_state['log_history'])
-    assert int(state['ema_steps']) == int(saved['state_dict']['target_net.steps']) == 4
+        state = recorder.state
+        assert state['epoch'] == 2 and state['iter'] == 4
+        saved_momentum = [s['momentum_buffer'] for s in saved['optimizer']['state'].values()]
+        assert len(state['momentum']) == len(saved_momentum) > 0
+        for resumed, ref in zip(state['momentum'], saved_momentum):
+            torch.testing.assert_close(resumed, ref, rtol=0, atol=0)
+        assert state['lr'] == [g['lr'] for g in saved['optimizer']['param_groups']]
+        assert state['schedulers'] == saved['param_schedulers']
+        assert [s['_global_step'] for s in state['schedulers']] == [4, 4]  # warm-up, cosine
+        assert state['loss_history'].dtype == np.float64
+        np.testing.assert_array_equal(state['loss_history'], loss_state['log_history'].numpy())
+        assert int(state['ema_steps']) == int(saved['state_dict']['target_net.steps']) == 4
 
-    # ... and training went on from there.
-    assert runner.epoch == 3 and runner.iter == 6
-    final = torch.load(osp.join(work_dir, 'epoch_3.pth'), map_location='cpu', weights_only=True)
-    assert final['meta']['epoch'] == 3 and final['meta']['iter'] == 6
-    assert len(final['message_hub']['log_scalars']['train/loss']['log_history']) == 6
+        # ... and training went on from there.
+        assert runner.epoch == 3 and runner.iter == 6
+        final = torch.load(osp.join(run_dir, 'epoch_3.pth'), map_location='cpu', weights_only=True)
+        assert final['meta']['epoch'] == 3 and final['meta']['iter'] == 6
+        assert len(final['message_hub']['log_scalars']['train/loss']['log_history']) == 6
+        resumed_losses.append(runner.message_hub.get_scalar('train/loss').data[0])
+
+    # The same losses as a run that was never interrupted, to the same tolerance (none).
+    straight = _train(tiny_byol_cfg(str(tmp_path / 'straight'), max_epochs=3), _ReseedEachEpoch())
+    expected = straight.message_hub.get_scalar('train/loss').data[0]
+    assert len(expected) == 6
+    for losses in resumed_losses:
+        np.testing.assert_array_equal(losses, expected)
 
 
 def test_message_hub_state_round_trip():
@@ -89,8 +137,13 @@ def test_message_hub_state_round_trip():
     hub.update_scalar('train/loss', 1.5)
     hub.update_scalar('train/loss', 0.5)
     hub.update_info('epoch', np.int64(3))
+    hub.update_info('best_score', np.float64(0.25))  # what evaluators and CheckpointHook store
+    hub.update_info('seen', np.arange(3))
     state = hub.state_dict()
     assert not isinstance(state['log_scalars']['train/loss'], HistoryBuffer)
+    info = state['runtime_info']
+    assert type(info['epoch']) is int and type(info['best_score']) is float
+    assert info['seen'] == [0, 1, 2]
 
     restored = MessageHub.get_instance('orl_compat_round_trip_restored')
     restored.load_state_dict(pickle.loads(pickle.dumps(state)))
@@ -103,15 +156,22 @@ def test_message_hub_state_round_trip():
 def test_apply_patches_is_idempotent():
     import mmcv
     import mmengine.dist.utils as dist_utils
+    import mmengine.runner as runner_pkg
+    import mmengine.runner.checkpoint as checkpoint_module
+    import mmengine.runner.runner as runner_module
     from mmengine.model import MMDistributedDataParallel
 
     def patched():
         return dict(build_dataloader=Runner.__dict__['build_dataloader'].__func__,
                     state_dict=MessageHub.state_dict, load_state_dict=MessageHub.load_state_dict,
+                    save_checkpoint=runner_module.save_checkpoint,
                     init_dist=dist_utils._init_dist_pytorch,
                     ddp_init=MMDistributedDataParallel.__init__, adjust_hue=mmcv.adjust_hue)
 
     before = patched()
+    # every name the runner, CheckpointHook and the strategies save through is the patched one
+    assert checkpoint_module.save_checkpoint is runner_pkg.save_checkpoint is \
+        before['save_checkpoint']
     safe_globals = set(map(str, torch.serialization.get_safe_globals()))
     compat.apply_patches()
     compat.apply_patches()

@@ -13,7 +13,9 @@ from mmengine.runner import Runner
 import orl_plugin  # noqa: F401  (registers the components)
 from orl_plugin.store import MiningStore
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
-from orl_plugin.datasets.transforms.selective_search import SelectiveSearch, selective_search
+from orl_plugin.datasets.transforms.loading import LoadImageOrSkip
+from orl_plugin.datasets.transforms.selective_search import (SelectiveSearch, scale_boxes_back,
+                                                             selective_search)
 from orl_plugin.evaluation.box_metrics import gt_recall, matched_gt_labels, xywh_to_xyxy
 from orl_plugin.evaluation.selective_search_metric import SelectiveSearchMetric
 from orl_plugin.models.selective_search_proposer import SelectiveSearchProposer
@@ -74,6 +76,39 @@ def test_transform_raw_opencv_order_and_max_size(scenes):
     assert (b[:, :2] >= 0).all() and (b[:, 0] + b[:, 2] <= 128).all() \
         and (b[:, 1] + b[:, 3] <= 96).all()
     assert b[:, 2].max() > 64  # scaled back to the 128-px image
+
+
+def test_max_size_boxes_in_original_pixels_and_inside(mixed_images):
+    """A 3000x2000 photo searched at max_size=200: the boxes of the 200x133 copy, mapped back."""
+    img = LoadImageOrSkip()(dict(img_path=osp.join(mixed_images['folder'], 'large.jpg')))['img']
+    assert img.shape[:2] == (2000, 3000)
+    out = SelectiveSearch(max_size=200, keep_img=True)(dict(img=img, ori_shape=(2000, 3000)))
+    b = out['proposals']
+    assert out['img'] is img and b.dtype == np.int32 and len(b) > 1
+    assert (b[:, :2] >= 0).all() and (b[:, 2:] >= 1).all()
+    assert (b[:, 0] + b[:, 2] <= 3000).all() and (b[:, 1] + b[:, 3] <= 2000).all()
+    assert b[:, 2].max() > 1000 and b[:, 3].max() > 1000  # original pixels, not the copy's
+    small = cv2.resize(img, (200, 133), interpolation=cv2.INTER_AREA)
+    sb = selective_search(small).astype(np.float64)
+    np.testing.assert_array_equal(b, scale_boxes_back(sb, (133, 200), (2000, 3000)))
+    # Each box covers its small-image box scaled by each axis' own factor (15 and 2000/133).
+    fx, fy = 3000 / 200, 2000 / 133
+    assert (b[:, 0] <= sb[:, 0] * fx).all() and (b[:, 1] <= sb[:, 1] * fy).all()
+    assert (b[:, 0] + b[:, 2] >= np.minimum((sb[:, 0] + sb[:, 2]) * fx, 3000) - 1e-6).all()
+    assert (b[:, 1] + b[:, 3] >= np.minimum((sb[:, 1] + sb[:, 3]) * fy, 2000) - 1e-6).all()
+    # The whole copy maps to the whole image, its last pixel to the image's last pixels.
+    np.testing.assert_array_equal(
+        scale_boxes_back(np.array([[0, 0, 200, 133], [199, 132, 1, 1]]), (133, 200), (2000, 3000)),
+        [[0, 0, 3000, 2000], [2985, 1984, 15, 16]])  # 132 * 2000 / 133 = 1984.96
+
+
+def test_boxes_in_the_decoded_size_after_an_earlier_resize(scenes):
+    """An image made smaller before the search: boxes still in the file's (ori_shape) pixels."""
+    img = cv2.imread(osp.join(scenes, 'images', '000000.jpg'))  # 96 x 128
+    half = cv2.resize(img, (64, 48), interpolation=cv2.INTER_AREA)
+    b = SelectiveSearch()(dict(img=half, ori_shape=(96, 128)))['proposals']
+    np.testing.assert_array_equal(b, scale_boxes_back(selective_search(half), (48, 64), (96, 128)))
+    assert (b[:, 0] + b[:, 2] <= 128).all() and (b[:, 1] + b[:, 3] <= 96).all()
 
 
 def test_recall_on_hand_made_case():

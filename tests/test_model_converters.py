@@ -9,10 +9,12 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+import yaml
 from mmengine.registry import DefaultScope
 
-from orl_plugin.checkpoint_convert import (CheckpointFormatError, DroppedObject, extract_backbone,
-                                           load_checkpoint_file, resnet_depth)
+from orl_plugin.checkpoint_convert import (CheckpointFormatError, DroppedObject, extract_backbone, load_checkpoint_file,
+                                           resnet_depth)
+from orl_plugin.cli import run_cli
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -24,6 +26,16 @@ def _load_tool(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _cli_error(tool, argv, capsys) -> str:
+    """Run a tool's command line; it must fail with one line on stderr and exit status 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(tool.main, argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count('\n') == 1 and err.startswith('error: '), err
+    return err
 
 
 convert_tool = _load_tool('convert_official_orl')
@@ -56,10 +68,12 @@ def orl_state():
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(osp.join(ROOT, 'configs/orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py'))
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        build = lambda: MODELS.build(cfg.model)  # noqa: E731
-        model = build()
-    return build, _randomize(model.state_dict(), 11)
+
+    def build():
+        with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope ran last
+            return MODELS.build(cfg.model)
+
+    return build, _randomize(build().state_dict(), 11)
 
 
 # this project's prefixes -> the official OpenSelfSup ORL names of the same modules
@@ -138,8 +152,7 @@ def test_convert_errors(tmp_path, capsys, orl_state):
     moco = OrderedDict(('encoder_q.' + k, v) for k, v in _resnet_sd(18, 0, width=8).items())
     src = str(tmp_path / 'moco.pth')
     torch.save(dict(state_dict=moco), src)
-    assert convert_tool.main([src, str(tmp_path / 'out.pth')]) == 1
-    err = capsys.readouterr().err
+    err = _cli_error(convert_tool, [src, str(tmp_path / 'out.pth')], capsys)
     assert "no backbone weights: expected keys starting with 'backbone.' or 'online_net.0.'" in err
     assert 'encoder_q.' in err and 'found prefixes' in err
     assert not osp.exists(tmp_path / 'out.pth')
@@ -188,6 +201,13 @@ def test_safe_loading(tmp_path):
     torch.save(dict(meta=dict(best=np.float64(0.5), hist=np.arange(3)), state_dict=sd), src)
     ckpt = load_checkpoint_file(src)
     assert ckpt['meta']['best'] == 0.5 and list(ckpt['meta']['hist']) == [0, 1, 2]
+    # ... and what the tools write from it is plain Python (loads without the allow-list)
+    published = torch.load(publish_tool.publish(src, str(tmp_path / 'pub.pth')), weights_only=True)
+    converted = str(tmp_path / 'conv.pth')
+    convert_tool.convert(src, converted, verify=False)  # a narrow ResNet (width 8)
+    for meta in (published['meta'], torch.load(converted, weights_only=True)['meta']['source_meta']):
+        assert type(meta['best']) is float
+    assert published['meta']['hist'] == [0, 1, 2]
 
     # anything else is refused, and nothing runs
     src = str(tmp_path / 'evil.pth')
@@ -286,6 +306,45 @@ def test_publish_unpatched_training_checkpoint(tmp_path):
     assert 'message_hub' not in pub and pub['state_dict'].keys() == sd.keys()
 
 
+def test_publish_prints_the_metafile_entry(tmp_path, capsys):
+    """The entry of the config that trained the checkpoint, with Weights and Results filled in;
+    pasted into a metafile, it is what mim's model index reads."""
+    from modelindex.load_model_index import load
+    sd = OrderedDict(('backbone.' + k, v) for k, v in _resnet_sd(18, 0, width=8).items())
+    src = str(tmp_path / 'epoch_30.pth')
+    torch.save(dict(state_dict=sd, meta=dict(
+        epoch=30, experiment_name='orl_resnet18_1xb16-coslr-30e_synthetic_20261202_010222')), src)
+    assert publish_tool.main([src, str(tmp_path / 'orl_r18.pth'), '--url-prefix', 'https://example.org/orl/',
+                              '--task', 'Object Detection', '--dataset', 'Synthetic scenes',
+                              '--metric', 'box AP=0.031', '--metric', 'box AP50=0.094']) == 0
+    out = capsys.readouterr().out
+    final = re.search(r'published: (\S+)', out).group(1)
+    header, text = out.split('metafile entry (paste it over the entry named '
+                             'orl_resnet18_1xb16-coslr-30e_synthetic in ', 1)
+    metafile, text = text.split('):\n', 1)
+    assert metafile == osp.join(ROOT, 'configs', 'orl', 'metafile.yml')
+    (entry, ) = yaml.safe_load(text)
+    assert entry['Name'] == 'orl_resnet18_1xb16-coslr-30e_synthetic' and entry['In Collection'] == 'ORL'
+    assert osp.isfile(osp.join(ROOT, entry['Config']))
+    assert entry['Weights'] == 'https://example.org/orl/' + osp.basename(final)
+    assert entry['Results'] == [dict(Task='Object Detection', Dataset='Synthetic scenes',
+                                     Metrics={'box AP': 0.031, 'box AP50': 0.094})]
+
+    (tmp_path / 'configs').mkdir()
+    (tmp_path / 'configs' / 'metafile.yml').write_text(
+        'Collections:\n  - Name: ORL\nModels:\n' + text)
+    (tmp_path / 'model-index.yml').write_text('Import:\n  - configs/metafile.yml\n')
+    (model, ) = load(str(tmp_path / 'model-index.yml')).models
+    assert model.weights == entry['Weights'] and model.results[0].metrics['box AP'] == 0.031
+
+    # a model the metafiles do not list, and a metric without its task
+    with pytest.raises(ValueError, match="lists a model named 'nope'"):
+        publish_tool.main([src, str(tmp_path / 'x.pth'), '--config', 'nope'])
+    with pytest.raises(ValueError, match='--metric needs --task and --dataset'):
+        publish_tool.main([src, str(tmp_path / 'x.pth'), '--metric', 'box AP=1'])
+    assert not list(tmp_path.glob('x*.pth'))  # nothing published
+
+
 def _expected_d2_names(depth):
     """detectron2's ResNet parameter/buffer names (stem, res2..res5), written out independently."""
     block, stages = {18: ('basic', (2, 2, 2, 2)), 50: ('bottleneck', (3, 4, 6, 3))}[depth]
@@ -342,14 +401,13 @@ def test_export_detectron2_errors(tmp_path, capsys):
     sd = OrderedDict(('backbone.' + k, v) for k, v in _resnet_sd(18, 0, width=8).items())
     src = str(tmp_path / 'ckpt.pth')
     torch.save(dict(state_dict=sd), src)
-    assert export_tool.main([src, str(tmp_path / 'o.pkl'), '--prefix', 'target_net.module.0.']) == 1
-    err = capsys.readouterr().err
+    err = _cli_error(export_tool, [src, str(tmp_path / 'o.pkl'), '--prefix', 'target_net.module.0.'],
+                     capsys)
     assert "no keys start with 'target_net.module.0.'" in err and 'backbone.' in err
     assert not osp.exists(tmp_path / 'o.pkl')
 
     torch.save(dict(state_dict={'head.fc.weight': torch.rand(2, 2)}), src)
-    assert export_tool.main([src, str(tmp_path / 'o.pkl')]) == 1
-    assert 'no backbone weights' in capsys.readouterr().err
+    assert 'no backbone weights' in _cli_error(export_tool, [src, str(tmp_path / 'o.pkl')], capsys)
 
 
 def test_resnet_depth_and_extract():

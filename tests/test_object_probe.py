@@ -144,5 +144,5 @@ def test_probe_cli_scores_checkpoints(tmp_path, capsys):
 
     bad = str(tmp_path / 'bad.pth')
     torch.save(dict(state_dict={'backbone.conv1.weight': net.conv1.weight.detach()}), bad)
-    with pytest.raises(SystemExit, match='bad.pth'):
+    with pytest.raises(ValueError, match='bad.pth'):  # orl_plugin.cli.InputError
         tool['main']([cfg, bad, '--data-root', root])

@@ -299,7 +299,7 @@ def test_corrupt_image_is_redrawn(scene, tmp_path):
     root = tmp_path / 'scene'
     shutil.copytree(scene['root'], root)
     (root / 'images' / scene['names'][2]).write_bytes(b'not an image' * 10)
-    ds = _dataset(dict(scene, root=str(root)))
+    ds = _dataset(dict(scene, root=str(root)), max_bad_fraction=None)
     bad = [k for k in range(len(ds))
            if ds.get_data_info(k)['store_idx'] == 2][0]
     np.random.seed(0)
@@ -308,4 +308,24 @@ def test_corrupt_image_is_redrawn(scene, tmp_path):
         meta = out['data_samples'].metainfo
         # re-drawn: neither the query nor the neighbour is the bad image
         assert meta['store_idx'] != 2 and meta['knn_store_idx'] != 2
-    assert str(root / 'images' / scene['names'][2]) in ds._bad_images
+    assert ds.bad_images.bad_indices().tolist() == [2]
+    assert ds.bad_images.kind(2) == 'undecodable'
+
+
+def test_each_sample_decodes_its_two_images_once(scene, monkeypatch):
+    """Both images are decoded once per sample; the four RoI patches are cut from those arrays."""
+    from orl_plugin.datasets.transforms import loading
+    decoded = []
+    real = loading.decode_image
+
+    def counting(content, img_path='<bytes>', **kwargs):
+        decoded.append(osp.basename(img_path))
+        return real(content, img_path, **kwargs)
+
+    monkeypatch.setattr(loading, 'decode_image', counting)
+    ds = _dataset(scene)
+    np.random.seed(0)
+    for k in range(len(ds)):
+        decoded.clear()
+        meta = ds[k]['data_samples'].metainfo
+        assert decoded == [osp.basename(meta['img_path']), osp.basename(meta['knn_img_path'])]

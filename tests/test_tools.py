@@ -126,3 +126,6 @@ def test_test_args_to_config(monkeypatch):
                                                         'test_dataloader.batch_size=2'],
                                                  monkeypatch))
     assert out.load_from == 'stage1.pth' and out.test_dataloader.batch_size == 2
+    # `mim test` insists on a checkpoint: "none" stands for none (as in tools/dist_test.sh)
+    out = test.merge_args(Config(dict()), _parse(test, ['c.py', 'none'], monkeypatch))
+    assert out.get('load_from') is None

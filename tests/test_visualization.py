@@ -63,7 +63,7 @@ def scenes(tmp_path_factory):
     return str(root), ann, data
 
 
-def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch):
+def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch, capsys):
     root, ann, data = scenes
     img_root = osp.join(root, 'images')
     names = [im['file_name'] for im in data['images']]
@@ -108,8 +108,9 @@ def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch):
     # an official selective-search JSON alone cannot be drawn without an image list
     monkeypatch.setattr(sys, 'argv', [DRAW_PROPOSALS, ss_json, '--img-root', img_root,
                                       '--index', '0', '--out', str(out / 'x')])
-    with pytest.raises(SystemExit, match='has no image list'):
+    with pytest.raises(SystemExit) as exit_info:  # one line, status 2 (orl_plugin.cli)
         runpy.run_path(DRAW_PROPOSALS, run_name='__main__')
+    assert exit_info.value.code == 2 and 'has no image list' in capsys.readouterr().err
 
 
 def test_save_image_is_png(tmp_path):

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import Any, List, Optional
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from orl_plugin.cli import InputError, run_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -83,7 +84,7 @@ def set_pretrained(cfg: Config, checkpoint: str) -> List[str]:
     """
     found = pretrained_init_cfgs(cfg.model)
     if not found:
-        raise ValueError(f'{cfg.filename}: the model has no init_cfg of type "Pretrained" to point '
+        raise InputError(f'{cfg.filename}: the model has no init_cfg of type "Pretrained" to point '
                          'at the checkpoint; set one, or use load_from / --cfg-options')
     if checkpoint.lower() == 'none':
         _drop_pretrained(cfg.model)
@@ -132,8 +133,8 @@ def build_cfg(args: argparse.Namespace) -> Config:
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise RuntimeError(f'{args.config}: --auto-scale-lr needs "auto_scale_lr" with '
-                               '"base_batch_size" in the config')
+            raise InputError(f'{args.config}: --auto-scale-lr needs "auto_scale_lr" with '
+                             '"base_batch_size" in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume = True
@@ -156,4 +157,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -6,9 +6,8 @@
     python tools/pipeline.py coco --launcher slurm --partition PART --gpus 16
     python tools/pipeline.py my_configs/ --from 2c         # a directory with stage1.py ... stage3.py
 """
-import sys
-
+from orl_plugin.cli import run_cli
 from orl_plugin.pipeline import main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

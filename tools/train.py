@@ -1,19 +1,25 @@
 # Copyright (c) orl-plugin contributors. OpenMMLab-style training entry point.
 """Train with an mmengine Runner: ``python tools/train.py CONFIG [options]``.
 
-The plugin is loaded through the config's ``custom_imports`` (``orl_plugin``), like
-any OpenMMLab project; this script imports nothing from it.
+The plugin's components are loaded through the config's ``custom_imports``
+(``orl_plugin``), like any OpenMMLab project (the configs must say so: ``mim train
+mmpretrain`` and mmdet's own tools read them too). This script uses only the plugin's
+command-line error policy (``orl_plugin.cli``: a known error is one line, exit status 2,
+``--debug`` for the traceback).
 """
 import argparse
 import os
 import os.path as osp
+from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from orl_plugin.cli import InputError, run_cli
 
-def parse_args() -> argparse.Namespace:
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -40,7 +46,7 @@ def parse_args() -> argparse.Namespace:
         help='job launcher')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -59,7 +65,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if optim_wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
-            raise ValueError('--amp is only supported with OptimWrapper or AmpOptimWrapper, '
+            raise InputError('--amp is only supported with OptimWrapper or AmpOptimWrapper, '
                              f'but the config uses {optim_wrapper!r}')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -77,8 +83,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
 
@@ -87,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

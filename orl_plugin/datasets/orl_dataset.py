@@ -1,17 +1,21 @@
 """Stage-3 data set of ORL: images plus their mined RoI correspondences."""
 import copy
 import logging
+import math
 import os.path as osp
 from typing import Callable, List, Optional, Sequence, Union
 
-import mmcv
 import numpy as np
-from mmengine import fileio
 from mmengine.dataset import BaseDataset
+from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 
 from mmpretrain.registry import DATASETS
 from ..store import MiningStore, StoreHandle, check_image_list
+from .bad_images import BadImageTally
+from .transforms.box_ops import clip_boxes_xywh, warn_dropped_boxes
+from .transforms.loading import BadImageError, LoadImageOrSkip
+from .transforms.roi_crop import BoxOutsideImageError
 
 
 @DATASETS.register_module()
@@ -26,11 +30,18 @@ class ORLDataset(BaseDataset):
     2. an intra box, uniformly among the kept boxes of ``i``;
     3. an inter pair, uniformly among ``pairs(i, j)``.
 
-    Both images are loaded here (so a corrupt file makes :meth:`prepare_data`
-    return ``None`` and mmengine's ``BaseDataset`` re-draws another sample, up
-    to ``max_refetch`` times); the pipeline (``BoxJitter``, ``ORLViews``,
-    ``PackInputs``) builds the views. Results keys given to the pipeline:
-    ``img``, ``knn_img`` (uint8 HWC, BGR for the cv2 backend), ``img_path``,
+    Both images are decoded here by ``LoadImageOrSkip`` (the package's one
+    decoder: PIL, EXIF orientation ignored, so official box files fit). An
+    unreadable image makes :meth:`prepare_data` return ``None``, mmengine's
+    ``BaseDataset`` draws another sample, and the file is named once in the
+    log and counted; the run stops with an error naming them when they pass
+    ``max_bad_fraction`` (see :class:`BadImageTally`). Stored boxes partly
+    outside their image are clipped to it; those wholly outside or of zero
+    area are not drawn, and counted (``num_dropped_boxes``, this process)
+    with a warning naming the image; a sample left with no box or pair is
+    drawn again. The pipeline (``BoxJitter``, ``ORLViews``, ``PackInputs``)
+    builds the views. Results keys given to the pipeline:
+    ``img``, ``knn_img`` (uint8 HWC BGR), ``img_path``,
     ``knn_img_path``, ``store_idx``, ``knn_store_idx``, ``knn_slot``,
     ``intra_bbox`` (int64 ``[x, y, w, h]``) and ``inter_bbox_pair``
     (int64, 8: query box then neighbour box, ``xywh``).
@@ -51,9 +62,10 @@ class ORLDataset(BaseDataset):
         num_neighbours (int, optional): Only draw from the first (nearest)
             ``num_neighbours`` slots, like the official ``topk_knn_image``.
             Defaults to all stored neighbours.
-        color_type (str): ``mmcv.imfrombytes`` flag. Defaults to 'color'.
-        imdecode_backend (str): Defaults to 'cv2' (as ``LoadImageFromFile``).
-        backend_args (dict, optional): mmengine file backend arguments.
+        color_type, imdecode_backend, ignore_orientation, backend_args: As
+            ``LoadImageOrSkip`` (defaults: colour, PIL, orientation ignored).
+        max_bad_fraction (float, optional): Share of unreadable images above
+            which training stops (default 0.01); ``None``: never.
         pipeline, test_mode, lazy_init, max_refetch, serialize_data,
         metainfo: As mmengine's ``BaseDataset``.
     """
@@ -66,8 +78,10 @@ class ORLDataset(BaseDataset):
                  image_list: Optional[dict] = None,
                  num_neighbours: Optional[int] = None,
                  color_type: str = 'color',
-                 imdecode_backend: str = 'cv2',
+                 imdecode_backend: str = 'pillow',
+                 ignore_orientation: bool = True,
                  backend_args: Optional[dict] = None,
+                 max_bad_fraction: Optional[float] = 0.01,
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  metainfo: Optional[dict] = None,
                  test_mode: bool = False,
@@ -85,13 +99,18 @@ class ORLDataset(BaseDataset):
                 data_prefix=data_prefix)
         self.image_list_cfg = copy.deepcopy(image_list)
         self.num_neighbours = num_neighbours
-        self.color_type = color_type
-        self.imdecode_backend = imdecode_backend
-        self.backend_args = backend_args
+        self.loader = LoadImageOrSkip(
+            color_type=color_type,
+            imdecode_backend=imdecode_backend,
+            ignore_orientation=ignore_orientation,
+            backend_args=backend_args)
+        self.max_bad_fraction = max_bad_fraction
+        self.bad_images: Optional[BadImageTally] = None
+        self.num_dropped_boxes = 0
+        self._warned_boxes: set = set()
         self.num_excluded = 0
         self._store = StoreHandle(correspondence_file, kind='correspondence')
         self._img_paths = np.zeros(0, dtype='S1')
-        self._bad_images: set = set()
         # The image list and the store resolve their own paths, so the base
         # class gets no ann_file / data_root to join.
         super().__init__(
@@ -191,30 +210,55 @@ class ORLDataset(BaseDataset):
         return data_list
 
     # ------------------------------------------------------------------ sampling
-    def _load_image(self, path: str) -> Optional[np.ndarray]:
-        """Read an image; ``None`` (logged once per file) when it cannot be
-        read or decoded."""
-        error = 'decoder returned nothing'
-        img = None
+    def full_init(self) -> None:
+        """Load and check the data list; then make the bad-image tally its workers share."""
+        if self._fully_initialized:
+            return
+        super().full_init()
+        _, world_size = get_dist_info()
+        self.bad_images = BadImageTally(
+            type(self).__name__, len(self._img_paths), self.max_bad_fraction,
+            per_epoch=math.ceil(len(self) / world_size))
+
+    def _img_path(self, position: int) -> str:
+        return bytes(self._img_paths[position]).decode('utf-8')
+
+    def _load_image(self, position: int) -> Optional[np.ndarray]:
+        """Decode image ``position`` of the image list; ``None`` (counted, and
+        named once in the log) when it cannot be read."""
         try:
-            img_bytes = fileio.get(path, backend_args=self.backend_args)
-            img = mmcv.imfrombytes(
-                img_bytes, flag=self.color_type, backend=self.imdecode_backend)
-        except Exception as e:  # any unreadable file is re-drawn, not fatal
-            error = f'{type(e).__name__}: {e}'
-        if img is None:
-            if path not in self._bad_images:
-                self._bad_images.add(path)
-                print_log(
-                    f'ORLDataset: cannot read image {path} ({error}); '
-                    'drawing another sample',
-                    logger='current',
-                    level=logging.WARNING)
+            img = self.loader(dict(img_path=self._img_path(position)))['img']
+        except BadImageError as e:
+            self.bad_images.mark_bad(position, e, self._img_path)
+            return None
+        self.bad_images.mark_ok(position)
         return img
+
+    def _fit_boxes(self, position: int, boxes: np.ndarray, shape: tuple,
+                   pairs: np.ndarray, knn_shape: tuple) -> tuple:
+        """Clip the boxes of the query image and the pair boxes to their
+        images; drop (count, warn once per image) those with no pixel in it.
+        """
+        (h, w), (kh, kw) = shape[:2], knn_shape[:2]
+        boxes, ok = clip_boxes_xywh(boxes, w, h)
+        query, ok_q = clip_boxes_xywh(pairs[:, :4], w, h)
+        other, ok_n = clip_boxes_xywh(pairs[:, 4:], kw, kh)
+        ok_pairs = ok_q & ok_n
+        dropped = int((~ok).sum() + (~ok_pairs).sum())
+        if dropped:
+            self.num_dropped_boxes += dropped
+            if position not in self._warned_boxes:
+                self._warned_boxes.add(position)
+                warn_dropped_boxes(
+                    type(self).__name__, self._img_path(position), dropped,
+                    len(boxes) + len(pairs), w, h, self.num_dropped_boxes,
+                    what='kept boxes and RoI pairs')
+        return boxes[ok], np.concatenate([query, other], axis=1)[ok_pairs]
 
     def prepare_data(self, idx: int) -> Optional[dict]:
         """Draw the neighbour, intra box and inter pair of sample ``idx``,
-        load both images and run the pipeline (``None`` if an image is bad).
+        load both images and run the pipeline (``None``, i.e. another sample,
+        if an image is unreadable or no stored box fits it).
         """
         info = self.get_data_info(idx)
         store = self._get_store()
@@ -225,27 +269,37 @@ class ORLDataset(BaseDataset):
             pair_lists = pair_lists[:self.num_neighbours]
         slots = [j for j, p in enumerate(pair_lists) if len(p)]
         j = slots[np.random.randint(len(slots))]
-        boxes = store.boxes(i)
-        intra_bbox = boxes[np.random.randint(len(boxes))].astype(np.int64)
-        pairs = pair_lists[j]
-        pair = pairs[np.random.randint(len(pairs))].astype(np.int64)
         n = int(knn[j])
-        knn_path = bytes(self._img_paths[n]).decode('utf-8')
 
-        img = self._load_image(info['img_path'])
+        img = self._load_image(i)
         if img is None:
             return None
-        knn_img = self._load_image(knn_path)
+        knn_img = self._load_image(n)
         if knn_img is None:
             return None
+        boxes, pairs = self._fit_boxes(
+            i, store.boxes(i), img.shape,
+            np.asarray(pair_lists[j]).reshape(-1, 8), knn_img.shape)
+        if not len(boxes) or not len(pairs):
+            return None
+        intra_bbox = boxes[np.random.randint(len(boxes))]
+        pair = pairs[np.random.randint(len(pairs))]
         info.update(
             img=img,
             img_shape=img.shape[:2],
             ori_shape=img.shape[:2],
             knn_img=knn_img,
-            knn_img_path=knn_path,
+            knn_img_path=self._img_path(n),
             knn_store_idx=n,
             knn_slot=j,
             intra_bbox=intra_bbox,
             inter_bbox_pair=pair)
-        return self.pipeline(info)
+        try:
+            return self.pipeline(info)
+        except BoxOutsideImageError as e:
+            # Only reachable with a pipeline that makes its own boxes: the
+            # stored ones were fitted above.
+            self.num_dropped_boxes += 1
+            print_log(f'{type(self).__name__}: {e}; drawing another sample',
+                      logger='current', level=logging.WARNING)
+            return None

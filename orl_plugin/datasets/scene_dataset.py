@@ -11,6 +11,8 @@ from mmengine.logging import MMLogger
 from mmengine.utils import is_abs
 
 from mmpretrain.registry import DATASETS
+from .bad_images import BadImageTally
+from .transforms.loading import BadImageError
 
 from ..store import IMG_EXTENSIONS  # one rule for "is an image file"
 
@@ -42,6 +44,13 @@ class SceneImageDataset(BaseDataset):
     source position) and the dataset gets shorter, so its indices no longer match position-based
     mining files made from the full list (``position`` keeps the original one).
 
+    Unreadable images in training (``LoadImageOrSkip`` in the pipeline raises ``BadImageError`` for
+    missing, empty, truncated or corrupt files): the sample is replaced by another random one
+    (mmengine's re-draw), the file is named once in a warning with its reason and counted, and the
+    run stops with an error naming them when they are more than ``max_bad_fraction`` of the images
+    (see :class:`~orl_plugin.datasets.bad_images.BadImageTally`, shared by the loader workers). In
+    test mode (the mining steps) the error goes to the caller, which records the image as skipped.
+
     Args:
         ann_file: COCO-format JSON path(s), relative to ``data_root`` unless absolute; ``''`` for a folder.
         data_root: root joined to relative ``ann_file`` and ``data_prefix`` paths.
@@ -49,6 +58,8 @@ class SceneImageDataset(BaseDataset):
         metainfo: ``dict(classes=...)`` to fix the class order (categories are matched by name);
             default: the JSON categories sorted by id.
         check_files: check at init that every image exists, skipping (and counting) missing ones.
+        max_bad_fraction: in training, the share of unreadable images above which the run stops
+            (default 0.01); ``None``: never stop.
         backend_args: mmengine file backend arguments for reading JSONs and listing folders.
         **kwargs: the other :class:`mmengine.dataset.BaseDataset` arguments (``pipeline``,
             ``test_mode``, ``lazy_init``, ``indices``, ``serialize_data``, ...).
@@ -64,6 +75,7 @@ class SceneImageDataset(BaseDataset):
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  check_files: bool = False,
                  backend_args: Optional[dict] = None,
+                 max_bad_fraction: Optional[float] = 0.01,
                  **kwargs: Any) -> None:
         if isinstance(ann_file, (list, tuple)):
             ann_files = [str(a) for a in ann_file]
@@ -88,6 +100,8 @@ class SceneImageDataset(BaseDataset):
         self.check_files = check_files
         self.backend_args = copy.deepcopy(backend_args)
         self.skipped: List[dict] = []
+        self.max_bad_fraction = max_bad_fraction
+        self.bad_images: Optional[BadImageTally] = None
         self._user_classes = metainfo is not None and 'classes' in metainfo
         super().__init__(ann_file=ann_file if isinstance(ann_file, str) else list(ann_files),
                          data_root=data_root,
@@ -252,11 +266,29 @@ class SceneImageDataset(BaseDataset):
 
     # -- access -----------------------------------------------------------------------------------
 
+    def full_init(self) -> None:
+        """Load the image list; in training also make the bad-image tally its workers share."""
+        if self._fully_initialized:
+            return
+        super().full_init()
+        if not self.test_mode:
+            self.bad_images = BadImageTally(type(self).__name__, len(self), self.max_bad_fraction)
+
+    def _img_path(self, idx: int) -> str:
+        return self.get_data_info(idx)['img_path']
+
     def prepare_data(self, idx: int) -> Any:
-        """Run the pipeline; a missing image file raises an error that says where it comes from."""
+        """Run the pipeline. In training an unreadable image gives ``None`` (mmengine then draws
+        another sample) and is counted; a missing file under mmcv's loader raises an error that
+        says where it comes from."""
         data_info = self.get_data_info(idx)
         try:
-            return self.pipeline(data_info)
+            results = self.pipeline(data_info)
+        except BadImageError as e:
+            if self.bad_images is None:
+                raise
+            self.bad_images.mark_bad(idx, e, self._img_path)
+            return None
         except FileNotFoundError as e:
             if exists(data_info['img_path'], backend_args=self.backend_args):
                 raise
@@ -264,6 +296,9 @@ class SceneImageDataset(BaseDataset):
                 f'image file not found: {data_info["img_path"]} (dataset index {data_info["sample_idx"]}, '
                 f'position {data_info["position"]}, file_name {data_info["file_name"]!r}, from '
                 f'{data_info["source"]})') from e
+        if self.bad_images is not None:
+            self.bad_images.mark_ok(idx)
+        return results
 
     def get_cat_ids(self, idx: int) -> List[int]:
         """Labels present in image ``idx`` (for ``ClassBalancedDataset``); empty without annotations."""

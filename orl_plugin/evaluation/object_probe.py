@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
-import mmcv
 import numpy as np
 import torch
 
 from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
+from orl_plugin.datasets.transforms.loading import read_image
 from orl_plugin.models.roi_feature import RoIFeature
 
 
@@ -43,9 +43,7 @@ def object_crops(data_list: Sequence[dict],
         keep = (xywh[:, 2] >= min_side) & (xywh[:, 3] >= min_side)
         if not keep.any():
             continue
-        img = mmcv.imread(info['img_path'])
-        if img is None:
-            raise FileNotFoundError(f'object probe: cannot read image {info["img_path"]}')
+        img = read_image(info['img_path'])  # the training decoder: GT boxes fit its orientation
         crops.append(crop_boxes(img, xywh[keep].astype(np.int64), size))
         labels.append(np.asarray(info['gt_labels'], np.int64).reshape(-1)[keep])
         total += int(keep.sum())

@@ -55,7 +55,7 @@ def make_view_pairs(img_paths: Sequence[str],
     if len(view_pipelines) != 2:
         raise ValueError(f'view retrieval needs two view pipelines, got {len(view_pipelines)}')
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        pipes = [Compose([dict(type='LoadImageFromFile'), *p]) for p in view_pipelines]
+        pipes = [Compose([dict(type='LoadImageOrSkip'), *p]) for p in view_pipelines]
     views: List[List[np.ndarray]] = [[], []]
     with _seeded(seed):
         for path in img_paths:

@@ -36,8 +36,9 @@ PRESETS: Dict[str, Dict[str, str]] = {
 
 
 def repo_root() -> str:
-    """The checkout this package lives in (configs/ and tools/ are found relative to it)."""
-    return osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    """Where configs/ and tools/ are: the checkout, or a wheel install's ``orl_plugin/.mim``."""
+    from ..mim_files import files_root
+    return files_root()
 
 
 def resolve_configs(preset_or_dir: str, root: Optional[str] = None) -> Tuple[str, Dict[str, str]]:

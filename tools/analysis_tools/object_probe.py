@@ -21,9 +21,10 @@ from typing import List, Optional
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-
 from mmpretrain.registry import MODELS
+
 from orl_plugin.checkpoint_convert import extract_backbone, get_state_dict, load_checkpoint_file
+from orl_plugin.cli import InputError, run_cli
 from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
 from orl_plugin.store import atomic_write_json
@@ -73,7 +74,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 _, tensors = extract_backbone(get_state_dict(load_checkpoint_file(ckpt), ckpt), ckpt)
                 missing, unexpected = backbone.load_state_dict(tensors, strict=False)
                 if missing:
-                    raise SystemExit(f'{ckpt}: backbone weights missing for {len(missing)} tensors, '
+                    raise InputError(f'{ckpt}: backbone weights missing for {len(missing)} tensors, '
                                      f'e.g. {missing[:3]}; does --config match the checkpoint?')
             model = _Encoder(backbone, MODELS.build(pre_cfg))
             res = object_knn_probe(model, *splits, k=args.k)
@@ -93,4 +94,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from orl_plugin.cli import run_cli
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 
 
@@ -49,4 +50,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -11,22 +11,24 @@ for KNN / correspondence files ``--images`` is checked against the file's own li
 import argparse
 import os.path as osp
 import time
+from typing import List, Optional
 
+from orl_plugin.cli import run_cli
 from orl_plugin.store import KINDS, MiningStore
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('input', help='official ORL .json file')
     p.add_argument('output', help='store directory to write (e.g. data/coco/orl/knn.orlstore)')
     p.add_argument('--images', nargs='+', default=None,
                    help='COCO-format annotation JSON(s) or an image folder giving the image list')
     p.add_argument('--kind', choices=KINDS, default=None, help='expected kind (default: detect)')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
     t0 = time.time()
     store = MiningStore.open(args.input, kind=args.kind, images=args.images, verbose=True)
     t1 = time.time()
@@ -42,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -8,21 +8,23 @@ back to a store lossless. ``--official-only`` writes the official keys only.
 """
 import argparse
 import time
+from typing import List, Optional
 
+from orl_plugin.cli import run_cli
 from orl_plugin.store import MiningStore, write_official_json
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('input', help='store directory (*.orlstore)')
     p.add_argument('output', help='.json file to write')
     p.add_argument('--official-only', action='store_true',
                    help='omit the extra "orl_plugin" / selective-search "images" keys')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
     t0 = time.time()
     store = MiningStore.open(args.input)
     print(f'writing {store!r} as official JSON ...', flush=True)
@@ -32,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -77,6 +77,10 @@ if ! "$PY" -c 'import cv2; cv2.ximgproc.segmentation.createSelectiveSearchSegmen
   "${PIP[@]}" install --no-deps --force-reinstall "opencv-contrib-python-headless==${OPENCV_VERSION}"
 fi
 
+step "show the editable install to mim (configs, tools, model index: orl_plugin/.mim)"
+# mim looks for <site-packages>/orl-plugin; a PEP 660 editable install has no such folder.
+"$PY" -m orl_plugin.mim_files
+
 step "verify the environment"
 "$PY" - <<'PYEOF'
 import torch

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
-import sys
 from collections import OrderedDict
 from typing import Optional
 
-from orl_plugin.checkpoint_convert import (CheckpointFormatError, atomic_torch_save,
-                                           convert_state_dict, extract_backbone, get_state_dict,
+from orl_plugin.checkpoint_convert import (atomic_torch_save, convert_state_dict, extract_backbone, get_state_dict,
                                            key_prefixes, load_checkpoint_file, verify_resnet)
+from orl_plugin.cli import InputError, run_cli
 
 
 def convert(in_file: str, out_file: Optional[str] = None, backbone_out: Optional[str] = None,
@@ -39,7 +38,7 @@ def convert(in_file: str, out_file: Optional[str] = None, backbone_out: Optional
         A summary: backbone source prefix, ResNet depth (when verified), key counts, dropped keys.
     """
     if out_file is None and backbone_out is None:
-        raise ValueError('nothing to write: give out_file and/or backbone_out')
+        raise InputError('nothing to write: give out_file and/or --backbone-out')
     ckpt = load_checkpoint_file(in_file)
     sd = get_state_dict(ckpt, in_file)
     converted, dropped = convert_state_dict(sd, in_file)
@@ -78,12 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        summary = convert(args.in_file, args.out_file, args.backbone_out, args.bare_keys,
-                          verify=not args.no_verify)
-    except (CheckpointFormatError, FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    summary = convert(args.in_file, args.out_file, args.backbone_out, args.bare_keys,
+                      verify=not args.no_verify)
     depth = f'ResNet-{summary["depth"]}' if summary['depth'] else 'backbone (not verified)'
     print(f'{depth} from "{summary["backbone_prefix"]}": {summary["num_backbone"]} backbone '
           f'tensors, {summary["num_converted"]} in total ({", ".join(summary["groups"])})')
@@ -96,4 +91,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -28,7 +28,6 @@ import argparse
 import os
 import os.path as osp
 import pickle
-import sys
 import tempfile
 from collections import OrderedDict
 from typing import Dict, Optional, Tuple
@@ -36,8 +35,9 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from orl_plugin.checkpoint_convert import (CheckpointFormatError, extract_backbone, get_state_dict,
-                                           key_prefixes, load_checkpoint_file, resnet_depth)
+from orl_plugin.checkpoint_convert import (CheckpointFormatError, extract_backbone, get_state_dict, key_prefixes,
+                                           load_checkpoint_file, resnet_depth)
+from orl_plugin.cli import run_cli
 
 # Keys of a ResNet state_dict that detectron2's backbone does not have.
 _SKIP_SUFFIXES = ('num_batches_tracked', )
@@ -116,11 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        summary = export(args.in_file, args.out_file, args.prefix, args.author)
-    except (CheckpointFormatError, FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    summary = export(args.in_file, args.out_file, args.prefix, args.author)
     print(f'ResNet-{summary["depth"]} from "{summary["prefix"]}": {summary["num_keys"]} arrays '
           f'-> {args.out_file}')
     print(f'detectron2 config: MODEL.WEIGHTS={args.out_file} MODEL.RESNETS.DEPTH={summary["depth"]} '
@@ -131,4 +127,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

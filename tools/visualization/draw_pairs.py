@@ -8,14 +8,15 @@ Pair ``p`` gets the same colour in both images and a line joins the two boxes.
 """
 import argparse
 import os.path as osp
+from typing import List, Optional
 
-import mmcv
-
+from orl_plugin.cli import InputError, run_cli
+from orl_plugin.datasets.transforms.loading import read_image
 from orl_plugin.store import MiningStore
 from orl_plugin.visualization.drawing import draw_pairs, find_image, save_image
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('store', help='correspondence store (*.orlstore) or official JSON')
     p.add_argument('--images', nargs='+', default=None,
@@ -28,23 +29,23 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--out', required=True, help='output folder for the PNGs')
     p.add_argument('--max-pairs', type=int, default=None)
     p.add_argument('--show-boxes', action='store_true', help='draw all kept boxes in grey')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
     store = MiningStore.open(args.store, kind='correspondence',
                              images=args.images if args.store.endswith('.json') else None)
     roots = args.img_root or [p for p in (args.images or []) if osp.isdir(p)] or ['']
     for i in args.index:
         if not 0 <= i < store.num_images:
-            raise SystemExit(f'--index {i} out of range [0, {store.num_images})')
-        q_img = mmcv.imread(find_image(store.file_name(i), roots))
+            raise InputError(f'--index {i} out of range [0, {store.num_images})')
+        q_img = read_image(find_image(store.file_name(i), roots))
         for j in args.neighbour:
             if not 0 <= j < store.num_neighbours:
-                raise SystemExit(f'--neighbour {j} out of range [0, {store.num_neighbours})')
+                raise InputError(f'--neighbour {j} out of range [0, {store.num_neighbours})')
             nb = int(store.knn(i)[j])
-            n_img = mmcv.imread(find_image(store.file_name(nb), roots))
+            n_img = read_image(find_image(store.file_name(nb), roots))
             vis = draw_pairs(
                 q_img, n_img, store.pairs(i, j),
                 query_boxes=store.boxes(i) if args.show_boxes else None,
@@ -55,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -11,15 +11,15 @@ the ``--images`` annotation file(s).
 """
 import argparse
 import os.path as osp
+from typing import List, Optional
 
-import mmcv
-
+from orl_plugin.cli import InputError, run_cli
+from orl_plugin.datasets.transforms.loading import read_image
 from orl_plugin.store import MiningStore, load_image_list
-from orl_plugin.visualization.drawing import (draw_proposals, find_image, load_gt_boxes,
-                                              save_image)
+from orl_plugin.visualization.drawing import draw_proposals, find_image, load_gt_boxes, save_image
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('store', help='selective-search or correspondence store / official JSON')
     p.add_argument('--filtered', default=None,
@@ -32,7 +32,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--out', required=True, help='output folder for the PNGs')
     p.add_argument('--max-raw', type=int, default=None, help='draw only the first N raw boxes')
     p.add_argument('--gt', action='store_true', help='also draw ground truth from --images')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def open_with_images(path: str, images):
@@ -41,8 +41,8 @@ def open_with_images(path: str, images):
     return MiningStore.open(path)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
     main_store = open_with_images(args.store, args.images)
     raw = filtered = None
     if main_store.kind == 'selective_search':
@@ -50,14 +50,14 @@ def main() -> None:
     elif main_store.kind == 'correspondence':
         filtered = main_store
     else:
-        raise SystemExit(f'{args.store}: a {main_store.kind} store has no boxes to draw')
+        raise InputError(f'{args.store}: a {main_store.kind} store has no boxes to draw')
     if args.filtered:
         filtered = open_with_images(args.filtered, args.images)
         if filtered.kind != 'correspondence':
-            raise SystemExit(f'--filtered {args.filtered}: expected a correspondence store, got '
+            raise InputError(f'--filtered {args.filtered}: expected a correspondence store, got '
                              f'{filtered.kind}')
         if filtered.num_images != main_store.num_images:
-            raise SystemExit(f'{args.store} has {main_store.num_images} images but --filtered '
+            raise InputError(f'{args.store} has {main_store.num_images} images but --filtered '
                              f'{args.filtered} has {filtered.num_images}')
     # the image list: from a store that has one, else from --images
     listed = next((s for s in (raw, filtered) if s is not None and s.has_image_list), None)
@@ -67,14 +67,14 @@ def main() -> None:
     elif args.images:
         names, ids = load_image_list(args.images)
     else:
-        raise SystemExit(f'{args.store} has no image list; pass --images ANN_JSON_OR_FOLDER')
+        raise InputError(f'{args.store} has no image list; pass --images ANN_JSON_OR_FOLDER')
     roots = args.img_root or [p for p in (args.images or []) if osp.isdir(p)] or ['']
     gt = load_gt_boxes([p for p in args.images if p.endswith('.json')]) \
         if args.gt and args.images else {}
     for i in args.index:
         if not 0 <= i < main_store.num_images:
-            raise SystemExit(f'--index {i} out of range [0, {main_store.num_images})')
-        img = mmcv.imread(find_image(names[i], roots))
+            raise InputError(f'--index {i} out of range [0, {main_store.num_images})')
+        img = read_image(find_image(names[i], roots))
         vis = draw_proposals(
             img, raw_boxes=raw.boxes(i) if raw is not None else None,
             filtered_boxes=filtered.boxes(i) if filtered is not None else None,
@@ -85,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -5,6 +5,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmpretrain.registry import TRANSFORMS
+from .box_ops import fit_boxes, image_shape
 
 
 def _max_iou_xywh(kept: np.ndarray, box: np.ndarray) -> float:
@@ -97,6 +98,13 @@ class FilterBoxes(BaseTransform):
     there are no proposals, ``img`` or ``img_shape`` (for the whole-image
     box). Added key: ``kept_boxes`` (``(K, 4)`` int64 ``xywh``).
 
+    With the image (or its shape) at hand the proposals are first fitted to
+    it: a box partly outside is clipped, one wholly outside or of zero area is
+    dropped, counted (``num_dropped_boxes``, this process) and reported in a
+    warning naming the image. Proposals mined on the same decoded image are
+    always inside, so this changes nothing for them. If none is left, the
+    whole-image box is kept.
+
     Args:
         min_size: Minimum box width and height (96 in the paper).
         max_ratio: Maximum aspect ratio (3).
@@ -113,17 +121,19 @@ class FilterBoxes(BaseTransform):
         self.max_ratio = max_ratio
         self.max_iou = max_iou
         self.topk = topk
+        self.num_dropped_boxes = 0
 
     def transform(self, results: dict) -> dict:
         if 'proposals' not in results:
             raise KeyError(
                 'FilterBoxes needs results["proposals"] (raw xywh boxes) for '
                 f'image {results.get("img_path", "?")}')
-        proposals = np.asarray(results['proposals']).reshape(-1, 4)
+        raw = np.asarray(results['proposals']).reshape(-1, 4)
+        proposals, dropped = fit_boxes(type(self).__name__, results, raw,
+                                       self.num_dropped_boxes)
+        self.num_dropped_boxes += dropped
         if len(proposals) == 0:
-            shape = results.get('img_shape')
-            if shape is None and results.get('img') is not None:
-                shape = results['img'].shape[:2]
+            shape = image_shape(results)
             if shape is None:
                 raise KeyError(
                     'FilterBoxes: no proposals and no img/img_shape to make '

@@ -6,6 +6,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmpretrain.registry import TRANSFORMS
+from .box_ops import clip_boxes_xywh
 
 
 def box_iou_xywh(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -78,6 +79,10 @@ class BoxJitter(BaseTransform):
     **Required keys:** ``img`` or ``img_shape``, ``box_key``.
     **Added keys:** ``out_key`` (int64 ``[x, y, w, h]``).
 
+    A box partly outside the image is clipped to it before jittering. A box
+    with no pixel inside is passed on as it is, for ``RoICrop`` to report
+    (the ORL data set then draws another sample).
+
     Args:
         box_key (str): Key of the ``[x, y, w, h]`` box to jitter.
         out_key (str): Key to write the jittered box to.
@@ -115,9 +120,14 @@ class BoxJitter(BaseTransform):
             img_h, img_w = results['img'].shape[:2]
         else:
             img_h, img_w = results['img_shape'][:2]
+        box = np.asarray(results[self.box_key]).reshape(4)
+        clipped, valid = clip_boxes_xywh(box, img_w, img_h)
+        if not valid[0]:
+            results[self.out_key] = box.round().astype(np.int64)
+            return results
         results[self.out_key] = jitter_box(
-            results[self.box_key], img_w, img_h, self.scale, self.ratio,
-            self.shift, self.iou_thr, self.max_attempts)
+            clipped[0], img_w, img_h, self.scale, self.ratio, self.shift,
+            self.iou_thr, self.max_attempts)
         return results
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ from mmcv.transforms import BaseTransform
 from PIL import Image
 
 from mmpretrain.registry import TRANSFORMS
+from .box_ops import fit_boxes
 
 
 def crop_boxes(img: np.ndarray,
@@ -51,6 +52,10 @@ class CropBoxes(BaseTransform):
     Required keys: ``img`` (``(H, W, 3)`` uint8) and ``boxes_key``.
     Added key: ``crops`` (``(B, size, size, 3)`` uint8, same channel order as
     ``img``). Normalisation is left to the model's data preprocessor.
+    Modified key: ``boxes_key``, fitted to the image first (clipped; a box
+    wholly outside or of zero area dropped, counted in ``num_dropped_boxes``
+    and reported naming the image; none left: the whole-image box), so that
+    ``crops[k]`` is always the crop of ``results[boxes_key][k]``.
 
     Args:
         size: Crop output size (224 in the paper).
@@ -66,13 +71,21 @@ class CropBoxes(BaseTransform):
         self.size = size if isinstance(size, int) else tuple(size)
         self.boxes_key = boxes_key
         self.keep_img = keep_img
+        self.num_dropped_boxes = 0
 
     def transform(self, results: dict) -> dict:
         if self.boxes_key not in results:
             raise KeyError(f'CropBoxes needs results["{self.boxes_key}"] for '
                            f'image {results.get("img_path", "?")}')
-        results['crops'] = crop_boxes(results['img'],
-                                      results[self.boxes_key], self.size)
+        img = results['img']
+        boxes, dropped = fit_boxes(type(self).__name__, results,
+                                   results[self.boxes_key],
+                                   self.num_dropped_boxes)
+        self.num_dropped_boxes += dropped
+        if len(boxes) == 0:
+            boxes = np.array([[0, 0, img.shape[1], img.shape[0]]], np.int64)
+        results[self.boxes_key] = boxes
+        results['crops'] = crop_boxes(img, boxes, self.size)
         if not self.keep_img:
             results.pop('img')
         return results

@@ -5,7 +5,12 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmpretrain.registry import TRANSFORMS
+from .box_ops import clip_boxes_xywh
 from .crop_boxes import crop_boxes
+
+
+class BoxOutsideImageError(ValueError):
+    """A box with no pixel inside its image (wholly outside, or of zero area)."""
 
 
 @TRANSFORMS.register_module()
@@ -15,9 +20,11 @@ class RoICrop(BaseTransform):
     crop).
 
     Uses :func:`crop_boxes` (PIL crop + bilinear resize, the official
-    ``TF.resized_crop`` on integer boxes). A box with no pixel inside the image
-    means the mined boxes do not belong to this image, so it raises naming the
-    image and the box instead of returning a black patch.
+    ``TF.resized_crop`` on integer boxes). A box partly outside the image is
+    clipped to it (PIL would pad it with black). A box with no pixel inside
+    raises :class:`BoxOutsideImageError` naming the image and the box; the
+    ORL data set fits the stored boxes to their images before they get here,
+    and turns this error into another sample if a pipeline makes one.
 
     **Required keys:** ``img``, ``box_key``. **Modified keys:** ``img``,
     ``img_shape``.
@@ -38,16 +45,15 @@ class RoICrop(BaseTransform):
         """Replace ``img`` by the resized crop of the box."""
         img = results['img']
         img_h, img_w = img.shape[:2]
-        box = np.asarray(results[self.box_key]).reshape(4)
-        x, y, w, h = (int(v) for v in box)
-        if w <= 0 or h <= 0 or x >= img_w or y >= img_h or x + w <= 0 \
-                or y + h <= 0:
-            raise ValueError(
-                f'RoICrop: box {self.box_key}=[{x}, {y}, {w}, {h}] (xywh) has '
+        box = np.asarray(results[self.box_key]).reshape(1, 4)
+        clipped, valid = clip_boxes_xywh(box, img_w, img_h)
+        if not valid[0]:
+            raise BoxOutsideImageError(
+                f'RoICrop: box {self.box_key}={box[0].tolist()} (xywh) has '
                 f'no pixel inside image {results.get("img_path", "?")} of '
                 f'size {img_w}x{img_h}; the mined boxes do not match this '
                 'image')
-        patch = crop_boxes(img, box[None], self.size)[0]
+        patch = crop_boxes(img, clipped, self.size)[0]
         results['img'] = patch
         results['img_shape'] = patch.shape[:2]
         return results

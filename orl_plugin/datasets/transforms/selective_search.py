@@ -6,7 +6,7 @@ ordinary DataLoader machinery; the mining loop only collects them.
 import ctypes
 import ctypes.util
 import warnings
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -66,17 +66,41 @@ def selective_search(img: np.ndarray, mode: str = 'fast', seed: Optional[int] = 
     return np.asarray(rects, dtype=np.int32).reshape(-1, 4)
 
 
+def scale_boxes_back(boxes: np.ndarray, small_shape: Tuple[int, int],
+                     shape: Tuple[int, int]) -> np.ndarray:
+    """Map ``xywh`` boxes found on a resized ``small_shape`` (h, w) copy to ``shape`` pixels.
+
+    Each axis uses its own factor (the two are rounded to integer sizes separately); the box edges
+    go outward (floor / ceil), so a box covers at least the original pixels of the small-image box,
+    and every box stays inside the image with at least one pixel.
+    """
+    (sh, sw), (h, w) = small_shape, shape
+    fx, fy = w / sw, h / sh
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1 = np.clip(np.floor(b[:, 0] * fx), 0, w - 1)
+    y1 = np.clip(np.floor(b[:, 1] * fy), 0, h - 1)
+    x2 = np.clip(np.ceil((b[:, 0] + b[:, 2]) * fx), x1 + 1, w)
+    y2 = np.clip(np.ceil((b[:, 1] + b[:, 3]) * fy), y1 + 1, h)
+    return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).astype(np.int32)
+
+
 @TRANSFORMS.register_module()
 class SelectiveSearch(BaseTransform):
     """Add ``results['proposals']``: raw selective-search boxes, int32 ``(B, 4)`` xywh.
 
     As ORL: OpenCV ``cv2.ximgproc.segmentation``, fast mode, on the full-resolution BGR image.
 
+    Boxes are always in the pixels of ``results['ori_shape']`` (the decoded file's size), whatever
+    size the search ran at: ``max_size`` below, or an image an earlier transform made smaller.
+
     Args:
         mode (str): ``'fast'`` (ORL), ``'quality'`` or ``'single'``.
-        max_size (int, optional): If set, images whose longer side exceeds it are shrunk to it
-            first (much faster on large images) and the boxes are scaled back to the original
-            resolution. Off by default (ORL runs on the full image).
+        max_size (int, optional): Bound on the longer side of the image searched. A larger image
+            is shrunk to it (``cv2.INTER_AREA``), searched, and its boxes are mapped back to the
+            original pixels (:func:`scale_boxes_back`: outward-rounded, inside the image). The time
+            of a search grows about with the pixel count, so this bounds the cost of large photos
+            (``tools/benchmarks/selective_search_max_size.py`` measures time and recall per
+            value). ``None`` (default, and the COCO configs): the full resolution, as the paper.
         num_threads (int): ``cv2.setNumThreads`` for the process running the transform; 1
             keeps data-loader workers from oversubscribing the cores.
         keep_img (bool): Keep ``results['img']``; off by default so workers do not send full
@@ -106,18 +130,14 @@ class SelectiveSearch(BaseTransform):
             cv2.setNumThreads(self.num_threads)
         img = results['img']
         h, w = img.shape[:2]
-        scale = 1.0
         if self.max_size is not None and max(h, w) > self.max_size:
             scale = self.max_size / max(h, w)
             img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))),
                              interpolation=cv2.INTER_AREA)
         boxes = selective_search(img, self.mode, self.seed)
-        if scale != 1.0:
-            x1 = np.floor(boxes[:, 0] / scale)
-            y1 = np.floor(boxes[:, 1] / scale)
-            x2 = np.minimum(np.ceil((boxes[:, 0] + boxes[:, 2]) / scale), w)
-            y2 = np.minimum(np.ceil((boxes[:, 1] + boxes[:, 3]) / scale), h)
-            boxes = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).astype(np.int32)
+        shape = tuple(results.get('ori_shape') or (h, w))[:2]
+        if tuple(img.shape[:2]) != shape:
+            boxes = scale_boxes_back(boxes, img.shape[:2], shape)
         results['proposals'] = boxes
         if not self.keep_img:
             results.pop('img', None)

@@ -56,6 +56,7 @@ never read from the image): ``img_path``, ``file_name``, ``img_id``, ``width``, 
 import copy
 import hashlib
 import json
+import logging
 import math
 import os
 import os.path as osp
@@ -231,6 +232,7 @@ class MiningLoop(BaseLoop):
         self.log_interval = float(log_interval)
         self.cache_dir: Optional[str] = None
         self.num_skipped = 0
+        self.skipped_named: List[str] = []  # the first 20 skipped images, with their reasons
 
     # ------------------------------------------------------------------ extension points
     def process_batch(self, data_batch: Any) -> List[dict]:
@@ -339,8 +341,10 @@ class MiningLoop(BaseLoop):
             save_chunk(self.chunk_path(c), results, tmp_prefix)
             self._feed(results, c)
         if self.num_skipped:
-            print_log(f'[{self.step_name}] rank {rank}: {self.num_skipped} images skipped',
-                      logger='current')
+            more = self.num_skipped - len(self.skipped_named)
+            print_log(f'[{self.step_name}] rank {rank}: {self.num_skipped} images skipped: '
+                      + '; '.join(self.skipped_named) + (f'; and {more} more' if more else ''),
+                      logger='current', level=logging.WARNING)
 
         prov = dict(step=self.step_name, loop=type(self).__name__, cache_key=key,
                     config=getattr(self.runner.cfg, 'filename', None),
@@ -431,9 +435,13 @@ class MiningLoop(BaseLoop):
             raise RuntimeError(f'chunk {chunk_id} in {self.cache_dir} does not hold indices '
                                f'{expected[0]}..{expected[-1]}; delete the cache folder')
         for r in results:
+            info = self.dataset.get_data_info(r['index'])
             if r.get('skipped', False):
                 self.num_skipped += 1
-            info = self.dataset.get_data_info(r['index'])
+                if len(self.skipped_named) < 20:
+                    path, reason = str(info.get('img_path', r['index'])), r.get('skip_reason', '?')
+                    # BadImageError reasons start with the path already
+                    self.skipped_named.append(reason if path in reason else f'{path}: {reason}')
             for k in INFO_KEYS:
                 if k in info and k not in r:
                     r[k] = info[k]
