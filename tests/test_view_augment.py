@@ -277,8 +277,9 @@ def test_gpuaug_configs_split_their_cpu_pipelines(gpuaug):
     input in its order; nothing else differs from the CPU config."""
     dev, cpu = (Config.fromfile(osp.join(ROOT, 'configs', rel)) for rel in (gpuaug, GPUAUG[gpuaug]))
     dev_views, cpu_views = dev.train_dataloader.dataset.pipeline[1], cpu.train_dataloader.dataset.pipeline[1]
-    if cpu_views.type == 'MultiView':
-        cpu_pipes, dev_pipes = cpu_views.transforms, dev_views.transforms
+    if cpu_views.type == 'MultiView':  # stage 1: ImageViews cuts the crops
+        assert dev_views.type == 'ImageViews' and cpu_views.num_views == [1] * len(cpu_views.transforms)
+        cpu_pipes, dev_pipes = cpu_views.transforms, dev_views.pipelines
         order = cpu_pipes
     else:
         cpu_pipes = cpu_views.img_pipelines + cpu_views.patch_pipelines
@@ -314,7 +315,7 @@ def test_stage1_step_with_gpuaug(tmp_path):
     root = str(tmp_path / 'scenes')
     make_synthetic_scenes(root, 10, seed=0, img_size=(64, 64), workers=1)
     cfg = Config.fromfile(osp.join(ROOT, 'configs/byol/byol_resnet18_1xb32-gpuaug-coslr-30e_synthetic.py'))
-    for view in cfg.train_dataloader.dataset.pipeline[1].transforms:
+    for view in cfg.train_dataloader.dataset.pipeline[1].pipelines:
         view[0].scale = 32
     runner = _tiny_run(cfg, tmp_path, root)
     runner.train()

@@ -5,7 +5,7 @@ _base_ = './byol_resnet18_1xb32-coslr-30e_synthetic.py'
 views = _base_.train_pipeline[1].transforms
 train_pipeline = [
     _base_.train_pipeline[0],
-    dict(_base_.train_pipeline[1], transforms=[v[:1] for v in views]),
+    dict(type='ImageViews', pipelines=[v[:1] for v in views]),  # MultiView without copying the image
     _base_.train_pipeline[2],
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

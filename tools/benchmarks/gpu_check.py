@@ -124,7 +124,7 @@ def _train_cfg(rel: str, size: dict, data_root: str, work_dir: str, workers: int
     if dl.dataset.type == 'ORLDataset':
         dl.dataset.correspondence_file = STORE
     views = dl.dataset.pipeline[1]
-    for p in views.get('transforms', []) + views.get('img_pipelines', []):
+    for p in views.get('transforms', []) + views.get('pipelines', []) + views.get('img_pipelines', []):
         p[0].scale = size['img_size']
     for p in views.get('patch_pipelines', []):
         p[0].size = size['patch_size']

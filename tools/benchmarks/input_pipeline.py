@@ -50,6 +50,7 @@ sys.path.insert(0, ROOT)
 
 import orl_plugin  # noqa: E402,F401  (registers the components)
 from mmpretrain.registry import DATASETS  # noqa: E402
+from orl_plugin.datasets.transforms.orl_views import ViewPipeline  # noqa: E402
 from orl_plugin.store import MiningStore, atomic_write_json, write_correspondence_store  # noqa: E402
 
 CONFIGS = {
@@ -453,6 +454,10 @@ class Profile:
         if isinstance(obj, (list, tuple)):
             for o in obj:
                 self.instrument(o, seen)
+            return
+        if isinstance(obj, ViewPipeline) and obj.direct:  # the crop, then one operation per transform
+            obj._crop = self.step(f'{type(obj.transforms[0]).__name__} (direct)', obj._crop)
+            obj.ops = [self.step(f'{type(t).__name__} (direct)', op) for t, op in zip(obj.transforms[1:], obj.ops)]
             return
         if callable(getattr(obj, 'transform', None)):  # mmcv BaseTransform: __call__ calls self.transform
             obj.transform = self.step(type(obj).__name__, obj.transform)
