@@ -60,6 +60,9 @@ CONFIGS = {
     'stage3/gpuaug': 'configs/orl/stage3/orl_resnet50_8xb64-gpuaug-coslr-800e_coco.py',
 }
 PATHS = ('stage1/official', 'stage1/cpu', 'stage1/gpuaug', 'stage3/official', 'stage3/cpu', 'stage3/gpuaug')
+# The same paths with the configs' decoder switched from PIL to OpenCV (the loader's other backend; the same
+# pixels for JPEGs): how much of a path is the decoder.
+CV2_PATHS = ('stage1/gpuaug+cv2', 'stage3/cpu+cv2', 'stage3/gpuaug+cv2')
 TARGETS = {'stage3/cpu': 15.0, 'stage3/gpuaug': 8.0, 'stage1/gpuaug': 5.0}  # CPU-ms per sample (issue 16)
 ANN_FILE = 'annotations/images.json'
 STORE = 'orl/correspondence.orlstore'
@@ -73,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--workers', type=int, nargs='*', default=[1, 2], help='data-loader worker counts')
     p.add_argument('--worker-samples', type=int, default=160, help='samples per path and worker count')
     p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--paths', nargs='+', default=list(PATHS), choices=PATHS)
+    p.add_argument('--paths', nargs='+', default=list(PATHS + CV2_PATHS), choices=PATHS + CV2_PATHS)
     p.add_argument('--breakdown', action='store_true', help='also time every transform of every path')
     p.add_argument('--quick', action='store_true', help='a few samples of each path (seconds; for the test)')
     p.add_argument('--work-dir', default='work_dirs/benchmarks/input_pipeline')
@@ -303,12 +306,15 @@ class OfficialStage3:
 
 
 # ------------------------------------------------------------------------------------- this project
-def project_dataset(rel_cfg: str, root: str):
+def project_dataset(rel_cfg: str, root: str, decoder: Optional[str] = None):
     cfg = Config.fromfile(osp.join(ROOT, rel_cfg))
     ds = cfg.train_dataloader.dataset
     ds.update(data_root=root, ann_file=ANN_FILE, data_prefix=dict(img_path='images/'))
     if ds.type == 'ORLDataset':
         ds.correspondence_file = STORE
+    if decoder:  # ORLDataset decodes itself; stage 1 with its pipeline's loader
+        ds.update(imdecode_backend=decoder) if ds.type == 'ORLDataset' else ds.pipeline[0].update(
+            imdecode_backend=decoder)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return DATASETS.build(ds)
 
@@ -318,7 +324,8 @@ def build_path(name: str, root: str, prof: Optional['Profile'] = None):
         return OfficialStage1(root, prof)
     if name == 'stage3/official':
         return OfficialStage3(root, prof)
-    ds = project_dataset(CONFIGS[name], root)
+    base, _, decoder = name.partition('+')
+    ds = project_dataset(CONFIGS[base], root, decoder or None)
     if prof is not None:
         prof.instrument(ds.pipeline)
         if hasattr(ds, '_load_image'):
