@@ -47,8 +47,10 @@ def test_gpu_check_runs_on_the_cpu(tmp_path):
     augmentation) and the mining comparisons, the whole prepared script."""
     out = tmp_path / 'gc.json'
     proc = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools/benchmarks/gpu_check.sh'), '--work-dir',
-         str(tmp_path), '--out', str(out)],
+        ['bash',
+         osp.join(ROOT, 'tools/benchmarks/gpu_check.sh'), '--work-dir',
+         str(tmp_path), '--out',
+         str(out)],
         cwd=ROOT,
         env=_env(),
         capture_output=True,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
 import orl_plugin  # noqa: F401
-from mmpretrain.registry import TRANSFORMS
 from orl_plugin.datasets.transforms import crop_boxes
 from orl_plugin.datasets.transforms.orl_views import ViewPipeline, resize_crop
 from orl_plugin.datasets.transforms.roi_crop import BoxOutsideImageError

@@ -13,12 +13,12 @@ from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
+from mmpretrain.models.utils import SelfSupDataPreprocessor
+from mmpretrain.registry import MODELS, TRANSFORMS
 from PIL import Image, ImageFilter
 from scipy import stats
 
 import orl_plugin  # noqa: F401  (registers the components, patches mmcv.adjust_hue)
-from mmpretrain.models.utils import SelfSupDataPreprocessor
-from mmpretrain.registry import MODELS, TRANSFORMS
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.models.data_preprocessors import functional as F
 from orl_plugin.models.data_preprocessors.batch_augment import BatchViewAugment
@@ -260,8 +260,9 @@ def test_seeded_and_errors():
     pipelines = [VIEWS.view_pipeline1[1:], VIEWS.view_pipeline2[1:]]
     batch = torch.from_numpy(_crops(8, 16, seed=1)).permute(0, 3, 1, 2).contiguous()
     outs = [
-        MODELS.build(dict(type='ViewAugmentDataPreprocessor', view_pipelines=pipelines, seed=5))(
-            dict(inputs=[batch, batch], data_samples=None), training=True)['inputs'] for _ in range(2)
+        MODELS.build(dict(type='ViewAugmentDataPreprocessor', view_pipelines=pipelines,
+                          seed=5))(dict(inputs=[batch, batch], data_samples=None), training=True)['inputs']
+        for _ in range(2)
     ]
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
     pre = MODELS.build(dict(type='ViewAugmentDataPreprocessor', view_pipelines=pipelines))

@@ -33,13 +33,13 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
+from input_pipeline import ANN_FILE, STORE, make_data  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+from mmpretrain.registry import MODELS  # noqa: E402
 
 import orl_plugin  # noqa: E402,F401
-from input_pipeline import ANN_FILE, STORE, make_data  # noqa: E402
-from mmpretrain.registry import MODELS  # noqa: E402
 
 FULL = dict(
     stage1='configs/byol/byol_resnet50_8xb64-coslr-800e_coco.py',
@@ -47,14 +47,28 @@ FULL = dict(
     stage3='configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py',
     stage3_gpuaug='configs/orl/stage3/orl_resnet50_8xb64-gpuaug-coslr-800e_coco.py',
     mining='configs/orl/stage2/correspondence_byol-resnet50_8xb64_coco.py',
-    img_size=224, patch_size=96, crop_size=224, batch=64, iters=30, images=96, knn_n=20000, pair_images=8)
+    img_size=224,
+    patch_size=96,
+    crop_size=224,
+    batch=64,
+    iters=30,
+    images=96,
+    knn_n=20000,
+    pair_images=8)
 TINY = dict(
     stage1='configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py',
     stage1_gpuaug='configs/byol/byol_resnet18_1xb32-gpuaug-coslr-30e_synthetic.py',
     stage3='configs/orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py',
     stage3_gpuaug='configs/orl/stage3/orl_resnet18_1xb16-gpuaug-coslr-30e_synthetic.py',
     mining='configs/orl/stage2/correspondence_byol-resnet18_1xb64_synthetic.py',
-    img_size=32, patch_size=16, crop_size=32, batch=2, iters=2, images=6, knn_n=300, pair_images=2)
+    img_size=32,
+    patch_size=16,
+    crop_size=32,
+    batch=2,
+    iters=2,
+    images=6,
+    knn_n=300,
+    pair_images=2)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -96,7 +110,8 @@ class Report:
     def table(self) -> str:
         lines = ['| check | result | ok |', '|---|---|---|']
         for r in self.rows:
-            lines.append(f"| {r['check']} | {r['result']} | {dict([(True, 'yes'), (False, 'NO'), (None, '-')])[r['ok']]} |")
+            lines.append(
+                f"| {r['check']} | {r['result']} | {dict([(True, 'yes'), (False, 'NO'), (None, '-')])[r['ok']]} |")
         return '\n'.join(lines)
 
 
@@ -164,8 +179,7 @@ def check_training(report: Report, size: dict, data_root: str, args) -> None:
                 bn = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in runner.model.modules())
                 ok = bool(np.isfinite(loss)) and bn == 0
                 report.add(
-                    name,
-                    f'{step.mean() * 1000:.0f} ms/iter ({wait.mean() * 1000:.0f} ms data wait), '
+                    name, f'{step.mean() * 1000:.0f} ms/iter ({wait.mean() * 1000:.0f} ms data wait), '
                     f'{args.batch / step.mean():.0f} samples/s, batch {args.batch}, {args.workers} workers, '
                     f'loss {loss:.3f}, peak {_mib(peak)}, SyncBN left: {bn}',
                     ok,
@@ -233,10 +247,12 @@ def check_knn(report: Report, size: dict) -> None:
     same_rows = float((cpu == gpu).all(1).mean())
     sims = np.einsum('nd,nkd->nk', x, x[cpu]), np.einsum('nd,nkd->nk', x, x[gpu])
     gap = float(np.abs(sims[0] - sims[1]).max())
-    report.add(f'2a KNN, faiss {"GPU" if on_gpu else "CPU (faiss has no GPU here)"} vs faiss-cpu',
-               f'{n} x {d}, k=10: {same_rows:.4%} of rows identical; largest similarity gap of a differing '
-               f'neighbour {gap:.1e}; {t_gpu:.2f} s vs {t_cpu:.2f} s on the CPU', gap < 1e-5 if on_gpu else None,
-               same_rows=same_rows)
+    report.add(
+        f'2a KNN, faiss {"GPU" if on_gpu else "CPU (faiss has no GPU here)"} vs faiss-cpu',
+        f'{n} x {d}, k=10: {same_rows:.4%} of rows identical; largest similarity gap of a differing '
+        f'neighbour {gap:.1e}; {t_gpu:.2f} s vs {t_cpu:.2f} s on the CPU',
+        gap < 1e-5 if on_gpu else None,
+        same_rows=same_rows)
 
 
 # ------------------------------------------------------------------------------------------ 4. 2c
@@ -274,11 +290,14 @@ def check_pairs(report: Report, size: dict, data_root: str) -> None:
         dev, emb_dev = pairs_on(other, tf32)
         same = sum(np.array_equal(cpu[k], dev[k]) for k in cpu)
         diff = max(float((emb_cpu[i] - emb_dev[i]).abs().max()) for i in emb_cpu)
-        report.add(f'2c pairs, {other.upper()} vs CPU ({"TF32 convolutions" if tf32 else "strict fp32"})',
-                   f'{same}/{len(cpu)} pair lists identical ({sum(len(v) for v in cpu.values())} pairs, '
-                   f'{sum(len(c) for c in crops.values())} boxes); max |embedding diff| {diff:.1e}',
-                   same == len(cpu) if other == 'cuda' and not tf32 else None, identical_lists=same, lists=len(cpu),
-                   max_emb_diff=diff)
+        report.add(
+            f'2c pairs, {other.upper()} vs CPU ({"TF32 convolutions" if tf32 else "strict fp32"})',
+            f'{same}/{len(cpu)} pair lists identical ({sum(len(v) for v in cpu.values())} pairs, '
+            f'{sum(len(c) for c in crops.values())} boxes); max |embedding diff| {diff:.1e}',
+            same == len(cpu) if other == 'cuda' and not tf32 else None,
+            identical_lists=same,
+            lists=len(cpu),
+            max_emb_diff=diff)
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = defaults
 
 
@@ -294,31 +313,43 @@ def check_nccl(report: Report, size: dict, data_root: str, args) -> None:
     cfg.dump(cfg_path)
     env = dict(os.environ, PORT=os.environ.get('PORT', '29511'), PYTHON=sys.executable)
     t0 = time.time()
-    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), cfg_path, '2'], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    logs = sorted(
-        osp.join(dp, f) for dp, _, fs in os.walk(work) for f in fs if f.endswith('.json') and 'scalars' in f)
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), cfg_path, '2'],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    logs = sorted(osp.join(dp, f) for dp, _, fs in os.walk(work) for f in fs if f.endswith('.json') and 'scalars' in f)
     losses = []
     for path in logs:
         with open(path) as f:
             losses += [json.loads(line).get('loss') for line in f if '"loss"' in line]
     ok = proc.returncode == 0 and bool(losses) and all(np.isfinite(v) for v in losses)
-    report.add('2-process NCCL stage 3 (SyncBN)',
-               f'exit {proc.returncode}, {len(losses)} logged losses, last {losses[-1] if losses else None}, '
-               f'{time.time() - t0:.0f} s', ok, stderr_tail=proc.stderr[-2000:])
+    report.add(
+        '2-process NCCL stage 3 (SyncBN)',
+        f'exit {proc.returncode}, {len(losses)} logged losses, last {losses[-1] if losses else None}, '
+        f'{time.time() - t0:.0f} s',
+        ok,
+        stderr_tail=proc.stderr[-2000:])
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     size = TINY if args.tiny else FULL
-    args.workers = args.workers if args.workers is not None else (0 if args.tiny else min(
-        max((os.cpu_count() or 2) - 2, 1), 14))
+    args.workers = args.workers if args.workers is not None else (
+        0 if args.tiny else min(max((os.cpu_count() or 2) - 2, 1), 14))
     args.iters = args.iters or size['iters']
     args.batch = args.batch or size['batch']
     os.makedirs(args.work_dir, exist_ok=True)
-    meta = dict(device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu', tiny=args.tiny,
-                gpus=torch.cuda.device_count(), cpus=os.cpu_count(), torch=torch.__version__, batch=args.batch,
-                iters=args.iters, workers=args.workers)
+    meta = dict(
+        device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu',
+        tiny=args.tiny,
+        gpus=torch.cuda.device_count(),
+        cpus=os.cpu_count(),
+        torch=torch.__version__,
+        batch=args.batch,
+        iters=args.iters,
+        workers=args.workers)
     report = Report(args.out or osp.join(args.work_dir, 'gpu_check.json'), meta)
     print(f'[gpu_check] {meta}', flush=True)
     t0 = time.time()

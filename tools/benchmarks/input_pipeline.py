@@ -6,10 +6,13 @@ and cached under the work dir):
 - ``official``: the official code's way (OpenSelfSup ``BYOLDataset`` / ORL ``ORLDataset`` with
   ``prefetch=True``): ``Image.open().convert('RGB')``, torchvision transforms on PIL images, uint8 arrays
   out. The baseline of every ratio.
-- ``cpu``: this project's CPU path, the data set and pipeline of the COCO config
-  (``configs/byol/byol_resnet50_8xb64-coslr-800e_coco.py``, ``configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py``).
+- ``cpu``: this project's CPU path, the data set and pipeline of the COCO configs
+  (``configs/byol/byol_resnet50_8xb64-coslr-800e_coco.py``,
+  ``configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py``).
 - ``gpuaug``: the data-loader side of the ``*-gpuaug-*`` configs (decode, crop and resize to uint8; the
   rest runs in the model's data preprocessor on the GPU).
+- ``...+cv2``: a path with the configs' decoder switched from PIL to OpenCV (the loader's other backend),
+  to show how much of it is the decoder.
 
 Two measurements: CPU-ms per sample in this process on one core (process CPU time, paths interleaved in
 rounds), and CPU-ms per sample per data-loader worker with N workers (the workers' CPU time from /proc,
@@ -48,8 +51,9 @@ from PIL import Image, ImageFilter  # noqa: E402
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-import orl_plugin  # noqa: E402,F401  (registers the components)
 from mmpretrain.registry import DATASETS  # noqa: E402
+
+import orl_plugin  # noqa: E402,F401  (registers the components)
 from orl_plugin.datasets.transforms.orl_views import ViewPipeline  # noqa: E402
 from orl_plugin.store import MiningStore, atomic_write_json, write_correspondence_store  # noqa: E402
 
@@ -179,13 +183,19 @@ def make_data(root: str, num_images: int, seed: int, processes: int = 1) -> dict
         row = []
         for j in knn[i]:
             m = max(1, int(0.1 * len(boxes[i])))
-            row.append(np.concatenate([boxes[i][rng.integers(0, len(boxes[i]), m)],
-                                       boxes[j][rng.integers(0, len(boxes[j]), m)]], 1))
+            row.append(
+                np.concatenate(
+                    [boxes[i][rng.integers(0, len(boxes[i]), m)], boxes[j][rng.integers(0, len(boxes[j]), m)]], 1))
         pairs.append(row)
-    write_correspondence_store(osp.join(root, STORE), boxes, knn, pairs, file_names=[im['file_name'] for im in images],
-                               image_ids=[im['id'] for im in images])
-    return dict(num_images=num_images, mean_jpeg_kib=float(np.mean(sizes) / 1024), width=640, height=480,
-                jpeg_quality=94)
+    write_correspondence_store(
+        osp.join(root, STORE),
+        boxes,
+        knn,
+        pairs,
+        file_names=[im['file_name'] for im in images],
+        image_ids=[im['id'] for im in images])
+    return dict(
+        num_images=num_images, mean_jpeg_kib=float(np.mean(sizes) / 1024), width=640, height=480, jpeg_quality=94)
 
 
 # ------------------------------------------------------------------------------------ official-style
@@ -235,8 +245,8 @@ class OfficialStage1:
     """OpenSelfSup ``BYOLDataset`` (``prefetch=True``) with ORL's stage-1 pipelines."""
 
     def __init__(self, root: str, prof: Optional['Profile'] = None) -> None:
-        self.paths = sorted(osp.join(root, 'images', f) for f in os.listdir(osp.join(root, 'images'))
-                            if f.endswith('.jpg'))
+        self.paths = sorted(
+            osp.join(root, 'images', f) for f in os.listdir(osp.join(root, 'images')) if f.endswith('.jpg'))
         self.pipelines = official_pipelines(224, prof)
         t = prof.step if prof else (lambda name, fn: fn)
         self.decode, self.to_tensor = t('decode', _decode), t('to uint8 tensor', _official_to_tensor)
@@ -296,11 +306,17 @@ class OfficialStage3:
         ibox2 = _official_jitter(img, ibox1)
         pair = random.choice(self.pairs[idx][slot])
         crops = [(img, ibox1), (img, ibox2), (img, pair[:4]), (knn_img, pair[4:])]
-        patches = [self.resized_crop(im, b[1], b[0], b[3], b[2], [96, 96], T.InterpolationMode.BILINEAR)
-                   for im, b in crops]
+        patches = [
+            self.resized_crop(im, b[1], b[0], b[3], b[2], [96, 96], T.InterpolationMode.BILINEAR) for im, b in crops
+        ]
         p1, p2 = self.patch_pipelines
-        views = [self.img_pipelines[0](img), self.img_pipelines[1](img), p1(patches[0]), p2(patches[1]),
-                 p1(patches[2]), p2(patches[3])]
+        views = [
+            self.img_pipelines[0](img), self.img_pipelines[1](img),
+            p1(patches[0]),
+            p2(patches[1]),
+            p1(patches[2]),
+            p2(patches[3])
+        ]
         v = [self.to_tensor(x) for x in views]
         return dict(img=torch.stack(v[:2]), ipatch=torch.stack(v[2:4]), kpatch=torch.stack(v[4:]))
 
@@ -407,8 +423,13 @@ def time_workers(ds, workers: int, samples: int, batch: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     sampler = _ListSampler()
     loader = torch.utils.data.DataLoader(
-        _Scoped(ds), batch_size=batch, sampler=sampler, num_workers=workers, persistent_workers=True,
-        collate_fn=default_collate, worker_init_fn=partial(_worker_init, seed=seed))
+        _Scoped(ds),
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=True,
+        collate_fn=default_collate,
+        worker_init_fn=partial(_worker_init, seed=seed))
     sampler.indices = rng.integers(0, len(ds), batch * workers * 2).tolist()  # warm-up epoch
     for _ in loader:
         pass
@@ -422,8 +443,12 @@ def time_workers(ds, workers: int, samples: int, batch: int, seed: int) -> dict:
     w1, m1 = [_proc_cpu_s(p) for p in pids], time.process_time()
     del loader
     worker_ms = (sum(w1) - sum(w0)) * 1000 / samples
-    return dict(workers=workers, samples=samples, worker_ms=worker_ms, main_ms=(m1 - m0) * 1000 / samples,
-                wall_samples_per_s=samples / wall)
+    return dict(
+        workers=workers,
+        samples=samples,
+        worker_ms=worker_ms,
+        main_ms=(m1 - m0) * 1000 / samples,
+        wall_samples_per_s=samples / wall)
 
 
 # --------------------------------------------------------------------------------------- breakdown
@@ -504,8 +529,10 @@ def table(result: dict) -> str:
             continue
         base = one.get(name.split('/')[0] + '/official', {}).get('ms')
         ms = one[name]['ms']
-        cells = [name, f'{ms:.1f}', f'{ms / base:.2f}' if base else '-',
-                 ' / '.join(f'{x:.1f}' for x in one[name]['rounds_ms'])]
+        cells = [
+            name, f'{ms:.1f}', f'{ms / base:.2f}' if base else '-',
+            ' / '.join(f'{x:.1f}' for x in one[name]['rounds_ms'])
+        ]
         for n in counts:
             run = next((w for w in multi.get(name, []) if w['workers'] == n), None)
             cells.append(f"{run['worker_ms']:.1f} (+{run['main_ms']:.1f} main)" if run else '-')
@@ -523,13 +550,20 @@ def main(argv=None) -> int:
     data_root = osp.join(args.work_dir, f'coco_like_{args.num_images}_seed{args.seed}')
     t0 = time.time()
     data = make_data(data_root, args.num_images, args.seed)
-    print(f'data: {args.num_images} JPEGs 640x480, mean {data["mean_jpeg_kib"]:.0f} KiB, under {data_root} '
-          f'({time.time() - t0:.0f} s)', flush=True)
+    print(
+        f'data: {args.num_images} JPEGs 640x480, mean {data["mean_jpeg_kib"]:.0f} KiB, under {data_root} '
+        f'({time.time() - t0:.0f} s)',
+        flush=True)
     paths = {name: build_path(name, data_root) for name in args.paths}
     result = dict(
-        paths=list(args.paths), data=data, args={k: v for k, v in vars(args).items()},
-        machine=dict(cpus=os.cpu_count(), loadavg_start=list(os.getloadavg()), python=platform.python_version(),
-                     torch=torch.__version__))
+        paths=list(args.paths),
+        data=data,
+        args={k: v for k, v in vars(args).items()},
+        machine=dict(
+            cpus=os.cpu_count(),
+            loadavg_start=list(os.getloadavg()),
+            python=platform.python_version(),
+            torch=torch.__version__))
     result['one_core'] = time_one_core(paths, args.samples, args.rounds, args.seed)
     print('one core done', flush=True)
     result['workers'] = {}

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from mmcv.transforms import BaseTransform, Compose, RandomApply, RandomFlip, RandomGrayscale
 from mmengine.registry import DefaultScope
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
-
 from mmpretrain.datasets.transforms import ColorJitter, GaussianBlur, RandomResizedCrop, Solarize
 from mmpretrain.registry import TRANSFORMS
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
 from .roi_crop import RoICrop, fit_roi
 
 #: Order of the views in ``results['img']`` (and so in the model inputs).
@@ -22,7 +22,13 @@ RESIZE_BACKENDS = ('torch', 'pillow')
 Photometric = Callable[[Image.Image], Image.Image]
 
 
-def resize_crop(img: np.ndarray, x: int, y: int, w: int, h: int, out_h: int, out_w: int,
+def resize_crop(img: np.ndarray,
+                x: int,
+                y: int,
+                w: int,
+                h: int,
+                out_h: int,
+                out_w: int,
                 backend: str = 'torch') -> np.ndarray:
     """The ``[x, y, w, h]`` crop of an ``(H, W, 3)`` uint8 image resized (bilinear, antialiased, as PIL) to
     ``(out_h, out_w, 3)`` uint8, in the image's channel order. The crop is a view: nothing but the crop is
@@ -48,8 +54,8 @@ def _jitter_op(t: ColorJitter) -> Photometric:
         return Image.merge('HSV', (h, s, v)).convert('RGB')
 
     enhance = (lambda img, f: ImageEnhance.Brightness(img).enhance(f),
-               lambda img, f: ImageEnhance.Contrast(img).enhance(f),
-               lambda img, f: ImageEnhance.Color(img).enhance(f), hue)
+               lambda img, f: ImageEnhance.Contrast(img).enhance(f), lambda img, f: ImageEnhance.Color(img).enhance(f),
+               hue)
 
     def run(img: Image.Image) -> Image.Image:
         order, *factors = t._rand_params()

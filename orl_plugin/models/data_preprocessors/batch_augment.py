@@ -12,9 +12,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from mmcv.transforms import BaseTransform, Compose, RandomApply, RandomFlip, RandomGrayscale
 from mmengine.registry import DefaultScope
-
 from mmpretrain.datasets.transforms import ColorJitter, GaussianBlur, Solarize
 from mmpretrain.registry import TRANSFORMS
+
 from . import functional as F
 
 Params = Dict[str, object]

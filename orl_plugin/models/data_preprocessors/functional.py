@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    'hflip', 'vflip', 'luma', 'adjust_brightness', 'adjust_contrast', 'adjust_saturation', 'adjust_hue',
-    'grayscale', 'gaussian_blur', 'solarize', 'pil_box_blur_weights'
+    'hflip', 'vflip', 'luma', 'adjust_brightness', 'adjust_contrast', 'adjust_saturation', 'adjust_hue', 'grayscale',
+    'gaussian_blur', 'solarize', 'pil_box_blur_weights'
 ]
 
 
@@ -170,8 +170,9 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, passes: int = 3) -> torc
     n, c, h, w = x.shape
     taps = torch.from_numpy(taps).to(x.device, torch.float64, non_blocking=True).repeat_interleave(c, 0)
     y = x.to(torch.float64).reshape(1, n * c, h, w)
-    for weight, pad in ((taps.view(n * c, 1, 1, -1), (reach, reach, 0, 0)), (taps.view(n * c, 1, -1, 1),
-                                                                             (0, 0, reach, reach))):
+    horizontal = taps.view(n * c, 1, 1, -1), (reach, reach, 0, 0)
+    vertical = taps.view(n * c, 1, -1, 1), (0, 0, reach, reach)
+    for weight, pad in (horizontal, vertical):
         for _ in range(passes):
             acc = torch.nn.functional.conv2d(torch.nn.functional.pad(y, pad, mode='replicate'), weight, groups=n * c)
             y = torch.floor((acc + (1 << 23)) / (1 << 24))

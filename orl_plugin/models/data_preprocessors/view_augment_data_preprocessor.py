@@ -4,9 +4,9 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 from mmengine.dist import get_rank
-
 from mmpretrain.models.utils import SelfSupDataPreprocessor
 from mmpretrain.registry import MODELS
+
 from .batch_augment import BatchViewAugment, cat_params
 
 
