@@ -63,6 +63,16 @@ def test_orl_views_direct_path_is_the_mmcv_pipeline():
             np.testing.assert_array_equal(a, b, err_msg=f'seed {seed} view {v}')
 
 
+def test_orl_views_pickle():
+    """Spawned data-loader workers get a copy that draws and crops the same."""
+    import pickle
+    img, knn = _photo(120, 160, 9), _photo(100, 150, 10)
+    views = TRANSFORMS.build(STAGE3.train_pipeline[1])
+    copy = pickle.loads(pickle.dumps(views))
+    for a, b in zip(_sample(views, 3, img, knn), _sample(copy, 3, img, knn)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_image_views_direct_path_is_multiview():
     """ImageViews (stage 1's GPU-aug loader; here with the whole CPU views) gives MultiView's views."""
     img = _photo(240, 320, 2)
