@@ -274,23 +274,23 @@ def test_seeded_and_errors():
 
 @pytest.mark.parametrize('gpuaug', sorted(GPUAUG))
 def test_gpuaug_configs_split_their_cpu_pipelines(gpuaug):
-    """The loader keeps each view's crop; the data preprocessor gets the rest, one pipeline per model
-    input in its order; nothing else differs from the CPU config."""
+    """The loader runs each view's crop (``crop_only``); the data preprocessor gets the same view pipelines,
+    one per model input in its order, and skips their crops; nothing else differs from the CPU config."""
     dev, cpu = (Config.fromfile(osp.join(ROOT, 'configs', rel)) for rel in (gpuaug, GPUAUG[gpuaug]))
     dev_views, cpu_views = dev.train_dataloader.dataset.pipeline[1], cpu.train_dataloader.dataset.pipeline[1]
     if cpu_views.type == 'MultiView':  # stage 1: ImageViews cuts the crops
-        assert dev_views.type == 'ImageViews' and cpu_views.num_views == [1] * len(cpu_views.transforms)
-        cpu_pipes, dev_pipes = cpu_views.transforms, dev_views.pipelines
-        order = cpu_pipes
+        assert cpu_views.num_views == [1] * len(cpu_views.transforms)
+        assert dev_views == dict(type='ImageViews', pipelines=cpu_views.transforms, crop_only=True)
+        order = cpu_views.transforms
     else:
-        cpu_pipes = cpu_views.img_pipelines + cpu_views.patch_pipelines
-        dev_pipes = dev_views.img_pipelines + dev_views.patch_pipelines
+        assert dev_views == dict(cpu_views, crop_only=True)
         order = cpu_views.img_pipelines + cpu_views.patch_pipelines * 2  # ORLViews' six views
-    assert [p[:1] for p in cpu_pipes] == dev_pipes
-    assert dev.model.data_preprocessor.view_pipelines == [p[1:] for p in order]
-    assert dev.model.data_preprocessor.type == 'ViewAugmentDataPreprocessor'
-    rest = {k: v for k, v in dev.model.data_preprocessor.items() if k not in ('type', 'view_pipelines')}
-    assert rest == {k: v for k, v in cpu.model.data_preprocessor.items() if k != 'type'}
+    pre = dev.model.data_preprocessor
+    assert pre.type == 'ViewAugmentDataPreprocessor' and pre.view_pipelines == order
+    assert {k: v for k, v in pre.items() if k not in ('type', 'view_pipelines')} == \
+        {k: v for k, v in cpu.model.data_preprocessor.items() if k != 'type'}
+    built = MODELS.build(pre)
+    assert [len(a.ops) for a in built.view_augments] == [len(p) - 1 for p in order]  # the crop skipped
     for cfg in (dev, cpu):
         cfg.train_dataloader.dataset.pipeline[1] = None
         cfg.model.data_preprocessor = None

@@ -5,9 +5,8 @@ _base_ = './byol_resnet18_1xb32-coslr-30e_synthetic.py'
 views = _base_.train_pipeline[1].transforms
 train_pipeline = [
     _base_.train_pipeline[0],
-    dict(type='ImageViews', pipelines=[v[:1] for v in views]),  # MultiView without copying the image
-    _base_.train_pipeline[2],
+    dict(type='ImageViews', pipelines=views, crop_only=True), _base_.train_pipeline[2]
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-model = dict(data_preprocessor=dict(type='ViewAugmentDataPreprocessor', view_pipelines=[v[1:] for v in views]))
+model = dict(data_preprocessor=dict(type='ViewAugmentDataPreprocessor', view_pipelines=views))
 del views

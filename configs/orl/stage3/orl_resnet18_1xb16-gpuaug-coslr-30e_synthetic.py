@@ -3,17 +3,9 @@
 _base_ = './orl_resnet18_1xb16-coslr-30e_synthetic.py'
 
 views = _base_.train_pipeline[1]
-train_pipeline = [
-    _base_.train_pipeline[0],
-    dict(
-        views,
-        img_pipelines=[p[:1] for p in views.img_pipelines],
-        patch_pipelines=[p[:1] for p in views.patch_pipelines]),
-    _base_.train_pipeline[2],
-]
+train_pipeline = [_base_.train_pipeline[0], dict(views, crop_only=True), _base_.train_pipeline[2]]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 model = dict(
     data_preprocessor=dict(
-        type='ViewAugmentDataPreprocessor',
-        view_pipelines=[p[1:] for p in views.img_pipelines + views.patch_pipelines * 2]))
+        type='ViewAugmentDataPreprocessor', view_pipelines=views.img_pipelines + views.patch_pipelines * 2))
 del views

@@ -206,10 +206,17 @@ class ImageViews(BaseTransform):
         pipelines (list[list[dict]]): One pipeline per view.
         resize (str): How the direct path resizes crops: 'torch' (default) or 'pillow'.
         direct (bool): Use the direct path where a pipeline allows it. Default True.
+        crop_only (bool): Run only each pipeline's first transform, its crop (to uint8); the rest runs in
+            the model's data preprocessor on the device (``ViewAugmentDataPreprocessor``, given the same
+            pipelines). Default False.
     """
 
-    def __init__(self, pipelines: Sequence[list], resize: str = 'torch', direct: bool = True) -> None:
-        self.pipelines = [ViewPipeline(p, resize, direct) for p in pipelines]
+    def __init__(self,
+                 pipelines: Sequence[list],
+                 resize: str = 'torch',
+                 direct: bool = True,
+                 crop_only: bool = False) -> None:
+        self.pipelines = [ViewPipeline(p[:1] if crop_only else p, resize, direct) for p in pipelines]
 
     def transform(self, results: dict) -> dict:
         img = results['img']
@@ -251,6 +258,9 @@ class ORLViews(BaseTransform):
         inter_key (str): Key of the inter pair (8 numbers: query box then neighbour box, ``xywh``).
         resize (str): How the direct path resizes crops: 'torch' (default) or 'pillow'.
         direct (bool): Use the direct path where a pipeline allows it. Default True.
+        crop_only (bool): Run only each pipeline's first transform, the image views' ``RandomResizedCrop``
+            and the patches' ``RoICrop`` (to uint8); the rest runs in the model's data preprocessor on the
+            device (``ViewAugmentDataPreprocessor``, given the same pipelines). Default False.
     """
 
     def __init__(self,
@@ -260,12 +270,13 @@ class ORLViews(BaseTransform):
                  intra_partner_key: str = 'intra_bbox_jittered',
                  inter_key: str = 'inter_bbox_pair',
                  resize: str = 'torch',
-                 direct: bool = True) -> None:
+                 direct: bool = True,
+                 crop_only: bool = False) -> None:
         if len(img_pipelines) != 2 or len(patch_pipelines) != 2:
             raise ValueError('ORLViews needs exactly two img_pipelines and two patch_pipelines, got '
                              f'{len(img_pipelines)} and {len(patch_pipelines)}')
-        self.img_pipelines = [ViewPipeline(p, resize, direct) for p in img_pipelines]
-        self.patch_pipelines = [ViewPipeline(p, resize, direct) for p in patch_pipelines]
+        self.img_pipelines = [ViewPipeline(p[:1] if crop_only else p, resize, direct) for p in img_pipelines]
+        self.patch_pipelines = [ViewPipeline(p[:1] if crop_only else p, resize, direct) for p in patch_pipelines]
         self.intra_key = intra_key
         self.intra_partner_key = intra_partner_key
         self.inter_key = inter_key

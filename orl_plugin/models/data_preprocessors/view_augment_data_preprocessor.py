@@ -10,6 +10,15 @@ from mmpretrain.registry import MODELS
 from .batch_augment import BatchViewAugment, cat_params
 
 
+def _skip_loader_transforms(pipeline: Sequence, loader_transforms: Sequence[str]) -> list:
+    """``pipeline`` without its leading transforms of the given types (the loader's crop)."""
+    pipeline = list(pipeline)
+    while pipeline and (pipeline[0].get('type')
+                        if isinstance(pipeline[0], dict) else type(pipeline[0]).__name__) in loader_transforms:
+        pipeline = pipeline[1:]
+    return pipeline
+
+
 @MODELS.register_module()
 class ViewAugmentDataPreprocessor(SelfSupDataPreprocessor):
     """``SelfSupDataPreprocessor`` that first runs each view's photometric transforms on the batch.
@@ -27,8 +36,10 @@ class ViewAugmentDataPreprocessor(SelfSupDataPreprocessor):
 
     Args:
         view_pipelines (list[list[dict]]): One pipeline per input view, in the order of the model inputs
-            (stage 1: two; stage 3: six, as ``ORLViews`` packs them). Each is the CPU view pipeline
-            without its crop, e.g. ``view_pipeline1[1:]``.
+            (stage 1: two; stage 3: six, as ``ORLViews`` packs them): the CPU view pipelines as they are.
+            A leading crop (``loader_transforms``), which the data loader runs, is skipped here.
+        loader_transforms (tuple[str]): Types of the leading transforms left to the data loader.
+            Defaults to ``('RandomResizedCrop', 'RoICrop')``.
         channel_order (str): Channel order of the loader's images: 'bgr' (mmcv's loaders) or 'rgb'.
             ``RandomGrayscale``'s weights refer to it.
         seed (int, optional): Seed of the generator instead of one drawn from torch's.
@@ -38,6 +49,7 @@ class ViewAugmentDataPreprocessor(SelfSupDataPreprocessor):
 
     def __init__(self,
                  view_pipelines: Sequence[Sequence[Union[dict, object]]],
+                 loader_transforms: Sequence[str] = ('RandomResizedCrop', 'RoICrop'),
                  channel_order: str = 'bgr',
                  seed: Optional[int] = None,
                  mean: Optional[Sequence[float]] = None,
@@ -60,7 +72,9 @@ class ViewAugmentDataPreprocessor(SelfSupDataPreprocessor):
         if channel_order not in ('bgr', 'rgb'):
             raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
         self.channel_order = channel_order
-        self.view_augments = [BatchViewAugment(p, channel_order) for p in view_pipelines]
+        self.view_augments = [
+            BatchViewAugment(_skip_loader_transforms(p, loader_transforms), channel_order) for p in view_pipelines
+        ]
         self.seed = seed
         self._generator: Optional[torch.Generator] = None
 
