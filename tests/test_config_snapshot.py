@@ -20,7 +20,14 @@ DROPPED = object()  # the key is gone
 
 # Configs added since the snapshot, with what they are.
 COCO_90K = 'benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_ms-90k_coco_orl.py'
-NEW_CONFIGS = {COCO_90K: "the paper's COCO transfer protocol (detectron2's schedule and PreciseBN), beside mmdet's 1x"}
+GPUAUG = 'issue 16: the CPU config beside it with the photometric augmentation in the data preprocessor'
+NEW_CONFIGS = {
+    COCO_90K: "the paper's COCO transfer protocol (detectron2's schedule and PreciseBN), beside mmdet's 1x",
+    'byol/byol_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
+    'byol/byol_resnet18_1xb32-gpuaug-coslr-30e_synthetic.py': GPUAUG,
+    'orl/stage3/orl_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
+    'orl/stage3/orl_resnet18_1xb16-gpuaug-coslr-30e_synthetic.py': GPUAUG,
+}
 
 
 @dataclass
