@@ -6,8 +6,10 @@
 _base_ = './byol_resnet50_8xb64-coslr-800e_coco.py'
 
 views = _base_.train_pipeline[1].transforms  # MultiView: [view_pipeline1, view_pipeline2]
+# COCO is JPEG, which OpenCV decodes to exactly PIL's pixels (the official Image.open().convert('RGB'),
+# tests/test_decoding.py::test_jpeg_pixels_are_the_same_with_both_backends), faster.
 train_pipeline = [
-    _base_.train_pipeline[0],
+    dict(_base_.train_pipeline[0], imdecode_backend='cv2'),
     dict(type='ImageViews', pipelines=views, crop_only=True), _base_.train_pipeline[2]
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -40,13 +40,13 @@ crop_dataset = dict(
     data_prefix=dict(img_path='images/'),
     context=0.1)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageOrSkip', imdecode_backend='pillow'),
     dict(type='RoICrop', size=crop_size, box_key='roi_bbox'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageOrSkip', imdecode_backend='pillow'),
     dict(type='RoICrop', size=crop_size, box_key='roi_bbox'),
     dict(type='PackInputs'),
 ]

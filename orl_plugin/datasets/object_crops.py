@@ -42,7 +42,7 @@ class ObjectCropDataset(BaseDataset):
     into ``metainfo['classes']``, the scene set's categories sorted by id, as
     :class:`SceneImageDataset` reads them) and ``roi_bbox``, the object's box grown by
     ``context`` on every side (``[x, y, w, h]`` int, clipped to the image). The pipeline crops it,
-    e.g. ``LoadImageFromFile`` then ``RoICrop(size=64, box_key='roi_bbox')`` (the crop helper of
+    e.g. ``LoadImageOrSkip`` then ``RoICrop(size=64, box_key='roi_bbox')`` (the crop helper of
     stage 2c and 3), then ``PackInputs``.
 
     Args:
