@@ -27,6 +27,8 @@ NEW_CONFIGS = {
     'byol/byol_resnet18_1xb32-gpuaug-coslr-30e_synthetic.py': GPUAUG,
     'orl/stage3/orl_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
     'orl/stage3/orl_resnet18_1xb16-gpuaug-coslr-30e_synthetic.py': GPUAUG,
+    'instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py':
+    'the measuring instrument: a supervised stage-1 stand-in trained on ground-truth object crops',
 }
 
 

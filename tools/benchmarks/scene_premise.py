@@ -42,7 +42,7 @@ from orl_plugin.datasets.transforms.selective_search import selective_search
 from orl_plugin.evaluation.box_metrics import OBJECT_CRITERIA, gt_recall, matched_gt_labels, on_object, xywh_to_xyxy
 from orl_plugin.evaluation.knn_metric import category_precision
 from orl_plugin.evaluation.selective_search_metric import random_placement
-from orl_plugin.pipeline import write_json_atomic
+from orl_plugin.store import atomic_write_json
 
 #: Scene designs: ``make_synthetic_scenes`` arguments. ``v2`` is the default; the others change one option.
 DESIGNS: Dict[str, Dict[str, Any]] = {
@@ -228,7 +228,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                         workers=1, **DESIGNS[name])
         fig = measure(summary['ann_file'], summary['image_dir'], args.k, args.seed, args.workers)
         saved['designs'][name] = dict(options=DESIGNS[name], **fig, elapsed_s=round(time.time() - t0, 1))
-        write_json_atomic(res_path, saved)
+        atomic_write_json(res_path, saved)
         print(f'[premise] {name}: {time.time() - t0:.0f} s', flush=True)
     shown = {n: saved['designs'][n] for n in args.designs}
     print(f'{args.num_images} scenes of {args.img_size} px per design, seed {args.seed}; '
