@@ -169,4 +169,6 @@ class CorrespondenceMetric(MiningMetric):
         gt_l = [None if lab is None else np.asarray(lab, dtype=np.int64).reshape(-1)
                 for lab in gt_l]
         metrics.update(pair_precision(pairs, knn, gt_b, gt_l, self.iou_thr, kept_boxes=boxes))
+        if all(b is None for b in gt_b):
+            self.note_no_ground_truth('pair precision')
         return metrics

@@ -78,4 +78,6 @@ class SelectiveSearchMetric(MiningMetric):
             metrics[f'recall@{thr}_filtered'] = hit_filt / num_gt
             metrics['mean_filtered_boxes'] = float(np.mean(kept))
             metrics['num_gt'] = num_gt
+        else:
+            self.note_no_ground_truth('proposal recall')
         return metrics
