@@ -52,6 +52,25 @@ def test_folder_recipe_follows_the_device():
         assert filt['min_size'] == 96 and crops['size'] == crop
 
 
+@pytest.mark.parametrize('preset', sorted(FOLDER_PRESETS))
+def test_both_recipes_list_the_folder(preset, photo_folder):
+    """--data-root moves every image list of both recipes (the GPU one cannot run here) onto the folder."""
+    from mmengine.config import Config
+
+    from orl_plugin.datasets.scene_dataset import scene_data_infos
+    configs = pl.resolve_configs(preset)[1]
+    for stage in ('stage1', 'selective_search'):
+        cfg = Config.fromfile(configs[stage])
+        cfg.merge_from_dict(dict(item.split('=', 1) for item in pl.data_root_options(configs[stage], photo_folder)))
+        loader = cfg.get('train_dataloader') or cfg.test_dataloader
+        infos = scene_data_infos(loader.dataset)
+        assert len(infos) == 19 and infos[0]['img_path'] == osp.join(photo_folder, 'cmyk.jpg'), stage
+        assert infos[-1]['file_name'] == 'truncated.jpg' and 'gt_bboxes' not in infos[0]
+    for stage in ('knn', 'correspondence', 'stage3'):  # the same list (2c and 3: beside a store)
+        items = pl.data_root_options(configs[stage], photo_folder)
+        assert any(i.endswith(f'data_prefix.img_path={photo_folder}/') for i in items), (stage, items)
+
+
 def test_folder_checks(photo_folder, tmp_path):
     with pytest.raises(PipelineError, match='--data-root DIR'):
         Pipeline(PipelineOptions('folder', work_dir=str(tmp_path / 'w')))
@@ -155,6 +174,7 @@ def test_folder_command_end_to_end_on_the_cpu(photo_folder, tmp_path, capsys, mo
     about 35 CPU s of the test's time.)"""
     from orl_plugin.store import MiningStore
     monkeypatch.chdir(ROOT)
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')  # tiny tensors: a second intra-op thread only waits (conftest)
     work = str(tmp_path / 'run')
     argv = [
         'folder', '--data-root', photo_folder, '--gpus', '0', '--work-dir', work, '--quiet', '--schedule', 'stage1=1',

@@ -3,7 +3,8 @@
 Each stage runs in ``<work_dir>/<stage>/``. When it succeeds the pipeline writes
 ``<work_dir>/<stage>/pipeline_done.json`` atomically (outputs, log, metrics, command, fingerprint).
 A later run skips a stage whose marker is present, whose outputs still exist and whose fingerprint
-(config file content, cfg-options, inputs and the run ids of the upstream stages) is unchanged, so a
+(config file content, cfg-options, inputs, the run ids of the upstream stages and, for a folder
+preset, the folder's file list, sizes and times) is unchanged, so a
 crashed pipeline resumes where it stopped; a crashed *training* stage resumes from its last
 checkpoint (``--resume``), a crashed mining stage from its chunk cache. Re-running an upstream stage
 gives it a new run id, which makes every stage downstream of it stale. ``--from STAGE`` forces STAGE

@@ -223,7 +223,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         for p in paths[:n1]:
             dst = osp.join(small, osp.basename(p))
             if not osp.exists(dst):
-                os.symlink(p, dst)
+                os.symlink(osp.abspath(p), dst)
         print(
             f'[folder_timing] {n2} images of {args.img_size[0]}x{args.img_size[1]} in {time.time() - t0:.0f} s',
             flush=True)
