@@ -178,13 +178,13 @@ class Pipeline:
     def run(self) -> Dict[str, Any]:
         """Run (or skip) every stage in order; returns the summary also written to the work dir."""
         os.makedirs(self.work_dir, exist_ok=True)
-        self._link_data_root()
         forced = [s for s in self.stages if s in self.forced]
         if self.recipe_reason:
             self._say(f'{FOLDER}: the {self.preset} recipe ({self.recipe_reason}; name folder-cpu or folder-gpu '
                       'to choose)')
         if self.folder:
             self._say(f'{self.label}: {self.folder["num_files"]} image files under {self.folder["root"]}')
+        self._link_data_root()
         self._say(f'{self.label}: work dir {self.work_dir}; stages: {", ".join(self.stages)}' +
                   (f'; forced: {", ".join(forced)}' if forced else ''))
         for stage in self.stages:
