@@ -20,11 +20,16 @@ DROPPED = object()  # the key is gone
 
 # Configs added since the snapshot, with what they are.
 COCO_90K = 'benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_ms-90k_coco_orl.py'
+GPUAUG = 'issue 16: the CPU config beside it with the photometric augmentation in the data preprocessor'
 FOLDER_GPU = ('issue 15 item 4: `orl-pipeline folder` on GPUs, the COCO recipe on a folder of images '
               '(selective search at <= 1024 px)')
 FOLDER_CPU = 'issue 15 item 4: `orl-pipeline folder` on a CPU, the CPU recipe on a folder of images'
 NEW_CONFIGS = {
     COCO_90K: "the paper's COCO transfer protocol (detectron2's schedule and PreciseBN), beside mmdet's 1x",
+    'byol/byol_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
+    'byol/byol_resnet18_1xb32-gpuaug-coslr-30e_synthetic.py': GPUAUG,
+    'orl/stage3/orl_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
+    'orl/stage3/orl_resnet18_1xb16-gpuaug-coslr-30e_synthetic.py': GPUAUG,
     'orl/folder/byol_resnet50_8xb64-coslr-800e_folder.py': FOLDER_GPU,
     'orl/folder/knn_byol-resnet50_8xb64_folder.py': FOLDER_GPU,
     'orl/folder/selective-search_8workers_folder.py': FOLDER_GPU,

@@ -181,3 +181,22 @@ def test_truncation_check_reads_jpeg_structure(mixed_images):
     assert not jpeg_is_truncated(content + b'\x00ftypmp42' + bytes(range(256)) * 4)
     # ... a cut is, even with the EXIF block's own markers before it.
     assert jpeg_is_truncated(content[:len(content) * 2 // 3])
+
+
+@pytest.mark.parametrize('subsampling', (0, 1, 2))
+@pytest.mark.parametrize('progressive', (False, True))
+def test_jpeg_pixels_are_the_same_with_both_backends(subsampling, progressive):
+    """JPEG (all of COCO) decodes to the same pixels with OpenCV as with PIL, the official decoder: the
+    COCO GPU-side augmentation configs rely on it for loader speed. Photo-like content, an odd size."""
+    import io
+    rng = np.random.default_rng(subsampling)
+    coarse = rng.integers(0, 256, (13, 21, 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((323, 197), Image.BICUBIC), dtype=np.int16)
+    photo = np.clip(smooth + rng.integers(-25, 26, smooth.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, 'JPEG', quality=85, subsampling=subsampling, progressive=progressive)
+    data = buf.getvalue()
+    a = decode_image(data, 'photo.jpg', backend='pillow')
+    b = decode_image(data, 'photo.jpg', backend='cv2')
+    assert a.shape == b.shape == (197, 323, 3)
+    assert np.array_equal(a, b)

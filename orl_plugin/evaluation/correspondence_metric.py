@@ -15,29 +15,46 @@ OFFICIAL_INFO_KEYS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_max_iou',
                       'intra_bbox_num', 'knn_image_num', 'knn_bbox_pair_ratio')
 
 
+#: Key suffix of each object criterion (:data:`box_metrics.OBJECT_CRITERIA`) in the pair figures.
+CRITERION_SUFFIX = {'iou': '', 'inside': '_inside'}
+
+
 def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
                    knn: np.ndarray,
                    gt_bboxes: Sequence[Optional[np.ndarray]],
                    gt_labels: Sequence[Optional[np.ndarray]],
                    iou_thr: float = 0.5,
-                   kept_boxes: Optional[Sequence[np.ndarray]] = None) -> Dict[str, float]:
+                   kept_boxes: Optional[Sequence[np.ndarray]] = None,
+                   inside_thr: float = 0.5) -> Dict[str, float]:
     """How often a mined RoI pair shows the same kind of object in both images.
 
-    A pair ``[q xywh, n xywh]`` of query ``i`` and neighbour ``knn[i, j]`` is correct when the
-    query box matches (IoU >= ``iou_thr``) a GT object of some category and the neighbour box
-    matches a GT object of the same category. Only pairs whose two images both have ground
+    A box is *on an object* by either of two criteria (:func:`box_metrics.on_object`): IoU >=
+    ``iou_thr`` with a GT box (keys without suffix), or lying mostly inside a GT box,
+    intersection over the box's own area >= ``inside_thr`` (keys ending in ``_inside``; ORL's
+    boxes are often object parts, which IoU misses). A pair ``[q xywh, n xywh]`` of query ``i``
+    and neighbour ``knn[i, j]`` is an *object pair* when both boxes are on objects, and *correct*
+    when they are on objects of a common category. Only pairs whose two images both have ground
     truth (``gt_bboxes`` not ``None``; an image with an empty list counts, its pairs are wrong)
     are scored.
 
-    With ``kept_boxes`` (the boxes the pairs were chosen from) it also gives the same two figures
-    for pairs drawn uniformly at random from those boxes, as many per neighbour as were mined
-    (``*_random``, exact expectations): the level the similarity ranking has to beat.
+    Per criterion (``s`` = its suffix):
+
+    - ``pair_precision{s}``: correct pairs / scored pairs;
+    - ``pair_object_rate{s}``: object pairs / scored pairs;
+    - ``pair_precision_on_objects{s}``: correct pairs / object pairs, i.e. among pairs with an
+      object on both sides, the share whose objects share the category (is the matching right
+      where it matches objects?); NaN without object pairs;
+    - ``object_pairs{s}``: the number of object pairs (that share's sample size).
+
+    With ``kept_boxes`` (the boxes the pairs were chosen from) every figure also gets its random
+    level ``*_random``: for pairs drawn uniformly at random from the two images' kept boxes, as
+    many per neighbour as were mined, the exact expected count of correct / object pairs; the
+    ``_on_objects`` level is the ratio of those two expected counts (the share among all random
+    pairs pooled, as the mined figure is pooled). Also ``kept_object_rate{s}``: the share of the
+    kept boxes of the scored images that lie on an object.
 
     Returns:
-        ``pair_precision`` (category-correct pairs / scored pairs), ``pair_object_rate``
-        (pairs whose two boxes each match any GT object), ``scored_pairs`` and, with
-        ``kept_boxes``, ``pair_precision_random`` and ``pair_object_rate_random``; empty when no
-        pair could be scored.
+        The figures above and ``scored_pairs``; empty when no pair could be scored.
     """
     n = len(pairs)
     has_gt = [gt_bboxes[i] is not None and gt_labels[i] is not None for i in range(n)]
@@ -45,15 +62,19 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
     for i in range(n):
         if has_gt[i] and len(gt_labels[i]):
             num_cls = max(num_cls, int(np.max(gt_labels[i])) + 1)
-    correct = objects = scored = 0
-    rand_correct = rand_objects = 0.0
-    all_masks: Dict[int, np.ndarray] = {}
+    thr = dict(iou=iou_thr, inside=inside_thr)
+    correct = dict.fromkeys(thr, 0)
+    objects = dict.fromkeys(thr, 0)
+    rand_correct = dict.fromkeys(thr, 0.0)
+    rand_objects = dict.fromkeys(thr, 0.0)
+    scored = 0
+    kept_masks: Dict[tuple, np.ndarray] = {}
 
-    def masks_of(i: int) -> np.ndarray:
-        if i not in all_masks:
-            all_masks[i] = _pad(matched_gt_labels(np.asarray(kept_boxes[i]).reshape(-1, 4), gt_bboxes[i],
-                                                  gt_labels[i], iou_thr), num_cls)
-        return all_masks[i]
+    def masks_of(i: int, crit: str) -> np.ndarray:
+        if (i, crit) not in kept_masks:
+            kept_masks[i, crit] = _pad(matched_gt_labels(np.asarray(kept_boxes[i]).reshape(-1, 4), gt_bboxes[i],
+                                                         gt_labels[i], thr[crit], crit), num_cls)
+        return kept_masks[i, crit]
 
     for i in range(n):
         if not has_gt[i]:
@@ -62,22 +83,33 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
             nb = int(knn[i, j])
             if len(p) == 0 or not has_gt[nb]:
                 continue
-            mq = _pad(matched_gt_labels(p[:, :4], gt_bboxes[i], gt_labels[i], iou_thr), num_cls)
-            mn = _pad(matched_gt_labels(p[:, 4:], gt_bboxes[nb], gt_labels[nb], iou_thr),
-                      num_cls)
-            correct += int((mq & mn).any(axis=1).sum())
-            objects += int((mq.any(axis=1) & mn.any(axis=1)).sum())
             scored += len(p)
-            if kept_boxes is not None:
-                aq, an = masks_of(i).astype(np.int64), masks_of(nb).astype(np.int64)
-                if len(aq) and len(an):
-                    rand_correct += len(p) * float(((aq @ an.T) > 0).mean())
-                    rand_objects += len(p) * float(aq.any(axis=1).mean() * an.any(axis=1).mean())
+            for crit, t in thr.items():
+                mq = _pad(matched_gt_labels(p[:, :4], gt_bboxes[i], gt_labels[i], t, crit), num_cls)
+                mn = _pad(matched_gt_labels(p[:, 4:], gt_bboxes[nb], gt_labels[nb], t, crit), num_cls)
+                correct[crit] += int((mq & mn).any(axis=1).sum())
+                objects[crit] += int((mq.any(axis=1) & mn.any(axis=1)).sum())
+                if kept_boxes is not None:
+                    aq, an = masks_of(i, crit).astype(np.int64), masks_of(nb, crit).astype(np.int64)
+                    if len(aq) and len(an):
+                        rand_correct[crit] += len(p) * float(((aq @ an.T) > 0).mean())
+                        rand_objects[crit] += len(p) * float(aq.any(axis=1).mean() * an.any(axis=1).mean())
     if scored == 0:
         return {}
-    out = dict(pair_precision=correct / scored, pair_object_rate=objects / scored, scored_pairs=scored)
-    if kept_boxes is not None:
-        out.update(pair_precision_random=rand_correct / scored, pair_object_rate_random=rand_objects / scored)
+    out: Dict[str, float] = dict(scored_pairs=scored)
+    for crit, s in CRITERION_SUFFIX.items():
+        out[f'pair_precision{s}'] = correct[crit] / scored
+        out[f'pair_object_rate{s}'] = objects[crit] / scored
+        out[f'pair_precision_on_objects{s}'] = correct[crit] / objects[crit] if objects[crit] else float('nan')
+        out[f'object_pairs{s}'] = objects[crit]
+        if kept_boxes is not None:
+            out[f'pair_precision{s}_random'] = rand_correct[crit] / scored
+            out[f'pair_object_rate{s}_random'] = rand_objects[crit] / scored
+            out[f'pair_precision_on_objects{s}_random'] = (
+                rand_correct[crit] / rand_objects[crit] if rand_objects[crit] else float('nan'))
+            on = [masks_of(i, crit).any(axis=1) for i in range(n) if has_gt[i]]
+            num_kept = sum(len(m) for m in on)
+            out[f'kept_object_rate{s}'] = sum(int(m.sum()) for m in on) / num_kept if num_kept else float('nan')
     return out
 
 
@@ -97,12 +129,15 @@ class CorrespondenceMetric(MiningMetric):
     official correspondence JSON when ``json_file`` is set. Skipped images keep their
     neighbour list but have no boxes and no pairs (and pairs with them as neighbour are
     empty); they are listed in the header. With ground truth it reports
-    :func:`pair_precision` (with the random-pair level) plus counts.
+    :func:`pair_precision` for both object criteria, each figure beside its random-pair level,
+    plus counts.
 
     Args:
         out_file (str): Output store (``<data_root>/orl/correspondence.orlstore``).
         json_file (str, optional): Also write the official correspondence JSON.
         iou_thr (float): IoU for a box to match a GT object. Default 0.5.
+        inside_thr (float): Intersection over the box's area for a box to lie inside a GT object
+            (the ``*_inside`` figures). Default 0.5.
         mining_params (dict, optional): The official ``info`` fields; the loop sets them from
             its pipeline and arguments (:meth:`set_mining_params`), so configs leave this out.
     """
@@ -114,10 +149,12 @@ class CorrespondenceMetric(MiningMetric):
                  out_file: str,
                  json_file: Optional[str] = None,
                  iou_thr: float = 0.5,
+                 inside_thr: float = 0.5,
                  mining_params: Optional[dict] = None,
                  **kwargs) -> None:
         super().__init__(out_file=out_file, json_file=json_file, **kwargs)
         self.iou_thr = float(iou_thr)
+        self.inside_thr = float(inside_thr)
         self.mining_params = dict(mining_params) if mining_params else None
 
     def set_mining_params(self, params: dict) -> None:
@@ -168,7 +205,8 @@ class CorrespondenceMetric(MiningMetric):
                 for b in gt_b]
         gt_l = [None if lab is None else np.asarray(lab, dtype=np.int64).reshape(-1)
                 for lab in gt_l]
-        metrics.update(pair_precision(pairs, knn, gt_b, gt_l, self.iou_thr, kept_boxes=boxes))
+        metrics.update(pair_precision(pairs, knn, gt_b, gt_l, self.iou_thr, kept_boxes=boxes,
+                                      inside_thr=self.inside_thr))
         if all(b is None for b in gt_b):
             self.note_no_ground_truth('pair precision')
         return metrics

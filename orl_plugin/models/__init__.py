@@ -4,3 +4,4 @@ from .orl import ORL  # noqa: F401
 from .image_feature import ImageFeature  # noqa: F401
 from .roi_feature import RoIFeature  # noqa: F401
 from .top_ratio_pairs import TopRatioPairs  # noqa: F401
+from .data_preprocessors import ViewAugmentDataPreprocessor  # noqa: F401

@@ -36,12 +36,18 @@ def crop_boxes(img: np.ndarray,
     out_h, out_w = (size, size) if isinstance(size, int) else tuple(size)
     boxes = np.asarray(boxes_xywh).reshape(-1, 4)
     out = np.empty((len(boxes), out_h, out_w, 3), dtype=np.uint8)
-    pil = Image.fromarray(np.ascontiguousarray(img))
+    img_h, img_w = img.shape[:2]
+    pil = None
     for k, (x, y, w, h) in enumerate(boxes.tolist()):
         x, y, w, h = int(x), int(y), int(w), int(h)
-        patch = pil.crop((x, y, x + w, y + h)).resize((out_w, out_h),
-                                                      Image.BILINEAR)
-        out[k] = np.asarray(patch)
+        if 0 <= x and 0 <= y and x + w <= img_w and y + h <= img_h:
+            # Only the box's pixels go to PIL (PIL's crop copies the same pixels; the whole image
+            # need not be converted for it).
+            patch = Image.fromarray(np.ascontiguousarray(img[y:y + h, x:x + w]))
+        else:  # PIL's crop pads what lies outside with black, as the official crop does
+            pil = Image.fromarray(np.ascontiguousarray(img)) if pil is None else pil
+            patch = pil.crop((x, y, x + w, y + h))
+        out[k] = np.asarray(patch.resize((out_w, out_h), Image.BILINEAR))
     return out
 
 

@@ -1,16 +1,29 @@
 """Crop one RoI from an image and resize it to a fixed patch (ORL stage 3)."""
-from typing import Sequence, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmpretrain.registry import TRANSFORMS
-from .box_ops import clip_boxes_xywh
 from .crop_boxes import crop_boxes
 
 
 class BoxOutsideImageError(ValueError):
     """A box with no pixel inside its image (wholly outside, or of zero area)."""
+
+
+def fit_roi(box, img_w: int, img_h: int, box_key: str = 'roi_bbox', img_path: str = '?') -> Tuple[int, int, int, int]:
+    """The ``[x, y, w, h]`` box clipped to a ``img_w x img_h`` image (as :func:`clip_boxes_xywh`, for one box
+    without numpy's per-call cost); :class:`BoxOutsideImageError`, naming the image and the box, if it has no
+    pixel inside."""
+    x, y, w, h = (int(round(float(v))) for v in np.asarray(box).reshape(4).tolist())
+    x1, y1 = min(max(x, 0), img_w), min(max(y, 0), img_h)
+    x2, y2 = min(max(x + w, 0), img_w), min(max(y + h, 0), img_h)
+    if w <= 0 or h <= 0 or x2 <= x1 or y2 <= y1:
+        raise BoxOutsideImageError(
+            f'RoICrop: box {box_key}={[x, y, w, h]} (xywh) has no pixel inside image {img_path} of size '
+            f'{img_w}x{img_h}; the mined boxes do not match this image')
+    return x1, y1, x2 - x1, y2 - y1
 
 
 @TRANSFORMS.register_module()
@@ -45,15 +58,8 @@ class RoICrop(BaseTransform):
         """Replace ``img`` by the resized crop of the box."""
         img = results['img']
         img_h, img_w = img.shape[:2]
-        box = np.asarray(results[self.box_key]).reshape(1, 4)
-        clipped, valid = clip_boxes_xywh(box, img_w, img_h)
-        if not valid[0]:
-            raise BoxOutsideImageError(
-                f'RoICrop: box {self.box_key}={box[0].tolist()} (xywh) has '
-                f'no pixel inside image {results.get("img_path", "?")} of '
-                f'size {img_w}x{img_h}; the mined boxes do not match this '
-                'image')
-        patch = crop_boxes(img, clipped, self.size)[0]
+        box = fit_roi(results[self.box_key], img_w, img_h, self.box_key, results.get('img_path', '?'))
+        patch = crop_boxes(img, np.array([box]), self.size)[0]
         results['img'] = patch
         results['img_shape'] = patch.shape[:2]
         return results

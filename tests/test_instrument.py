@@ -1,0 +1,124 @@
+"""The measuring instrument: a classifier trained with ground-truth labels on ground-truth object
+crops. Its data set, a few training iterations, and that no ORL config ever selects it."""
+import glob
+import os.path as osp
+
+import mmcv
+import mmengine
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import orl_plugin  # noqa: F401  (registers the components)
+from orl_plugin.datasets.object_crops import ObjectCropDataset, context_box
+from orl_plugin.datasets.synthetic_scenes import CATEGORIES, make_synthetic_scenes
+from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+INSTRUMENT_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'instrument', '*.py')))
+OTHER_CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                       if p not in INSTRUMENT_CONFIGS)
+
+
+@pytest.fixture(scope='module')
+def scenes(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('instrument_scenes'))
+    make_synthetic_scenes(root, 10, seed=0, img_size=(96, 96), workers=1)  # 8 train, 2 val
+    return root
+
+
+def test_context_box():
+    # 10 % of the 40 x 20 box on every side, clipped to the 100 x 50 image at the right.
+    np.testing.assert_array_equal(context_box([10, 10, 50, 30], 0.1, 100, 50), [6, 8, 48, 24])
+    np.testing.assert_array_equal(context_box([70, 0, 100, 20], 0.1, 100, 50), [67, 0, 33, 22])
+    np.testing.assert_array_equal(context_box([70, 0, 100, 20], 0.0), [70, 0, 30, 20])
+
+
+def test_object_crop_dataset(scenes):
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='RoICrop', size=32, box_key='roi_bbox'),
+                dict(type='PackInputs')]
+    ds = ObjectCropDataset(ann_file='annotations/instances_train.json', data_root=scenes,
+                           data_prefix=dict(img_path='images/'), context=0.1, pipeline=pipeline)
+    coco = mmengine.load(osp.join(scenes, 'annotations', 'instances_train.json'))
+    anns = coco['annotations']
+    assert len(ds) == len(anns) > 8
+    assert ds.metainfo['classes'] == tuple(c['name'] for c in CATEGORIES)
+    for i, a in enumerate(anns):  # one sample per object, in annotation order, labelled by its category
+        info = ds.get_data_info(i)
+        assert info['gt_label'] == a['category_id'] - 1
+        x, y, w, h = a['bbox']
+        rx, ry, rw, rh = info['roi_bbox']
+        assert rx <= x and ry <= y and rx + rw >= x + w and ry + rh >= y + h  # holds the object
+        assert rx >= 0 and ry >= 0 and rx + rw <= 96 and ry + rh <= 96  # inside the image
+    sample = ds[0]
+    assert tuple(sample['inputs'].shape) == (3, 32, 32)
+    assert int(sample['data_samples'].gt_label) == anns[0]['category_id'] - 1
+    # the crop is the project's 2c crop of that box
+    img = mmcv.imread(ds.get_data_info(0)['img_path'])
+    expected = crop_boxes(img, ds.get_data_info(0)['roi_bbox'][None], 32)[0]
+    np.testing.assert_array_equal(sample['inputs'].permute(1, 2, 0).numpy(), expected)
+
+
+def test_object_crop_dataset_needs_annotations(tmp_path, scenes):
+    content = mmengine.load(osp.join(scenes, 'annotations', 'instances_val.json'))
+    del content['annotations']
+    mmengine.dump(content, str(tmp_path / 'no_anns.json'))
+    with pytest.raises(ValueError, match='no "annotations"'):
+        ObjectCropDataset(ann_file=str(tmp_path / 'no_anns.json'), data_prefix=dict(img_path=scenes))
+
+
+def test_instrument_trains_and_reports_held_out_accuracy(scenes, tmp_path):
+    assert len(INSTRUMENT_CONFIGS) == 1
+    cfg = Config.fromfile(INSTRUMENT_CONFIGS[0])
+    options = {'train_cfg.max_epochs': 1, 'default_hooks.logger.interval': 1}
+    for split in ('train', 'val', 'test'):
+        options.update({f'{split}_dataloader.batch_size': 16, f'{split}_dataloader.num_workers': 0,
+                        f'{split}_dataloader.persistent_workers': False,
+                        f'{split}_dataloader.dataset.data_root': scenes,
+                        f'{split}_dataloader.dataset.pipeline.1.size': 32})
+    cfg.merge_from_dict(options)
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    top1 = runner.message_hub.get_scalar('val/accuracy/top1').current()
+    assert 0.0 <= top1 <= 100.0
+    assert runner.iter == int(np.ceil(len(runner.train_dataloader.dataset) / 16))
+    # A training checkpoint like any other (weights_only; publish_model.py makes a plain one).
+    sd = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu', weights_only=True)['state_dict']
+    assert any(k.startswith('backbone.') for k in sd) and 'head.fc.weight' in sd
+
+
+def test_the_instrument_is_labelled():
+    for path in INSTRUMENT_CONFIGS:
+        assert osp.basename(path).startswith('instrument')
+        with open(path) as f:
+            assert f.readline().startswith('# MEASURING INSTRUMENT, NOT ORL')
+        cfg = Config.fromfile(path)
+        assert cfg.model.type == 'ImageClassifier'
+        assert cfg.train_dataloader.dataset.type == cfg.val_dataloader.dataset.type == 'ObjectCropDataset'
+
+
+def _walk(value, path=''):
+    """(key path, value) of every leaf of a config."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, f'{path}.{k}' if path else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _walk(v, f'{path}.{i}')
+    else:
+        yield path, value
+
+
+@pytest.mark.parametrize('path', OTHER_CONFIGS, ids=[osp.relpath(p, ROOT) for p in OTHER_CONFIGS])
+def test_no_orl_config_selects_the_instrument(path):
+    # Neither its data (ground-truth labels) nor its config, work dir or checkpoint. (A classifier
+    # model type alone is allowed: stage 2 may take any classifier's checkpoint.)
+    cfg = Config.fromfile(path)
+    for key, value in _walk(cfg.to_dict()):
+        if isinstance(value, str):
+            assert 'instrument' not in value.lower(), f'{path}: {key} = {value!r}'
+            assert value != 'ObjectCropDataset', f'{path}: {key} selects the instrument data'

@@ -1,0 +1,41 @@
+"""tools/benchmarks/scene_premise.py: the premise figures from ground truth, end to end on a tiny set."""
+import json
+import os.path as osp
+import runpy
+
+import numpy as np
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return runpy.run_path(osp.join(ROOT, 'tools/benchmarks/scene_premise.py'), run_name='premise_under_test')
+
+
+def test_oracle_knn_stays_in_the_type(tool):
+    types = np.array([1, 1, 1, 2, 2, 2, 3, 3, 3, 3])
+    knn = tool['oracle_knn'](types, 2, seed=0)
+    for i, row in enumerate(knn):
+        assert i not in row and len(set(row)) == 2 and (types[row] == types[i]).all()
+    knn = tool['oracle_knn'](types, 3, seed=0)  # types 1 and 2 have two others: one from another type
+    assert (types[knn[3]] == 2).sum() == 2 and 3 not in knn[3] and len(set(knn[3])) == 3
+    assert (types[knn[7]] == 3).all()
+
+
+def test_premise_benchmark_end_to_end(tool, tmp_path, capsys):
+    args = ['--out', str(tmp_path), '--designs', 'v1', 'v2', '--num-images', '24', '--img-size', '96', '--k', '3']
+    assert tool['main'](args) == 0
+    res = json.load(open(tmp_path / 'results.json'))
+    v1, v2 = res['designs']['v1'], res['designs']['v2']
+    assert 'knn_oracle' not in v1 and v2['knn_oracle'] > v2['knn_random']
+    for r in (v1, v2):
+        assert r['num_images'] == 24 and r['kept_boxes'] >= 1
+        shares = r['kept_on_inside'] + r['kept_holds'] + r['kept_background']
+        assert shares == pytest.approx(1.0)  # every kept box is in exactly one class
+        assert 0 <= r['kept_on_iou'] <= r['kept_on_inside'] <= 1  # IoU >= 0.5 implies inside >= 0.5
+    out = capsys.readouterr().out
+    assert '| v2 |' in out and 'KNN oracle' in out
+    assert tool['main'](args) == 0  # resumes: nothing recomputed
+    assert 'v2: done before' in capsys.readouterr().out
