@@ -21,6 +21,9 @@ DROPPED = object()  # the key is gone
 # Configs added since the snapshot, with what they are.
 COCO_90K = 'benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_ms-90k_coco_orl.py'
 GPUAUG = 'issue 16: the CPU config beside it with the photometric augmentation in the data preprocessor'
+FOLDER_GPU = ('issue 15 item 4: `orl-pipeline folder` on GPUs, the COCO recipe on a folder of images '
+              '(selective search at <= 1024 px)')
+FOLDER_CPU = 'issue 15 item 4: `orl-pipeline folder` on a CPU, the CPU recipe on a folder of images'
 NEW_CONFIGS = {
     COCO_90K: "the paper's COCO transfer protocol (detectron2's schedule and PreciseBN), beside mmdet's 1x",
     'byol/byol_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
@@ -29,6 +32,16 @@ NEW_CONFIGS = {
     'orl/stage3/orl_resnet18_1xb16-gpuaug-coslr-30e_synthetic.py': GPUAUG,
     'instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py':
     'the measuring instrument: a supervised stage-1 stand-in trained on ground-truth object crops',
+    'orl/folder/byol_resnet50_8xb64-coslr-800e_folder.py': FOLDER_GPU,
+    'orl/folder/knn_byol-resnet50_8xb64_folder.py': FOLDER_GPU,
+    'orl/folder/selective-search_8workers_folder.py': FOLDER_GPU,
+    'orl/folder/correspondence_byol-resnet50_8xb64_folder.py': FOLDER_GPU,
+    'orl/folder/orl_resnet50_8xb64-coslr-800e_folder.py': FOLDER_GPU,
+    'orl/folder/byol_resnet18_1xb32-coslr-30e_folder.py': FOLDER_CPU,
+    'orl/folder/knn_byol-resnet18_1xb64_folder.py': FOLDER_CPU,
+    'orl/folder/selective-search_2workers_folder.py': FOLDER_CPU,
+    'orl/folder/correspondence_byol-resnet18_1xb64_folder.py': FOLDER_CPU,
+    'orl/folder/orl_resnet18_1xb16-coslr-30e_folder.py': FOLDER_CPU,
 }
 
 
@@ -84,6 +97,9 @@ CHANGES: List[Change] = [
             data_root='data/synthetic_scenes/',
             ann_file='annotations/instances_train.json',
             data_prefix=dict(img_path='images/')), 'as coco_train2017'),
+    Change(
+        PLUGIN, 'image_folder', dict(data_root='', ann_file='', data_prefix=dict(img_path='data/images/')),
+        'issue 15: the image list of a folder of images (no annotations), written once beside the others'),
     Change(PLUGIN, 'image_loader', IMAGE_LOADER,
            'the one image loader of every stage (_base_/datasets/scene_lists.py)'),
     # ------------------------------------------------------------------ decoding

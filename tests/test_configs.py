@@ -140,6 +140,9 @@ STAGE1_STAGE3 = [
     ('byol/byol_resnet50_8xb64-coslr-800e_coco-plus.py', 'orl/stage3/orl_resnet50_8xb64-coslr-800e_coco-plus.py', 224,
      96),
     ('byol/byol_resnet18_1xb32-coslr-30e_synthetic.py', 'orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py', 96, 48),
+    ('orl/folder/byol_resnet50_8xb64-coslr-800e_folder.py', 'orl/folder/orl_resnet50_8xb64-coslr-800e_folder.py', 224,
+     96),
+    ('orl/folder/byol_resnet18_1xb32-coslr-30e_folder.py', 'orl/folder/orl_resnet18_1xb16-coslr-30e_folder.py', 96, 48),
 ]
 
 

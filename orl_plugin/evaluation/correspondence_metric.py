@@ -207,4 +207,6 @@ class CorrespondenceMetric(MiningMetric):
                 for lab in gt_l]
         metrics.update(pair_precision(pairs, knn, gt_b, gt_l, self.iou_thr, kept_boxes=boxes,
                                       inside_thr=self.inside_thr))
+        if all(b is None for b in gt_b):
+            self.note_no_ground_truth('pair precision')
         return metrics

@@ -158,4 +158,6 @@ class KNNMetric(MiningMetric):
         labels = [np.asarray(r.get('gt_labels', []), dtype=np.int64) for r in results]
         queries = np.array([i for i in valid if labels[i].size], dtype=np.int64)
         metrics.update(category_precision(labels, knn, queries, candidates=valid))
+        if not queries.size:
+            self.note_no_ground_truth('category precision')
         return metrics

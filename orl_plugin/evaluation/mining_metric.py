@@ -10,6 +10,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 
 from orl_plugin.store import MiningStore, write_official_json
 
@@ -84,6 +85,11 @@ class MiningMetric(BaseMetric):
         return [dict(index=int(r['index']), file_name=names[i],
                      reason=str(r.get('skip_reason', '')))
                 for i, r in enumerate(results) if cls.is_skipped(r)]
+
+    def note_no_ground_truth(self, scores: str) -> None:
+        """Say once, in one line, that the scores needing ground truth are off (a folder of photos)."""
+        print_log(f'{self.default_prefix}: no image has ground-truth boxes, so {scores} is not scored '
+                  '(it needs a COCO-format annotation file)', logger='current')
 
     def provenance(self) -> dict:
         return dict(metric=type(self).__name__, **self.mining_provenance)

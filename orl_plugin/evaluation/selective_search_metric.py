@@ -87,6 +87,8 @@ class SelectiveSearchMetric(MiningMetric):
         with_gt = [i for i in valid if len(np.asarray(results[i].get('gt_bboxes', []))) > 0]
         if with_gt:
             metrics.update(self._score(results, boxes, with_gt))
+        else:
+            self.note_no_ground_truth('proposal recall')
         return metrics
 
     def _score(self, results: List[dict], boxes: List[np.ndarray], with_gt: List[int]) -> dict:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmcv.transforms import Compose
 from mmengine.registry import DefaultScope
 
+from orl_plugin.datasets.transforms.loading import BadImageError
 from orl_plugin.evaluation.object_probe import count_nonfinite, encode_in_eval_mode
 
 
@@ -43,10 +44,13 @@ def _seeded(seed: int) -> Iterator[None]:
 
 def make_view_pairs(img_paths: Sequence[str],
                     view_pipelines: Sequence[Sequence[dict]],
-                    seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+                    seed: int = 0,
+                    skipped: Optional[List[str]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Two views of every image, one from each of the two ``view_pipelines`` (mmpretrain
     transform configs, e.g. ``view_pipeline1`` / ``view_pipeline2`` of the stage-1 data config).
     The same ``seed`` gives the same views, so scores taken during a run are comparable.
+    With a ``skipped`` list, an unreadable image (``BadImageError``) is left out and its
+    ``'path (reason)'`` appended there; without one the error propagates.
 
     Returns:
         Two ``(N, H, W, 3)`` uint8 arrays (the loader's BGR order); the pipelines must end in
@@ -59,11 +63,19 @@ def make_view_pairs(img_paths: Sequence[str],
     views: List[List[np.ndarray]] = [[], []]
     with _seeded(seed):
         for path in img_paths:
-            for out, pipe in zip(views, pipes):
-                res = pipe(dict(img_path=path))
+            try:
+                pair = [pipe(dict(img_path=path)) for pipe in pipes]
+            except BadImageError as e:
+                if skipped is None:
+                    raise
+                skipped.append(f'{path} ({e.reason})')
+                continue
+            for out, res in zip(views, pair):
                 if res is None:
                     raise ValueError(f'view retrieval: the view pipeline dropped image {path}')
                 out.append(np.asarray(res['img'], np.uint8))
+    if not views[0]:
+        raise ValueError(f'view retrieval: none of the {len(img_paths)} images could be read')
     shapes = {v.shape for vs in views for v in vs}
     if len(shapes) > 1:
         raise ValueError(f'view retrieval: views differ in size {sorted(shapes)}; end the pipelines '

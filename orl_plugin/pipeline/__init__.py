@@ -3,18 +3,20 @@
 Every stage is launched exactly as a user would launch it by hand (``tools/train.py``, ``tools/test.py``,
 ``tools/det_train.py``, or their ``dist_*.sh`` / ``slurm_*.sh`` launchers) on its own config, with the
 upstream outputs passed in through ``--cfg-options``. Modules: ``stages`` (the graph and its wiring),
-``presets``, ``config_edits``, ``launch``, ``records`` (markers, metrics, summary), ``runner`` (skip,
-resume, run), ``cli``.
+``presets`` (data-set presets and the folder recipes), ``config_edits``, ``launch``, ``records``
+(markers, metrics, summary), ``runner`` (skip, resume, run), ``reporting`` (the end-of-run table,
+``summary.json`` and pictures of ``make demo`` and ``orl-pipeline folder``), ``cli``.
 """
 from .cli import main
 from .config_edits import data_root_options, load_config, parse_stage_options, schedule_options
-from .presets import PRESETS, repo_root, resolve_configs
+from .presets import FOLDER_PRESETS, PRESETS, folder_recipe, repo_root, resolve_configs
 from .records import latest_checkpoint, read_run_metrics
 from .runner import Pipeline, PipelineOptions
 from .stages import STAGE_BY_NAME, STAGES, STORE_OUT_KEY, PipelineError, descendants, resolve_stage
 
 __all__ = [
-    'main', 'data_root_options', 'load_config', 'parse_stage_options', 'schedule_options', 'PRESETS', 'repo_root',
+    'main', 'data_root_options', 'load_config', 'parse_stage_options', 'schedule_options', 'PRESETS',
+    'FOLDER_PRESETS', 'folder_recipe', 'repo_root',
     'resolve_configs', 'latest_checkpoint', 'read_run_metrics', 'Pipeline', 'PipelineOptions',
     'STAGE_BY_NAME', 'STAGES', 'STORE_OUT_KEY', 'PipelineError', 'descendants', 'resolve_stage'
 ]

@@ -34,6 +34,49 @@ PRESETS: Dict[str, Dict[str, str]] = {
     },
 }
 
+# A folder of the user's images (``--data-root DIR``, required): one recipe per kind of machine,
+# chosen by :func:`folder_recipe`. No fine-tune: a folder has no boxes to fine-tune on.
+FOLDER = 'folder'
+FOLDER_PRESETS: Dict[str, Dict[str, str]] = {
+    'folder-gpu': {  # the COCO recipe (ResNet-50, 224 px, 800 epochs); selective search at <= 1024 px
+        'stage1': 'configs/orl/folder/byol_resnet50_8xb64-coslr-800e_folder.py',
+        'knn': 'configs/orl/folder/knn_byol-resnet50_8xb64_folder.py',
+        'selective_search': 'configs/orl/folder/selective-search_8workers_folder.py',
+        'correspondence': 'configs/orl/folder/correspondence_byol-resnet50_8xb64_folder.py',
+        'stage3': 'configs/orl/folder/orl_resnet50_8xb64-coslr-800e_folder.py',
+    },
+    'folder-cpu': {  # the CPU recipe (ResNet-18, 96 px views, 30 epochs); the same box filter
+        'stage1': 'configs/orl/folder/byol_resnet18_1xb32-coslr-30e_folder.py',
+        'knn': 'configs/orl/folder/knn_byol-resnet18_1xb64_folder.py',
+        'selective_search': 'configs/orl/folder/selective-search_2workers_folder.py',
+        'correspondence': 'configs/orl/folder/correspondence_byol-resnet18_1xb64_folder.py',
+        'stage3': 'configs/orl/folder/orl_resnet18_1xb16-coslr-30e_folder.py',
+    },
+}
+FOLDER_RULE = ("'folder' runs the COCO recipe (folder-gpu) when --launcher slurm is given or a CUDA device is "
+               'visible here, unless --gpus 0; else the CPU recipe (folder-cpu). Name folder-gpu or folder-cpu '
+               'to choose.')
+
+
+def folder_recipe(gpus: int, launcher: str, cuda: Optional[bool] = None) -> Tuple[str, str]:
+    """``(preset, why)`` for ``folder``: see :data:`FOLDER_RULE`. ``cuda``: whether a CUDA device is
+    visible (default: ask torch)."""
+    if gpus < 1:
+        return 'folder-cpu', '--gpus 0'
+    if launcher == 'slurm':
+        return 'folder-gpu', '--launcher slurm (GPU nodes)'
+    if cuda is None:
+        import torch
+        cuda = torch.cuda.is_available()
+    if cuda:
+        return 'folder-gpu', 'a CUDA device is visible'
+    return 'folder-cpu', 'no CUDA device is visible'
+
+
+def all_presets() -> Dict[str, Dict[str, str]]:
+    """Every named preset: the data-set presets and the folder recipes."""
+    return {**PRESETS, **FOLDER_PRESETS}
+
 
 def repo_root() -> str:
     """Where configs/ and tools/ are: the checkout, or a wheel install's ``orl_plugin/.mim``."""
@@ -48,9 +91,10 @@ def resolve_configs(preset_or_dir: str, root: Optional[str] = None) -> Tuple[str
     allowed for ``finetune``; :func:`check_configs` says which are missing).
     """
     root = root or repo_root()
-    if preset_or_dir in PRESETS:
+    presets = all_presets()
+    if preset_or_dir in presets:
         configs = {}
-        for stage, pattern in PRESETS[preset_or_dir].items():
+        for stage, pattern in presets[preset_or_dir].items():
             matches = sorted(glob.glob(osp.join(root, pattern)))
             if len(matches) == 1:
                 configs[stage] = matches[0]
@@ -66,7 +110,7 @@ def resolve_configs(preset_or_dir: str, root: Optional[str] = None) -> Tuple[str
                 configs[spec.name] = osp.abspath(path)
         label = osp.basename(osp.normpath(preset_or_dir))
         return label, configs
-    raise PipelineError(f'{preset_or_dir!r} is neither a preset ({", ".join(PRESETS)}) nor a directory '
+    raise PipelineError(f'{preset_or_dir!r} is neither a preset ({", ".join([*presets, FOLDER])}) nor a directory '
                         f'holding {", ".join(s.config_file for s in STAGES)}')
 
 
@@ -75,8 +119,12 @@ def check_configs(preset_or_dir: str, missing: Iterable[str]) -> None:
     missing = list(missing)
     if not missing:
         return
-    if preset_or_dir in PRESETS:
-        want = ', '.join(f'{s}: {PRESETS[preset_or_dir][s]}' for s in missing)
+    if preset_or_dir in FOLDER_PRESETS and 'finetune' in missing:
+        raise PipelineError(f'preset {preset_or_dir!r} has no detection fine-tune (a folder has no boxes); '
+                            'fine-tune the stage-3 checkpoint with any mmdet config (tools/det_train.py)')
+    presets = all_presets()
+    if preset_or_dir in presets:
+        want = ', '.join(f'{s}: {presets[preset_or_dir].get(s)}' for s in missing)
         raise PipelineError(f'preset {preset_or_dir!r}: no config file matches ({want})')
     want = ', '.join(STAGE_BY_NAME[s].config_file for s in missing)
     raise PipelineError(f'directory {preset_or_dir!r} has no {want}')

@@ -28,17 +28,33 @@ def read_json(path: str) -> Optional[Any]:
         return None
 
 
-def fingerprint(config: str, checkpoint: Optional[str], options: List[str], upstream: Mapping[str, str]) -> str:
+def fingerprint(config: str,
+                checkpoint: Optional[str],
+                options: List[str],
+                upstream: Mapping[str, str],
+                data: Optional[str] = None) -> str:
     """What decides a stage's result: its config file (path and content), checkpoint argument,
-    cfg-options and the run ids of the stages it consumes. The launcher and process count are left
-    out: a finished stage stays done on other hardware."""
+    cfg-options, the run ids of the stages it consumes and, for a plain image folder, ``data``
+    (:func:`folder_digest`: images added, removed or changed rerun the stages). The launcher and
+    process count are left out: a finished stage stays done on other hardware."""
     with open(config, 'rb') as f:
         config_sha = hashlib.sha256(f.read()).hexdigest()
     payload = {
         'config': config, 'config_sha': config_sha, 'checkpoint': checkpoint, 'options': options,
         'upstream': dict(upstream)
     }
+    if data is not None:
+        payload['data'] = data
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def folder_digest(root: str, names: Sequence[str]) -> str:
+    """Identity of an image folder's content: each listed file's relative path, size and mtime."""
+    h = hashlib.sha256()
+    for name in names:
+        st = os.stat(osp.join(root, name))
+        h.update(f'{name}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode('utf-8', 'surrogateescape'))
+    return h.hexdigest()[:16]
 
 
 def provided_record(stage: str, kind: str, path: str) -> Dict[str, Any]:

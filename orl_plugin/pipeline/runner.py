@@ -3,7 +3,8 @@
 Each stage runs in ``<work_dir>/<stage>/``. When it succeeds the pipeline writes
 ``<work_dir>/<stage>/pipeline_done.json`` atomically (outputs, log, metrics, command, fingerprint).
 A later run skips a stage whose marker is present, whose outputs still exist and whose fingerprint
-(config file content, cfg-options, inputs and the run ids of the upstream stages) is unchanged, so a
+(config file content, cfg-options, inputs, the run ids of the upstream stages and, for a folder
+preset, the folder's file list, sizes and times) is unchanged, so a
 crashed pipeline resumes where it stopped; a crashed *training* stage resumes from its last
 checkpoint (``--resume``), a crashed mining stage from its chunk cache. Re-running an upstream stage
 gives it a new run id, which makes every stage downstream of it stale. ``--from STAGE`` forces STAGE
@@ -12,20 +13,26 @@ and every stage that consumes its output (directly or not) to run again from scr
 import datetime
 import os
 import os.path as osp
+import re
 import shlex
 import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..store import atomic_write_json
-from .config_edits import parse_stage_options, stage_options
+from ..store import IMG_EXTENSIONS, atomic_write_json, load_image_list
+from .config_edits import load_config, parse_stage_options, stage_options
 from .launch import Launcher, Stopwatch, log_tail
-from .presets import check_configs, repo_root, resolve_configs
-from .records import (DONE_MARKER, STAGE_LOG, SUMMARY_FILE, collect_outputs, fingerprint, fmt_metrics, format_table,
-                      latest_checkpoint, prepare_work_dir, provided_record, read_new_runs, still_done, summary,
-                      timestamp_dirs)
+from .presets import FOLDER, FOLDER_PRESETS, check_configs, folder_recipe, repo_root, resolve_configs
+from .records import (DONE_MARKER, STAGE_LOG, SUMMARY_FILE, collect_outputs, fingerprint, fmt_metrics, folder_digest,
+                      format_table, latest_checkpoint, prepare_work_dir, provided_record, read_new_runs, still_done,
+                      summary, timestamp_dirs)
 from .stages import STAGE_BY_NAME, PipelineError, descendants, resolve_stage, select_stages, wire
+
+# What mmengine's --cfg-options parser (DictAction) cannot carry in a path: it deletes spaces, splits
+# at commas and strips brackets and quotes.
+_NOT_IN_OPTIONS = re.compile(r'[\s,\[\]()\'"]')
+DATA_LINK = 'data_root'  # <work_dir>/data_root -> a data root whose path has such characters
 
 
 @dataclass
@@ -58,7 +65,10 @@ class Pipeline:
 
     def __init__(self, opts: PipelineOptions) -> None:
         self.opts = opts
-        self.label, self.configs = resolve_configs(opts.preset_or_dir)
+        self.preset, self.recipe_reason = opts.preset_or_dir, ''
+        if self.preset == FOLDER:
+            self.preset, self.recipe_reason = folder_recipe(opts.gpus, opts.launcher)
+        self.label, self.configs = resolve_configs(self.preset)
         self.work_dir = osp.abspath(opts.work_dir or osp.join('work_dirs', 'pipeline', self.label))
         self.tools_dir = opts.tools_dir or osp.join(repo_root(), 'tools')
         self.stage_options = parse_stage_options(opts.cfg_options)
@@ -74,12 +84,35 @@ class Pipeline:
             raise PipelineError(f'--launcher must be none, pytorch or slurm, got {opts.launcher!r}')
         self.launcher = Launcher(self.tools_dir, opts.python, opts.launcher, opts.gpus, opts.partition, opts.srun_args,
                                  opts.env, opts.quiet)
+        if _NOT_IN_OPTIONS.search(self.work_dir):
+            raise PipelineError(f'the work dir {self.work_dir!r} has a space, comma, bracket or quote, which the '
+                                "stages' --cfg-options cannot carry (mmengine's DictAction); choose another --work-dir")
         self.stages = select_stages(opts.finetune, opts.to_stage)
-        check_configs(opts.preset_or_dir, [s for s in self.stages if s not in self.configs and s not in self.use])
+        check_configs(self.preset, [s for s in self.stages if s not in self.configs and s not in self.use])
+        # A plain image folder: its file count and content digest (which joins every fingerprint).
+        self.folder: Optional[Dict[str, Any]] = self._check_folder() if self.preset in FOLDER_PRESETS else None
         self.forced: set = set(self.stages) if opts.force else set()
         if opts.from_stage:
             self.forced |= set(descendants(resolve_stage(opts.from_stage)))
         self.records: Dict[str, dict] = {}
+
+    def _check_folder(self) -> Dict[str, Any]:
+        """The image folder of a folder preset: present, outside the work dir, enough images for 2a."""
+        if not self.opts.data_root:
+            raise PipelineError(f'{self.preset}: --data-root DIR (the folder of images) is required')
+        root = osp.abspath(self.opts.data_root)
+        if not osp.isdir(root):
+            raise PipelineError(f'--data-root {root}: no such folder')
+        if osp.commonpath([root, self.work_dir]) == root:
+            raise PipelineError(f'the work dir {self.work_dir} is inside the image folder {root}: the pictures the '
+                                'run draws would join its images; choose a --work-dir outside it')
+        names, _ = load_image_list(root)
+        k = int((load_config(self.configs['knn']).get('test_evaluator') or {}).get('k', 10))
+        if len(names) < k + 1:
+            raise PipelineError(f'{root} holds {len(names)} image files (searched recursively for '
+                                f'{" ".join(IMG_EXTENSIONS)}); ORL needs at least {k + 1}: each image is paired '
+                                f'with its {k} nearest other images')
+        return {'root': root, 'num_files': len(names), 'digest': folder_digest(root, names)}
 
     # ----------------------------------------------------------------- one stage's command
     def stage_dir(self, stage: str) -> str:
@@ -91,9 +124,28 @@ class Pipeline:
         upstream = {d: self.records[d]['outputs'][STAGE_BY_NAME[d].output] for d in spec.deps}
         return wire(spec, upstream, self.stage_dir(stage))
 
+    def data_root_arg(self) -> Optional[str]:
+        """The --data-root path the stages are given: the folder itself, or ``<work_dir>/data_root``, a
+        link to it, when its path has characters that --cfg-options cannot carry ("My Photos")."""
+        if not self.opts.data_root:
+            return None
+        root = osp.abspath(self.opts.data_root)
+        return osp.join(self.work_dir, DATA_LINK) if _NOT_IN_OPTIONS.search(root) else root
+
+    def _link_data_root(self) -> None:
+        root, arg = osp.abspath(self.opts.data_root or ''), self.data_root_arg()
+        if arg is None or arg == root:
+            return
+        if osp.islink(arg) and os.readlink(arg) != root:
+            os.remove(arg)
+        if not osp.islink(arg):
+            os.symlink(root, arg)
+        self._say(f'the data root {root!r} has characters --cfg-options cannot carry: the stages read it '
+                  f'through the link {arg}')
+
     def _options(self, stage: str, wired: Dict[str, Any]) -> List[str]:
         """The stage's cfg-options: --data-root moves, --schedule, wiring, global then per-stage user items."""
-        data_root = osp.abspath(self.opts.data_root) if self.opts.data_root else None
+        data_root = self.data_root_arg()
         return stage_options(
             self.configs[stage],
             wired,
@@ -104,7 +156,8 @@ class Pipeline:
 
     def _fingerprint(self, stage: str, checkpoint: Optional[str], options: List[str]) -> str:
         upstream = {d: self.records[d]['run_id'] for d in STAGE_BY_NAME[stage].deps}
-        return fingerprint(self.configs[stage], checkpoint, options, upstream)
+        data = self.folder['digest'] if self.folder else None
+        return fingerprint(self.configs[stage], checkpoint, options, upstream, data=data)
 
     def build_command(self, stage: str, checkpoint: Optional[str], options: List[str], resume: bool) -> List[str]:
         """The exact command a user would type for this stage."""
@@ -126,6 +179,12 @@ class Pipeline:
         """Run (or skip) every stage in order; returns the summary also written to the work dir."""
         os.makedirs(self.work_dir, exist_ok=True)
         forced = [s for s in self.stages if s in self.forced]
+        if self.recipe_reason:
+            self._say(f'{FOLDER}: the {self.preset} recipe ({self.recipe_reason}; name folder-cpu or folder-gpu '
+                      'to choose)')
+        if self.folder:
+            self._say(f'{self.label}: {self.folder["num_files"]} image files under {self.folder["root"]}')
+        self._link_data_root()
         self._say(f'{self.label}: work dir {self.work_dir}; stages: {", ".join(self.stages)}' +
                   (f'; forced: {", ".join(forced)}' if forced else ''))
         for stage in self.stages:

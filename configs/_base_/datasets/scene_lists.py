@@ -21,3 +21,8 @@ synthetic_train = dict(
     data_root='data/synthetic_scenes/',
     ann_file='annotations/instances_train.json',
     data_prefix=dict(img_path='images/'))
+# Any folder of images, searched recursively (jpg, jpeg, png, bmp, webp, tif...), sorted by relative
+# path; no annotations. The folder configs (configs/orl/folder/) plug it in; `orl-pipeline folder
+# --data-root DIR` points it at DIR. (The folder is the image prefix, not the data root: a data set
+# joins an empty prefix to nothing.)
+image_folder = dict(data_root='', ann_file='', data_prefix=dict(img_path='data/images/'))

@@ -55,8 +55,10 @@ class ObjectProbeHook(HeldOutProbeHook):
     def _load(self, cfg: Union[Dict[str, Any], Any]) -> tuple:
         crops = object_crops(scene_data_infos(cfg), self.crop_size, max_objects=self.max_objects)
         if len(crops[0]) == 0:
-            raise ValueError(f'ObjectProbeHook: no annotated objects in {cfg.get("ann_file")!r} '
-                             f'(data_root {cfg.get("data_root")!r}); the probe needs a COCO JSON with boxes')
+            where = (f'{cfg.get("ann_file")!r} (data_root {cfg.get("data_root")!r})' if cfg.get('ann_file') else
+                     f'the image folder {cfg.get("data_prefix")} (no annotation file)')
+            raise ValueError(f'ObjectProbeHook: no annotated objects in {where}; the probe needs a COCO JSON '
+                             'with boxes')
         return crops
 
     def prepare(self, runner: Any) -> tuple:
