@@ -24,6 +24,8 @@ GPUAUG = 'issue 16: the CPU config beside it with the photometric augmentation i
 FOLDER_GPU = ('issue 15 item 4: `orl-pipeline folder` on GPUs, the COCO recipe on a folder of images '
               '(selective search at <= 1024 px)')
 FOLDER_CPU = 'issue 15 item 4: `orl-pipeline folder` on a CPU, the CPU recipe on a folder of images'
+INSTRUMENT = 'issue 12 item 3: stage 2 with the measuring instrument as the stage-1 model'
+MOCOV2 = 'issue 12 item 2: a MoCo v2 stage 1 and stage 2 from its checkpoint'
 NEW_CONFIGS = {
     COCO_90K: "the paper's COCO transfer protocol (detectron2's schedule and PreciseBN), beside mmdet's 1x",
     'byol/byol_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
@@ -32,6 +34,14 @@ NEW_CONFIGS = {
     'orl/stage3/orl_resnet18_1xb16-gpuaug-coslr-30e_synthetic.py': GPUAUG,
     'instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py':
     'the measuring instrument: a supervised stage-1 stand-in trained on ground-truth object crops',
+    'instrument/instrument-knn_resnet18_synthetic.py': INSTRUMENT,
+    'instrument/instrument-correspondence_resnet18_synthetic.py': INSTRUMENT,
+    'mocov2/mocov2_resnet18_1xb32-coslr-30e_synthetic.py': MOCOV2,
+    'mocov2/mocov2_resnet50_8xb32-coslr-800e_coco.py': MOCOV2,
+    'orl/stage2/knn_mocov2-resnet18_1xb64_synthetic.py': MOCOV2,
+    'orl/stage2/correspondence_mocov2-resnet18_1xb64_synthetic.py': MOCOV2,
+    'orl/stage2/knn_mocov2-resnet50_8xb32_coco.py': MOCOV2,
+    'orl/stage2/correspondence_mocov2-resnet50_8xb32_coco.py': MOCOV2,
     'orl/folder/byol_resnet50_8xb64-coslr-800e_folder.py': FOLDER_GPU,
     'orl/folder/knn_byol-resnet50_8xb64_folder.py': FOLDER_GPU,
     'orl/folder/selective-search_8workers_folder.py': FOLDER_GPU,

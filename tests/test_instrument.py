@@ -17,7 +17,7 @@ from orl_plugin.datasets.synthetic_scenes import CATEGORIES, make_synthetic_scen
 from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-INSTRUMENT_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'instrument', '*.py')))
+INSTRUMENT_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'instrument', '**', '*.py'), recursive=True))
 OTHER_CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                        if p not in INSTRUMENT_CONFIGS)
 
@@ -70,8 +70,8 @@ def test_object_crop_dataset_needs_annotations(tmp_path, scenes):
 
 
 def test_instrument_trains_and_reports_held_out_accuracy(scenes, tmp_path):
-    assert len(INSTRUMENT_CONFIGS) == 1
-    cfg = Config.fromfile(INSTRUMENT_CONFIGS[0])
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'instrument',
+                                   'instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py'))
     options = {'train_cfg.max_epochs': 1, 'default_hooks.logger.interval': 1}
     for split in ('train', 'val', 'test'):
         options.update({f'{split}_dataloader.batch_size': 16, f'{split}_dataloader.num_workers': 0,
@@ -98,7 +98,11 @@ def test_the_instrument_is_labelled():
             assert f.readline().startswith('# MEASURING INSTRUMENT, NOT ORL')
         cfg = Config.fromfile(path)
         assert cfg.model.type == 'ImageClassifier'
-        assert cfg.train_dataloader.dataset.type == cfg.val_dataloader.dataset.type == 'ObjectCropDataset'
+        if 'train_dataloader' in cfg:  # the instrument's training
+            assert cfg.train_dataloader.dataset.type == cfg.val_dataloader.dataset.type == 'ObjectCropDataset'
+        elif 'test_cfg' in cfg:  # its stage-2 configs: a mining step with the instrument as the stage-1 model
+            assert cfg.test_cfg.type in ('KNNMiningLoop', 'CorrespondenceLoop'), path
+    assert len(INSTRUMENT_CONFIGS) == 4
 
 
 def _walk(value, path=''):

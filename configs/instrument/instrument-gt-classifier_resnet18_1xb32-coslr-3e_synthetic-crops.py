@@ -9,30 +9,12 @@
 # (3,212 training crops, 774 held out): 97.0 % top-1 after 3 epochs (most common class: 16.9 %),
 # 770 CPU seconds (about 6.5 minutes on 2 idle cores). On a 2-core CPU:
 #   python tools/train.py configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py
-_base_ = ['mmpretrain::_base_/default_runtime.py']
+_base_ = ['./_base_/instrument_resnet18.py', 'mmpretrain::_base_/default_runtime.py']
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 
 data_root = 'data/synthetic_scenes/'
 crop_size = 64
-num_classes = 8  # the synthetic scenes' categories (orl_plugin.datasets.synthetic_scenes.CATEGORIES)
-
-model = dict(
-    type='ImageClassifier',
-    data_preprocessor=dict(
-        type='ClsDataPreprocessor',
-        num_classes=num_classes,
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True),
-    backbone=dict(type='ResNet', depth=18, out_indices=(3, ), norm_cfg=dict(type='BN')),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=num_classes,
-        in_channels=512,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, )))
 
 crop_dataset = dict(
     type='ObjectCropDataset',

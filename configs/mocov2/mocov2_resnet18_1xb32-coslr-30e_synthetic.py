@@ -1,0 +1,27 @@
+# A MoCo v2 stage 1 scaled down for a 2-core CPU, beside the BYOL one
+# (../byol/byol_resnet18_1xb32-coslr-30e_synthetic.py): ResNet-18 on the synthetic scenes, the MoCo
+# v2 views at 96 px, batch 32, queue 4,096, 30 epochs, fp32, with the same held-out probes. MoCo has
+# negatives, so its features cannot collapse the way BYOL's do at this scale. Stage 2 mines with it
+# through ../orl/stage2/{knn,correspondence}_mocov2-resnet18_1xb64_synthetic.py.
+#   python tools/train.py configs/mocov2/mocov2_resnet18_1xb32-coslr-30e_synthetic.py
+_base_ = [
+    '../_base_/models/mocov2_resnet18.py', '../_base_/datasets/synthetic_scenes_mocov2.py',
+    '../_base_/schedules/sgd_coslr-30e_bs32_mocov2.py', 'mmpretrain::_base_/default_runtime.py'
+]
+custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
+
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=5, max_keep_ckpts=2))
+
+# The held-out probes of the BYOL CPU config (it says what they measure).
+val_split = dict(_base_.synthetic_train, ann_file='annotations/instances_val.json')
+custom_hooks = [
+    dict(
+        type='ObjectProbeHook',
+        reference=dict(type='SceneImageDataset', **_base_.synthetic_train),
+        query=dict(type='SceneImageDataset', **val_split),
+        interval=5,
+        crop_size=64),
+    dict(type='ViewRetrievalHook', dataset=dict(type='SceneImageDataset', **val_split), interval=5, max_images=256),
+]
+del val_split
+randomness = dict(seed=0)
