@@ -2,8 +2,9 @@
 
 Importing the package registers every component into mmpretrain's registries and applies the stack
 fixes of ``compat``, so configs only need
-``custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)``. Nothing is registered
-into mmdet's registries: the detection transfer configs build mmdet's own components.
+``custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)``. The two pieces the
+paper's transfer protocol adds to mmdet (PreciseBN, VOC with difficult boxes) live in
+``orl_plugin.transfer``, which only the transfer configs import, so pre-training never imports mmdet.
 """
 __version__ = '0.1.0'
 
