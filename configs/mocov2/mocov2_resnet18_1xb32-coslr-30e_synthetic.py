@@ -6,22 +6,12 @@
 #   python tools/train.py configs/mocov2/mocov2_resnet18_1xb32-coslr-30e_synthetic.py
 _base_ = [
     '../_base_/models/mocov2_resnet18.py', '../_base_/datasets/synthetic_scenes_mocov2.py',
-    '../_base_/schedules/sgd_coslr-30e_bs32_mocov2.py', 'mmpretrain::_base_/default_runtime.py'
+    '../_base_/schedules/sgd_coslr-30e_bs32_mocov2.py', 'mmpretrain::_base_/default_runtime.py',
+    '../_base_/synthetic_probes.py'
 ]
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=5, max_keep_ckpts=2))
-
-# The held-out probes of the BYOL CPU config (it says what they measure).
-val_split = dict(_base_.synthetic_train, ann_file='annotations/instances_val.json')
-custom_hooks = [
-    dict(
-        type='ObjectProbeHook',
-        reference=dict(type='SceneImageDataset', **_base_.synthetic_train),
-        query=dict(type='SceneImageDataset', **val_split),
-        interval=5,
-        crop_size=64),
-    dict(type='ViewRetrievalHook', dataset=dict(type='SceneImageDataset', **val_split), interval=5, max_images=256),
-]
-del val_split
+# A fixed seed: the random initialisation, and so the probes' starting values (../_base_/synthetic_probes.py),
+# repeat run to run.
 randomness = dict(seed=0)
