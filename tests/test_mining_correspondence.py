@@ -15,12 +15,12 @@ from mmengine.runner import Runner
 from PIL import Image
 
 import orl_plugin  # noqa: F401  (registers everything)
-from orl_plugin.store import MiningStore, write_knn_store, write_selective_search_store
 from orl_plugin.datasets.transforms.box_filter import filter_boxes
 from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
 from orl_plugin.engine.runners.correspondence_loop import CorrespondenceLoop
 from orl_plugin.evaluation.correspondence_metric import CorrespondenceMetric, pair_precision
 from orl_plugin.models import RoIFeature
+from orl_plugin.store import MiningStore, write_knn_store, write_selective_search_store
 
 K = 4
 CROP = 32
@@ -118,8 +118,7 @@ def _run(cfg, name=None):
 
 def _store_arrays(path):
     s = MiningStore.open(path)
-    return {k: np.asarray(s.array(k)) for k in ('boxes', 'box_offsets', 'knn', 'pairs',
-                                                 'pair_offsets', 'image_ids')}
+    return {k: np.asarray(s.array(k)) for k in ('boxes', 'box_offsets', 'knn', 'pairs', 'pair_offsets', 'image_ids')}
 
 
 def _official_pairs(model, inputs):

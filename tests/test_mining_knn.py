@@ -11,9 +11,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import orl_plugin  # noqa: F401  (registers the components)
-from orl_plugin.store import MiningStore
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.evaluation.knn_metric import KNNMetric, exact_knn
+from orl_plugin.store import MiningStore
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PY = sys.executable

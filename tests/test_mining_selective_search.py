@@ -11,14 +11,13 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import orl_plugin  # noqa: F401  (registers the components)
-from orl_plugin.store import MiningStore
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.datasets.transforms.loading import LoadImageOrSkip
-from orl_plugin.datasets.transforms.selective_search import (SelectiveSearch, scale_boxes_back,
-                                                             selective_search)
+from orl_plugin.datasets.transforms.selective_search import SelectiveSearch, scale_boxes_back, selective_search
 from orl_plugin.evaluation.box_metrics import gt_recall, matched_gt_labels, xywh_to_xyxy
 from orl_plugin.evaluation.selective_search_metric import SelectiveSearchMetric
 from orl_plugin.models.selective_search_proposer import SelectiveSearchProposer
+from orl_plugin.store import MiningStore
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SS_CONFIG = osp.join(ROOT, 'configs/orl/stage2/selective-search_synthetic.py')

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
-
 from mmpretrain.registry import DATASETS, HOOKS
+
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.evaluation.object_probe import knn_classify, object_crops, object_knn_probe
 
@@ -56,6 +56,7 @@ def test_object_crops_follow_the_annotations(tmp_path):
 def test_probe_scores_a_known_feature_map(colour_model):
     # Two colour classes: mean colour separates them perfectly; a model that sees only noise cannot.
     rng = np.random.default_rng(0)
+
     def crops(n, colour):
         return np.clip(rng.normal(colour, 10, (n, 8, 8, 3)), 0, 255).astype(np.uint8)
     ref = (np.concatenate([crops(10, (200, 30, 30)), crops(10, (30, 30, 200))]), np.repeat([0, 1], 10))
@@ -100,8 +101,9 @@ def test_hook_warns_when_the_features_are_nan(tmp_path, diverged_model, hook_run
     root, _, _ = _scenes(tmp_path, n=6)
     split = dict(data_root=root, data_prefix=dict(img_path='images/'))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        hook = HOOKS.build(dict(type='ObjectProbeHook', reference=dict(split, ann_file='annotations/instances_train.json'),
-                                query=dict(split, ann_file='annotations/instances_val.json'), crop_size=16))
+        hook = HOOKS.build(
+            dict(type='ObjectProbeHook', reference=dict(split, ann_file='annotations/instances_train.json'),
+                 query=dict(split, ann_file='annotations/instances_val.json'), crop_size=16))
     runner = hook_runner(diverged_model)
     hook.before_train(runner)  # scores and goes on, with a warning instead of a silent number
     warnings = [m for level, m in runner.logger.records if level == 'warning']

@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from orl_plugin.store import (MiningStore, OfficialFormatError, load_image_list,
-                              write_official_json)
+from orl_plugin.store import MiningStore, OfficialFormatError, load_image_list, write_official_json
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TO_STORE = osp.join(REPO, 'tools', 'dataset_converters', 'orl_json_to_store.py')
@@ -203,8 +202,7 @@ def test_not_json_and_wrong_kind(tmp_path):
 def test_integral_floats_and_streamed_output_shape(tmp_path):
     data = official('correspondence')
     fl = copy.deepcopy(data)
-    fl['pseudo_annotations']['bbox'][0] = [[float(v) for v in b]
-                                          for b in fl['pseudo_annotations']['bbox'][0]]
+    fl['pseudo_annotations']['bbox'][0] = [[float(v) for v in b] for b in fl['pseudo_annotations']['bbox'][0]]
     store = MiningStore.open(dump(fl, tmp_path / 'f.json'))
     out = write_official_json(store, tmp_path / 'o.json', include_meta=False)
     assert json.load(open(out)) == data  # 12.0 comes back as 12

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 from mmengine.registry import DefaultScope
+from mmpretrain.registry import DATASETS, TRANSFORMS
 
 import orl_plugin  # noqa: F401  (registers the components)
-from mmpretrain.registry import DATASETS, TRANSFORMS
 from orl_plugin.datasets.transforms.box_jitter import box_iou_xywh, jitter_box
 from orl_plugin.store import MiningStore, write_correspondence_store, write_official_json
 

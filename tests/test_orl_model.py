@@ -6,18 +6,18 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from mmengine.registry import DefaultScope
 import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
-
-import orl_plugin  # noqa: F401  (registers the components)
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from orl_plugin.store import write_correspondence_store
+
+import orl_plugin  # noqa: F401  (registers the components)
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
+from orl_plugin.store import write_correspondence_store
 
 
 @pytest.fixture(autouse=True)
@@ -134,6 +134,7 @@ def _make_store(root, k=3):
     ]
     n = len(images)
     knn = np.array([[(i + d) % n for d in range(1, k + 1)] for i in range(n)])
+
     def pair(q, r):
         m = min(len(q), len(r), 2)
         return np.concatenate([q[:m], r[:m]], axis=1)

@@ -231,8 +231,8 @@ def _backbone_keys(path):
 
 @pytest.mark.timeout(600)
 def test_pipeline_end_to_end(tmp_path, monkeypatch):
-    from orl_plugin.store import MiningStore
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
+    from orl_plugin.store import MiningStore
 
     data = tmp_path / 'scenes'
     make_synthetic_scenes(str(data), num_images=15, seed=0, img_size=(128, 128), workers=1)

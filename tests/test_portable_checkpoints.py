@@ -107,8 +107,9 @@ def official_correspondence(ann_file: str, out: str, k: int = 2) -> str:
 def checkpoints(tmp_path_factory, synthetic_scenes):
     """Checkpoints of the CPU configs: stage 1 and stage 3 (1 epoch, 2 iterations each) and a
     Faster R-CNN fine-tune from the stage-3 backbone (2 iterations, no evaluation)."""
-    import orl_plugin  # noqa: F401
     from mmengine.registry import DefaultScope
+
+    import orl_plugin  # noqa: F401
     scope = DefaultScope.get_current_instance()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

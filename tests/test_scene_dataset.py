@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
-
 from mmpretrain.registry import DATASETS
+
 from orl_plugin.datasets.scene_dataset import SceneImageDataset, scene_data_infos
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 

@@ -9,8 +9,8 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
-
 from mmpretrain.registry import MODELS
+
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
+from mmpretrain.registry import MODELS
 
 import orl_plugin  # noqa: F401  (registers everything)
-from mmpretrain.registry import MODELS
 from orl_plugin.checkpoint_convert import CheckpointFormatError
 from orl_plugin.models import ImageFeature, RoIFeature, TopRatioPairs
 from orl_plugin.models.feature_utils import pool_last

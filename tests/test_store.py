@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
-from orl_plugin.store import (MiningStore, StoreFormatError, write_correspondence_store,
-                              write_knn_store, write_selective_search_store)
+from orl_plugin.store import MiningStore, StoreFormatError
 from orl_plugin.store import atomic as store_atomic
 from orl_plugin.store import format as store_format
+from orl_plugin.store import write_correspondence_store, write_knn_store, write_selective_search_store
 
 
 def make_corr(n=6, k=3, seed=0, hi=600):

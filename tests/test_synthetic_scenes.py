@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from orl_plugin.datasets.synthetic_scenes import (CATEGORIES, make_scene_types, make_synthetic_scenes,
-                                                  render_scene)
+from orl_plugin.datasets.synthetic_scenes import CATEGORIES, make_scene_types, make_synthetic_scenes, render_scene
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

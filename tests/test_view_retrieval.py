@@ -7,8 +7,8 @@ import pytest
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
-
 from mmpretrain.registry import HOOKS
+
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.engine.hooks.view_retrieval_hook import training_view_pipelines
 from orl_plugin.evaluation.view_retrieval import effective_rank, make_view_pairs, view_retrieval
@@ -47,6 +47,7 @@ def test_retrieval_scores_a_known_feature_map(colour_model):
 
 def test_effective_rank_counts_the_directions_used():
     import torch
+
     # Four equally spread orthogonal directions, around a shared offset that is not one of them.
     four = torch.cat([torch.eye(4), -torch.eye(4)]) + 10.0
     assert effective_rank(four) == pytest.approx(4.0, rel=1e-6)
@@ -120,6 +121,7 @@ def test_hook_reads_the_training_views_and_turns_off_on_bad_data(tmp_path, colou
 
 def test_nan_features_are_counted_and_the_hook_warns(tmp_path, diverged_model, hook_runner):
     import torch
+
     from orl_plugin.evaluation.object_probe import count_nonfinite
     feats = torch.ones(4, 3)
     feats[1, 2] = float('nan')

@@ -9,11 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from orl_plugin.store import (MiningStore, write_correspondence_store, write_official_json,
-                              write_selective_search_store)
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
-from orl_plugin.visualization.drawing import (FILTERED_COLOR, RAW_COLOR, draw_pairs,
-                                              draw_proposals, palette, save_image)
+from orl_plugin.store import MiningStore, write_correspondence_store, write_official_json, write_selective_search_store
+from orl_plugin.visualization.drawing import FILTERED_COLOR, RAW_COLOR, draw_pairs, draw_proposals, palette, save_image
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DRAW_PROPOSALS = osp.join(REPO, 'tools', 'visualization', 'draw_proposals.py')

@@ -4,8 +4,8 @@ import os.path as osp
 from typing import Callable, List, Optional, Sequence, Union
 
 from mmengine.dataset import BaseDataset
-
 from mmpretrain.registry import DATASETS
+
 from ..store import MiningStore, StoreHandle, check_image_list
 
 

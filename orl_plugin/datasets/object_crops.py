@@ -12,9 +12,9 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.logging import print_log
-
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
+
 from .scene_dataset import SceneImageDataset
 
 

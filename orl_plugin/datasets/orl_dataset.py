@@ -9,8 +9,8 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
-
 from mmpretrain.registry import DATASETS
+
 from ..store import MiningStore, StoreHandle, check_image_list
 from .bad_images import BadImageTally
 from .transforms.box_ops import clip_boxes_xywh, warn_dropped_boxes

@@ -9,12 +9,11 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import exists, join_path, list_dir_or_file, load
 from mmengine.logging import MMLogger
 from mmengine.utils import is_abs
-
 from mmpretrain.registry import DATASETS
-from .bad_images import BadImageTally
-from .transforms.loading import BadImageError
 
 from ..store import IMG_EXTENSIONS  # one rule for "is an image file"
+from .bad_images import BadImageTally
+from .transforms.loading import BadImageError
 
 
 @DATASETS.register_module()

@@ -3,10 +3,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmengine.logging import print_log
-
 from mmpretrain.registry import METRICS
 
 from orl_plugin.store import write_correspondence_store
+
 from .box_metrics import matched_gt_labels
 from .mining_metric import MiningMetric
 

@@ -3,10 +3,10 @@ from typing import List, Optional, Union
 
 import numpy as np
 from mmengine.logging import print_log
-
 from mmpretrain.registry import METRICS
 
 from orl_plugin.store import write_knn_store
+
 from .mining_metric import MiningMetric
 
 # faiss GPU indexes return at most this many neighbours per query.

@@ -3,11 +3,11 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 from mmengine.logging import print_log
-
 from mmpretrain.registry import METRICS
 
-from orl_plugin.store import write_selective_search_store
 from orl_plugin.datasets.transforms.box_filter import filter_boxes
+from orl_plugin.store import write_selective_search_store
+
 from .box_metrics import OBJECT_CRITERIA, gt_recall, on_object
 from .mining_metric import MiningMetric
 

@@ -24,7 +24,6 @@ from typing import Any, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 
 

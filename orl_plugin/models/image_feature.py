@@ -5,10 +5,9 @@ from typing import Tuple
 
 import torch
 import torch.nn.functional as F
-
 from mmpretrain.registry import MODELS
-from .feature_utils import (backbone_outputs, check_interface, has_projector, pool_last,
-                            preprocess)
+
+from .feature_utils import backbone_outputs, check_interface, has_projector, pool_last, preprocess
 
 FEATURES = ('auto', 'neck', 'backbone')
 

@@ -5,7 +5,6 @@ from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
-
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.models.utils import CosineEMA
 from mmpretrain.registry import MODELS

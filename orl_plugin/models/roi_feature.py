@@ -6,8 +6,8 @@ from typing import Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from mmpretrain.registry import MODELS
+
 from .feature_utils import backbone_outputs, check_interface, pool_last, preprocess
 
 

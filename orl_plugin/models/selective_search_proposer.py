@@ -4,7 +4,6 @@ from typing import Any, List, Optional, Sequence, Union
 import numpy as np
 import torch
 from mmengine.model import BaseModel
-
 from mmpretrain.registry import MODELS, TRANSFORMS
 
 

@@ -122,7 +122,8 @@ def prepare_work_dir(work_dir: str, fp: str, fresh: bool) -> bool:
         else:
             kept = True
     os.makedirs(work_dir, exist_ok=True)
-    atomic_write_json(osp.join(work_dir, STARTED_MARKER), {'stage': osp.basename(work_dir), 'fingerprint': fp}, indent=2)
+    marker = {'stage': osp.basename(work_dir), 'fingerprint': fp}
+    atomic_write_json(osp.join(work_dir, STARTED_MARKER), marker, indent=2)
     return kept
 
 

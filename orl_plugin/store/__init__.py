@@ -11,11 +11,10 @@ Layers inside the package (each module imports only those above it)::
     handle         StoreHandle: a store opened once per process (data-loader workers)
 """
 from .atomic import atomic_open, atomic_write_json  # noqa: F401
-from .format import (KINDS, STORE_FORMAT, STORE_VERSION, OfficialFormatError,  # noqa: F401
-                     StoreFormatError, is_store_dir)
+from .format import (KINDS, STORE_FORMAT, STORE_VERSION, OfficialFormatError, StoreFormatError,  # noqa: F401
+                     is_store_dir)
 from .handle import StoreHandle  # noqa: F401
 from .image_list import IMG_EXTENSIONS, check_image_list, load_image_list  # noqa: F401
 from .mining_store import MiningStore  # noqa: F401
 from .official_json import write_official_json  # noqa: F401
-from .writers import (write_correspondence_store, write_knn_store,  # noqa: F401
-                      write_selective_search_store)
+from .writers import write_correspondence_store, write_knn_store, write_selective_search_store  # noqa: F401

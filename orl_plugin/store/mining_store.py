@@ -13,8 +13,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .format import (STORE_FORMAT, STORE_VERSION, PathLike, StoreFormatError, StoreParts,
-                     build_parts, default_provenance, jsonable, read_store_dir, write_store_dir)
+from .format import (STORE_FORMAT, STORE_VERSION, PathLike, StoreFormatError, StoreParts, build_parts,
+                     default_provenance, jsonable, read_store_dir, write_store_dir)
 from .official_json import ImagesArg, parse_official_dict, parse_official_json
 
 

@@ -71,9 +71,9 @@ def parse_args() -> argparse.Namespace:
 # ------------------------------------------------------------------------------- inputs
 def make_inputs(args, root: str, cfg: Config) -> dict:
     """Synthetic images, raw selective-search boxes and KNN lists (cached under root)."""
-    from orl_plugin.store import write_knn_store, write_selective_search_store
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
     from orl_plugin.datasets.transforms.selective_search import selective_search
+    from orl_plugin.store import write_knn_store, write_selective_search_store
 
     ann = osp.join(root, 'annotations', 'instances.json')
     if not osp.exists(ann):
@@ -108,6 +108,7 @@ def make_checkpoint(args, cfg: Config, out_dir: str) -> tuple:
     if args.checkpoint:
         return args.checkpoint, f'given: {args.checkpoint}'
     from mmpretrain.registry import MODELS
+
     from orl_plugin.store import atomic_open
     path = osp.join(out_dir, f'random_init_seed{args.seed}.pth')
     if not osp.exists(path):
@@ -207,11 +208,10 @@ def main() -> None:
     from mmengine.logging import MMLogger
     MMLogger.get_instance('mining_speed', log_level='WARNING')  # quiet model building
     import orl_plugin  # noqa: F401  (registers everything)
-    from orl_plugin.store import MiningStore
     from orl_plugin.datasets.transforms.box_filter import filter_boxes
     from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
     from orl_plugin.models import RoIFeature
-    from orl_plugin.store import atomic_write_json
+    from orl_plugin.store import MiningStore, atomic_write_json
 
     out_dir = osp.abspath(args.out_dir)
     root = osp.join(out_dir, f'scenes_{args.num_images}_{args.img_size}_seed{args.seed}')
@@ -340,7 +340,8 @@ def main() -> None:
     line = '  '.join('{:<%d}' % w for w in widths)
     print(f'\nStage 2c on {n} synthetic {args.img_size}px images, k={args.k}, '
           f'{len(crops) / n:.1f} kept boxes/image, {crop_size}px crops, '
-          f'{args.threads} torch thread(s), {result["loader_workers"]} loader worker(s), load average {os.getloadavg()[0]:.1f}\n'
+          f'{args.threads} torch thread(s), {result["loader_workers"]} loader worker(s), '
+          f'load average {os.getloadavg()[0]:.1f}\n'
           f'checkpoint: {ckpt_note}')
     print(line.format(*head))
     for r in rows:

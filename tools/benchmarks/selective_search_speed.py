@@ -28,13 +28,12 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
-
 from mmpretrain.registry import DATASETS
 
 import orl_plugin  # noqa: F401  (registers the components)
-from orl_plugin.store import MiningStore
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.datasets.transforms.selective_search import selective_search
+from orl_plugin.store import MiningStore
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs/orl/stage2/selective-search_synthetic.py')

@@ -199,10 +199,11 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     from mmengine.logging import MMLogger
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
     from orl_plugin.engine.hooks.view_retrieval_hook import training_view_pipelines
-    from orl_plugin.models import RoIFeature
     from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
     from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
+    from orl_plugin.models import RoIFeature
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:  # the arms' recipe change also applies to the network the baselines probe

@@ -46,9 +46,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from orl_plugin.pipeline import (Pipeline, PipelineOptions, data_root_options, latest_checkpoint,
-                                 load_config, read_run_metrics, repo_root, resolve_configs,
-                                 schedule_options)
+from orl_plugin.pipeline import (Pipeline, PipelineOptions, data_root_options, latest_checkpoint, load_config,
+                                 read_run_metrics, repo_root, resolve_configs, schedule_options)
 from orl_plugin.store import atomic_write_json
 
 ARMS = ('random', 'byol', 'orl', 'byol-stage1')

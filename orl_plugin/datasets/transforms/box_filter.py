@@ -3,8 +3,8 @@ from typing import Optional
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-
 from mmpretrain.registry import TRANSFORMS
+
 from .box_ops import fit_boxes, image_shape
 
 

@@ -4,8 +4,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-
 from mmpretrain.registry import TRANSFORMS
+
 from .box_ops import clip_boxes_xywh
 
 

@@ -3,9 +3,9 @@ from typing import Sequence, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
-from mmpretrain.registry import TRANSFORMS
 from .box_ops import fit_boxes
 
 

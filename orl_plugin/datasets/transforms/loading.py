@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from mmpretrain.registry import TRANSFORMS
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: Decoders :func:`decode_image` supports.
 BACKENDS = ('pillow', 'cv2')

@@ -3,8 +3,8 @@ from typing import Sequence, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-
 from mmpretrain.registry import TRANSFORMS
+
 from .crop_boxes import crop_boxes
 
 

@@ -11,7 +11,6 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
-
 from mmpretrain.registry import TRANSFORMS
 
 _libc_srand = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mmpretrain.registry import HOOKS
+
 from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.engine.hooks.held_out_probe_hook import HeldOutProbeHook
 from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval

@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from mmengine.dist import barrier, get_dist_info
 from mmengine.logging import print_log
-from torch.utils.data import DataLoader
-
 from mmpretrain.registry import LOOPS, MODELS
+from torch.utils.data import DataLoader
 
 from orl_plugin.datasets.transforms.box_filter import FilterBoxes
 from orl_plugin.datasets.transforms.crop_boxes import CropBoxes
 from orl_plugin.store import MiningStore, atomic_write_json, check_image_list
+
 from .embedding_cache import EmbeddingCache
 from .mining_loop import MiningLoop, _json_default
 

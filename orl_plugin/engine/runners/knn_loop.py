@@ -2,7 +2,6 @@
 from typing import Any, List, Tuple, Union
 
 import torch
-
 from mmpretrain.registry import LOOPS, MODELS
 
 from .mining_loop import MiningLoop

@@ -73,12 +73,12 @@ from mmengine.evaluator import Evaluator
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner.base_loop import BaseLoop
-from torch.utils.data import DataLoader, Dataset
-
 from mmpretrain.registry import LOOPS
+from torch.utils.data import DataLoader, Dataset
 
 from orl_plugin.datasets.transforms.loading import BadImageError
 from orl_plugin.store import atomic_open, atomic_write_json
+
 from .checkpoint_check import check_checkpoint_keys
 
 # Data-info fields attached to every result before it reaches the evaluator.

@@ -3,7 +3,6 @@ from typing import Any, List
 
 import cv2
 import numpy as np
-
 from mmpretrain.registry import LOOPS
 
 from .mining_loop import MiningLoop
