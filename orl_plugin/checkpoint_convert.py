@@ -21,10 +21,11 @@ import torch
 from orl_plugin.compat import numpy_safe_globals, portable_checkpoint
 from orl_plugin.store import atomic_open
 
-__all__ = ['CheckpointFormatError', 'DroppedObject', 'PREFIX_MAP', 'BACKBONE_PREFIXES', 'RESNET_ARCHS',
-           'load_checkpoint_file', 'get_state_dict', 'key_prefixes', 'is_bare_resnet',
-           'extract_backbone', 'resnet_depth', 'verify_resnet', 'convert_state_dict',
-           'atomic_torch_save']
+__all__ = [
+    'CheckpointFormatError', 'DroppedObject', 'PREFIX_MAP', 'BACKBONE_PREFIXES', 'RESNET_ARCHS', 'load_checkpoint_file',
+    'get_state_dict', 'key_prefixes', 'is_bare_resnet', 'extract_backbone', 'resnet_depth', 'verify_resnet',
+    'convert_state_dict', 'atomic_torch_save'
+]
 
 # (official prefix, project prefix), checked in order; several official prefixes may name the same
 # tensors (``backbone.`` is an alias of ``online_net.0.``), and they must then agree.
@@ -83,8 +84,7 @@ def _inert_getattr(obj, name, *default) -> DroppedObject:
 
 def _runner_state_globals() -> list:
     """Globals of mmengine's runner state (``message_hub``), mapped to inert stand-ins."""
-    return [(DroppedObject, 'mmengine.logging.history_buffer.HistoryBuffer'),
-            (_inert_getattr, 'builtins.getattr')]
+    return [(DroppedObject, 'mmengine.logging.history_buffer.HistoryBuffer'), (_inert_getattr, 'builtins.getattr')]
 
 
 def load_checkpoint_file(path: str) -> dict:
@@ -105,20 +105,17 @@ def load_checkpoint_file(path: str) -> dict:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as first:
         if 'numpy' not in str(first) and 'mmengine' not in str(first):
-            raise CheckpointFormatError(
-                f'{path}: cannot be loaded with weights_only=True: {first}') from first
+            raise CheckpointFormatError(f'{path}: cannot be loaded with weights_only=True: {first}') from first
         try:
             # Only what is not allowed yet: leaving the context removes its globals, which
             # would otherwise take away the numpy allow-list of orl_plugin.compat.
             allowed = torch.serialization.get_safe_globals()
-            extra = [g for g in numpy_safe_globals() + _runner_state_globals()
-                     if g not in allowed]
+            extra = [g for g in numpy_safe_globals() + _runner_state_globals() if g not in allowed]
             with torch.serialization.safe_globals(extra):
                 obj = torch.load(path, map_location='cpu', weights_only=True)
         except pickle.UnpicklingError as second:
-            raise CheckpointFormatError(
-                f'{path}: cannot be loaded with weights_only=True even with numpy globals and '
-                f'inert mmengine runner state allowed: {second}') from second
+            raise CheckpointFormatError(f'{path}: cannot be loaded with weights_only=True even with numpy globals and '
+                                        f'inert mmengine runner state allowed: {second}') from second
     if not isinstance(obj, dict):
         raise CheckpointFormatError(f'{path}: expected a dict, got {type(obj).__name__}')
     return obj
@@ -134,9 +131,8 @@ def get_state_dict(ckpt: dict, path: str = '<checkpoint>') -> Dict[str, torch.Te
         sd = ckpt
     tensors = OrderedDict((k, v) for k, v in sd.items() if isinstance(v, torch.Tensor))
     if not tensors:
-        raise CheckpointFormatError(
-            f'{path}: no tensors found (looked in "state_dict", "model" and the top level; '
-            f'top-level keys: {sorted(ckpt)[:10]})')
+        raise CheckpointFormatError(f'{path}: no tensors found (looked in "state_dict", "model" and the top level; '
+                                    f'top-level keys: {sorted(ckpt)[:10]})')
     return tensors
 
 
@@ -154,8 +150,8 @@ def is_bare_resnet(sd: Dict[str, torch.Tensor]) -> bool:
     return 'conv1.weight' in sd and any(k.startswith('layer1.') for k in sd)
 
 
-def extract_backbone(sd: Dict[str, torch.Tensor], path: str = '<checkpoint>'
-                     ) -> Tuple[str, 'OrderedDict[str, torch.Tensor]']:
+def extract_backbone(sd: Dict[str, torch.Tensor],
+                     path: str = '<checkpoint>') -> Tuple[str, 'OrderedDict[str, torch.Tensor]']:
     """Backbone tensors without prefix, from ``backbone.*``, ``online_net.0.*`` or bare ResNet keys.
 
     Returns:
@@ -179,33 +175,28 @@ def extract_backbone(sd: Dict[str, torch.Tensor], path: str = '<checkpoint>'
     return prefix, found[prefix]
 
 
-def _check_same(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], pa: str, pb: str,
-                path: str) -> None:
+def _check_same(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], pa: str, pb: str, path: str) -> None:
     """Two aliases of one module must hold the same tensors."""
     if a.keys() != b.keys():
         only = sorted(set(a) ^ set(b))[:5]
-        raise CheckpointFormatError(
-            f"{path}: '{pa}*' and '{pb}*' should be the same module but their keys differ, "
-            f'e.g. {only}')
+        raise CheckpointFormatError(f"{path}: '{pa}*' and '{pb}*' should be the same module but their keys differ, "
+                                    f'e.g. {only}')
     for k in a:
         if a[k].shape != b[k].shape or not torch.equal(a[k], b[k]):
-            raise CheckpointFormatError(
-                f"{path}: '{pa}{k}' and '{pb}{k}' should be the same tensor but differ")
+            raise CheckpointFormatError(f"{path}: '{pa}{k}' and '{pb}{k}' should be the same tensor but differ")
 
 
 def resnet_depth(backbone: Dict[str, torch.Tensor], path: str = '<checkpoint>') -> int:
     """Infer the ResNet depth from the block counts and block type of a bare backbone state_dict."""
     counts = []
     for stage in range(1, 5):
-        blocks = {int(m.group(1)) for k in backbone
-                  for m in [re.match(rf'layer{stage}\.(\d+)\.', k)] if m}
+        blocks = {int(m.group(1)) for k in backbone for m in [re.match(rf'layer{stage}\.(\d+)\.', k)] if m}
         counts.append(max(blocks) + 1 if blocks else 0)
     kind = 'bottleneck' if 'layer1.0.conv3.weight' in backbone else 'basic'
     for depth, (block, stages) in RESNET_ARCHS.items():
         if block == kind and tuple(counts) == stages:
             return depth
-    raise CheckpointFormatError(
-        f'{path}: backbone is not a standard ResNet: {kind} blocks per stage {counts}')
+    raise CheckpointFormatError(f'{path}: backbone is not a standard ResNet: {kind} blocks per stage {counts}')
 
 
 def verify_resnet(backbone: Dict[str, torch.Tensor], path: str = '<checkpoint>') -> int:
@@ -220,28 +211,25 @@ def verify_resnet(backbone: Dict[str, torch.Tensor], path: str = '<checkpoint>')
     expected = model.state_dict()
     for k, v in backbone.items():
         if k in expected and v.shape != expected[k].shape:
-            raise CheckpointFormatError(
-                f'{path}: backbone does not match ResNet-{depth}: {k} has shape '
-                f'{tuple(v.shape)}, expected {tuple(expected[k].shape)}')
+            raise CheckpointFormatError(f'{path}: backbone does not match ResNet-{depth}: {k} has shape '
+                                        f'{tuple(v.shape)}, expected {tuple(expected[k].shape)}')
     missing, unexpected = model.load_state_dict(backbone, strict=False)
     missing = [k for k in missing if not k.endswith('num_batches_tracked')]
     if missing or unexpected:
-        raise CheckpointFormatError(
-            f'{path}: backbone does not match ResNet-{depth}: missing {missing[:5]}, '
-            f'unexpected {unexpected[:5]}')
+        raise CheckpointFormatError(f'{path}: backbone does not match ResNet-{depth}: missing {missing[:5]}, '
+                                    f'unexpected {unexpected[:5]}')
     return depth
 
 
-def convert_state_dict(sd: Dict[str, torch.Tensor], path: str = '<checkpoint>'
-                       ) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
+def convert_state_dict(sd: Dict[str, torch.Tensor],
+                       path: str = '<checkpoint>') -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
     """Map an official state_dict to this project's key layout.
 
     Returns:
         ``(converted, dropped)``: the converted tensors and the official keys that map to nothing.
     """
     prefix, backbone = extract_backbone(sd, path)
-    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict(
-        ('backbone.' + k, v) for k, v in backbone.items())
+    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict(('backbone.' + k, v) for k, v in backbone.items())
     if prefix == '':  # a bare backbone: nothing else to map
         return out, []
     used = {k for k in sd if k.startswith(BACKBONE_PREFIXES)}

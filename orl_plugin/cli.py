@@ -83,8 +83,9 @@ def _message(exc: BaseException, argv: Sequence[str]) -> str:
         text = last.split(': ', 1)[1] if re.match(r'^[\w.]+: ', last) else last
     if isinstance(exc, pickle.UnpicklingError):
         # torch's message is a page of advice; the line naming what it refused is the news
-        refused = [line.strip() for line in text.splitlines() if 'Unsupported global' in line
-                   or 'Unsupported operand' in line]
+        refused = [
+            line.strip() for line in text.splitlines() if 'Unsupported global' in line or 'Unsupported operand' in line
+        ]
         text = 'cannot be loaded with weights_only=True' + (f': {refused[0]}' if refused else '')
     elif isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
         text = exc.args[0]  # str(KeyError) adds quotes
@@ -136,8 +137,7 @@ def error_line(exc: BaseException, argv: Sequence[str] = ()) -> str:
     return _with_full_paths(_message(exc, argv), argv)
 
 
-def run_cli(main: Callable[[List[str]], Optional[int]], argv: Optional[Sequence[str]] = None
-            ) -> None:
+def run_cli(main: Callable[[List[str]], Optional[int]], argv: Optional[Sequence[str]] = None) -> None:
     """Run a tool's ``main(argv)`` under the policy of this module.
 
     Args:
@@ -156,8 +156,7 @@ def run_cli(main: Callable[[List[str]], Optional[int]], argv: Optional[Sequence[
         if debug or not is_known_error(exc):
             raise
         sys.stdout.flush()
-        print(f'error: {error_line(exc, argv)} ({DEBUG_FLAG} shows the traceback)',
-              file=sys.stderr, flush=True)
+        print(f'error: {error_line(exc, argv)} ({DEBUG_FLAG} shows the traceback)', file=sys.stderr, flush=True)
         sys.exit(EXIT_KNOWN_ERROR)
     if status:
         sys.exit(status)

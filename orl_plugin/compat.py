@@ -76,14 +76,12 @@ __all__ = ['apply_patches', 'numpy_safe_globals', 'portable_checkpoint', 'to_pla
 _PATCH_FLAG = '_orl_compat_patched'
 _BUFFER_TYPE = 'HistoryBuffer'
 
-
 # --------------------------------------------------------------------------------------
 # 1. checkpoints as plain data; numpy data allow-listed for files written before that
 # --------------------------------------------------------------------------------------
 # Types a vanilla ``torch.load(weights_only=True)`` rebuilds without an allow-list (torch.Size is
 # a tuple subclass that torch allows too).
-_PLAIN_TYPES = (str, bytes, int, float, complex, bool, type(None), torch.dtype, torch.device,
-                torch.Size)
+_PLAIN_TYPES = (str, bytes, int, float, complex, bool, type(None), torch.dtype, torch.device, torch.Size)
 
 
 def _history_tensor(values: np.ndarray) -> Any:
@@ -96,13 +94,16 @@ def _history_tensor(values: np.ndarray) -> Any:
 
 def _buffer_to_data(buffer: HistoryBuffer) -> Dict[str, Any]:
     log_history, count_history = buffer.data
-    return dict(type=_BUFFER_TYPE, log_history=_history_tensor(log_history),
-                count_history=_history_tensor(count_history), max_length=int(buffer.max_length))
+    return dict(
+        type=_BUFFER_TYPE,
+        log_history=_history_tensor(log_history),
+        count_history=_history_tensor(count_history),
+        max_length=int(buffer.max_length))
 
 
 def _is_buffer_data(value: Any) -> bool:
-    return (isinstance(value, dict) and value.get('type') == _BUFFER_TYPE
-            and 'log_history' in value and 'count_history' in value)
+    return (isinstance(value, dict) and value.get('type') == _BUFFER_TYPE and 'log_history' in value
+            and 'count_history' in value)
 
 
 def _history_array(values: Any) -> np.ndarray:
@@ -111,13 +112,11 @@ def _history_array(values: Any) -> np.ndarray:
 
 
 def _data_to_buffer(value: Dict[str, Any]) -> HistoryBuffer:
-    return HistoryBuffer(_history_array(value['log_history']),
-                         _history_array(value['count_history']),
-                         value.get('max_length', 1000000))
+    return HistoryBuffer(
+        _history_array(value['log_history']), _history_array(value['count_history']), value.get('max_length', 1000000))
 
 
-def to_plain(value: Any, where: str = 'checkpoint',
-             unknown: Optional[List[str]] = None) -> Any:
+def to_plain(value: Any, where: str = 'checkpoint', unknown: Optional[List[str]] = None) -> Any:
     """``value`` rebuilt from types a plain ``torch.load(weights_only=True)`` accepts.
 
     Tensors and Python scalars are kept; numpy scalars become Python scalars, numpy arrays
@@ -167,10 +166,12 @@ def portable_checkpoint(checkpoint: dict, filename: str = '<checkpoint>') -> dic
     unknown: List[str] = []
     plain = to_plain(checkpoint, 'checkpoint', unknown)
     if unknown:
-        print_log(f'{filename}: {len(unknown)} value(s) are neither tensors nor plain Python '
-                  f'data, so a process without orl_plugin cannot load this file with '
-                  f'weights_only=True: {", ".join(unknown[:5])}', logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f'{filename}: {len(unknown)} value(s) are neither tensors nor plain Python '
+            f'data, so a process without orl_plugin cannot load this file with '
+            f'weights_only=True: {", ".join(unknown[:5])}',
+            logger='current',
+            level=logging.WARNING)
     return plain
 
 
@@ -187,9 +188,8 @@ def _patch_message_hub() -> None:
     @functools.wraps(orig_load_state_dict)
     def load_state_dict(self: MessageHub, state_dict: Any) -> None:
         if isinstance(state_dict, dict) and isinstance(state_dict.get('log_scalars'), dict):
-            scalars = OrderedDict(
-                (key, _data_to_buffer(value) if _is_buffer_data(value) else value)
-                for key, value in state_dict['log_scalars'].items())
+            scalars = OrderedDict((key, _data_to_buffer(value) if _is_buffer_data(value) else value)
+                                  for key, value in state_dict['log_scalars'].items())
             state_dict = dict(state_dict, log_scalars=scalars)
         return orig_load_state_dict(self, state_dict)
 
@@ -229,8 +229,7 @@ def numpy_safe_globals() -> List[Any]:
     # Unpickling a dtype sets its state, which needs its concrete class (Float64DType...).
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
-        safe += [getattr(dtypes, name) for name in dtypes.__all__
-                 if isinstance(getattr(dtypes, name), type)]
+        safe += [getattr(dtypes, name) for name in dtypes.__all__ if isinstance(getattr(dtypes, name), type)]
     return safe
 
 
@@ -272,9 +271,11 @@ def _fix_dataloader_cfg(dataloader: Any) -> Any:
     if idle_persistent:
         # torch refuses persistent workers when there are none; there is nothing to keep.
         fixed.pop('persistent_workers')
-        print_log('num_workers=0: dropping persistent_workers=True from the dataloader '
-                  'config (torch refuses the combination)', logger='current',
-                  level=logging.DEBUG)
+        print_log(
+            'num_workers=0: dropping persistent_workers=True from the dataloader '
+            'config (torch refuses the combination)',
+            logger='current',
+            level=logging.DEBUG)
     return fixed
 
 
@@ -295,8 +296,7 @@ def _patch_build_dataloader(runner_cls: type) -> None:
 # 4. CPU-only distributed runs
 # --------------------------------------------------------------------------------------
 def _has_accelerator() -> bool:
-    return (torch.cuda.is_available() or is_npu_available() or is_mlu_available()
-            or is_musa_available())
+    return (torch.cuda.is_available() or is_npu_available() or is_mlu_available() or is_musa_available())
 
 
 def _patch_cpu_distributed() -> None:
@@ -318,8 +318,7 @@ def _patch_cpu_distributed() -> None:
     if not getattr(orig_ddp_init, _PATCH_FLAG, False):
 
         @functools.wraps(orig_ddp_init)
-        def __init__(self, module: torch.nn.Module, detect_anomalous_params: bool = False,
-                     **kwargs) -> None:
+        def __init__(self, module: torch.nn.Module, detect_anomalous_params: bool = False, **kwargs) -> None:
             params = list(module.parameters())
             if kwargs.get('device_ids') and params and \
                     all(p.device.type == 'cpu' for p in params):

@@ -72,8 +72,8 @@ def link_editable_install(dist: Optional[metadata.Distribution] = None) -> Optio
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m orl_plugin.mim_files``: link an editable install for mim (see the module doc)."""
     import argparse
-    argparse.ArgumentParser(prog='python -m orl_plugin.mim_files',
-                            description=__doc__.split('\n\n')[1]).parse_args(argv)
+    argparse.ArgumentParser(
+        prog='python -m orl_plugin.mim_files', description=__doc__.split('\n\n')[1]).parse_args(argv)
     link = link_editable_install()
     if link is None:
         print(f'{DIST_NAME} is not an editable install; mim finds {MIM_DIR} as it is')

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-BYOL_SYNTHETIC_CONFIG = osp.join(ROOT, 'configs', 'byol',
-                                 'byol_resnet18_1xb32-coslr-30e_synthetic.py')
+BYOL_SYNTHETIC_CONFIG = osp.join(ROOT, 'configs', 'byol', 'byol_resnet18_1xb32-coslr-30e_synthetic.py')
 
 
 @pytest.fixture(scope='session')
@@ -35,8 +34,7 @@ def synthetic_scenes(tmp_path_factory) -> dict:
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 
     out_dir = tmp_path_factory.mktemp('synthetic_scenes')
-    return make_synthetic_scenes(str(out_dir), num_images=8, seed=0, img_size=(64, 64),
-                                 workers=1)
+    return make_synthetic_scenes(str(out_dir), num_images=8, seed=0, img_size=(64, 64), workers=1)
 
 
 def _scene(w: int, h: int, seed: int) -> np.ndarray:
@@ -229,7 +227,15 @@ def hook_runner(recording_logger):
     def make(model, cfg=None):
         scalars: list = []
         visualizer = SimpleNamespace(add_scalars=lambda values, step: scalars.append(values))
-        return SimpleNamespace(model=model, cfg=cfg, logger=recording_logger, visualizer=visualizer,
-                               scalars=scalars, epoch=0, iter=0, max_epochs=1, train_loop=None)
+        return SimpleNamespace(
+            model=model,
+            cfg=cfg,
+            logger=recording_logger,
+            visualizer=visualizer,
+            scalars=scalars,
+            epoch=0,
+            iter=0,
+            max_epochs=1,
+            train_loop=None)
 
     return make

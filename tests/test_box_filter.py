@@ -16,10 +16,8 @@ def _official_box_filter(boxes, min_size, max_ratio, topN, max_iou_thr):
             continue
         if max_iou_thr and kept:
             k = np.array(kept, dtype=np.float64)
-            ix = np.maximum(np.minimum(k[:, 0] + k[:, 2], box[0] + box[2]) -
-                            np.maximum(k[:, 0], box[0]), 0)
-            iy = np.maximum(np.minimum(k[:, 1] + k[:, 3], box[1] + box[3]) -
-                            np.maximum(k[:, 1], box[1]), 0)
+            ix = np.maximum(np.minimum(k[:, 0] + k[:, 2], box[0] + box[2]) - np.maximum(k[:, 0], box[0]), 0)
+            iy = np.maximum(np.minimum(k[:, 1] + k[:, 3], box[1] + box[3]) - np.maximum(k[:, 1], box[1]), 0)
             inter = ix * iy
             iou = inter / (k[:, 2] * k[:, 3] + box[2] * box[3] - inter)
             if iou.max() > max_iou_thr:
@@ -37,19 +35,21 @@ def test_size_threshold_is_inclusive():
 
 
 def test_aspect_ratio_both_orientations():
-    boxes = np.array([[0, 0, 300, 100],     # ratio 3.0: kept (not > 3)
-                      [0, 400, 301, 100],   # 3.01: dropped
-                      [500, 0, 100, 301],   # 3.01 upright: dropped
-                      [500, 500, 100, 300]])  # 3.0 upright: kept
+    boxes = np.array([
+        [0, 0, 300, 100],  # ratio 3.0: kept (not > 3)
+        [0, 400, 301, 100],  # 3.01: dropped
+        [500, 0, 100, 301],  # 3.01 upright: dropped
+        [500, 500, 100, 300]
+    ])  # 3.0 upright: kept
     out = filter_boxes(boxes, min_size=96, max_ratio=3, max_iou=0.5, topk=100)
     np.testing.assert_array_equal(out, boxes[[0, 3]])
 
 
 def test_greedy_iou_only_against_kept_boxes_in_order():
     a = [0, 0, 100, 100]
-    b = [30, 0, 100, 100]   # IoU(a, b) = 70/130 = 0.54 > 0.5: dropped
-    c = [60, 0, 100, 100]   # IoU(a, c) = 0.25; IoU(b, c) = 0.54 but b was not kept: kept
-    d = [0, 0, 100, 50]     # IoU(a, d) = 0.5 exactly: kept (only > max_iou drops)
+    b = [30, 0, 100, 100]  # IoU(a, b) = 70/130 = 0.54 > 0.5: dropped
+    c = [60, 0, 100, 100]  # IoU(a, c) = 0.25; IoU(b, c) = 0.54 but b was not kept: kept
+    d = [0, 0, 100, 50]  # IoU(a, d) = 0.5 exactly: kept (only > max_iou drops)
     out = filter_boxes(np.array([a, b, c, d]), min_size=0, max_ratio=3, max_iou=0.5, topk=100)
     np.testing.assert_array_equal(out, np.array([a, c, d]))
     # The order decides which of two overlapping boxes survives.
@@ -78,8 +78,12 @@ def test_matches_the_official_loop_on_random_boxes():
     rng = np.random.default_rng(0)
     for _ in range(300):
         n = int(rng.integers(1, 120))
-        boxes = np.stack([rng.integers(0, 200, n), rng.integers(0, 200, n),
-                          rng.integers(1, 250, n), rng.integers(1, 250, n)], axis=1)
+        boxes = np.stack(
+            [rng.integers(0, 200, n),
+             rng.integers(0, 200, n),
+             rng.integers(1, 250, n),
+             rng.integers(1, 250, n)],
+            axis=1)
         min_size = int(rng.choice([0, 20, 64, 96]))
         max_ratio = float(rng.choice([0, 2, 3]))
         max_iou = float(rng.choice([0, 0.3, 0.5, 0.7]))
@@ -91,8 +95,10 @@ def test_matches_the_official_loop_on_random_boxes():
 
 def test_transform_writes_kept_boxes_and_whole_image_fallback():
     t = FilterBoxes(min_size=32, max_ratio=3, max_iou=0.5, topk=2)
-    res = t(dict(proposals=np.array([[0, 0, 40, 40], [1, 1, 40, 40], [100, 0, 40, 50],
-                                     [200, 0, 40, 40]]), img_shape=(120, 250)))
+    res = t(
+        dict(
+            proposals=np.array([[0, 0, 40, 40], [1, 1, 40, 40], [100, 0, 40, 50], [200, 0, 40, 40]]),
+            img_shape=(120, 250)))
     np.testing.assert_array_equal(res['kept_boxes'], [[0, 0, 40, 40], [100, 0, 40, 50]])
     assert res['kept_boxes'].dtype == np.int64
     res = t(dict(proposals=np.zeros((0, 4)), img=np.zeros((120, 250, 3), np.uint8)))

@@ -38,10 +38,12 @@ def _one_line_error(main, argv, capsys) -> str:
 
 
 def _knn_json(path, n=3, k=2, **changes):
-    data = {'info': {'knn_image_num': k},
-            'images': {'file_name': [f'{i}.jpg' for i in range(n)], 'id': list(range(n))},
-            'pseudo_annotations': {'image_id': list(range(n)),
-                                   'knn_image_id': [[(i + 1) % n, (i + 2) % n] for i in range(n)]}}
+    data = {
+        'info': {'knn_image_num': k}, 'images': {'file_name': [f'{i}.jpg' for i in range(n)], 'id': list(range(n))},
+        'pseudo_annotations': {
+            'image_id': list(range(n)), 'knn_image_id': [[(i + 1) % n, (i + 2) % n] for i in range(n)]
+        }
+    }
     data.update(changes)
     with open(path, 'w') as f:
         json.dump(data, f)
@@ -67,8 +69,7 @@ def test_converter_errors_are_one_line_with_full_paths(tmp_path, monkeypatch, ca
     _knn_json(full)
     images = tmp_path / 'in' / 'instances.json'
     images.write_text(json.dumps({'images': [{'file_name': f'{i}.jpg', 'id': i} for i in range(4)]}))
-    err = _one_line_error(to_store.main, ['in/knn.json', 'out.orlstore', '--images', 'in/instances.json'],
-                          capsys)
+    err = _one_line_error(to_store.main, ['in/knn.json', 'out.orlstore', '--images', 'in/instances.json'], capsys)
     assert f'error: {full}: has 3 images but the given image list has 4' in err
 
     # a missing input
@@ -81,13 +82,17 @@ def test_debug_shows_the_traceback(tmp_path):
     """The real command line in a subprocess: one line and status 2; with --debug the exception
     propagates (Python prints its traceback, status 1)."""
     bad = _knn_json(tmp_path / 'knn.json', info={})
-    cmd = [sys.executable, osp.join(ROOT, 'tools', 'dataset_converters', 'orl_json_to_store.py'),
-           bad, str(tmp_path / 'out.orlstore')]
+    cmd = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'dataset_converters', 'orl_json_to_store.py'), bad,
+        str(tmp_path / 'out.orlstore')
+    ]
     env = {'PYTHONPATH': ROOT, 'PATH': osp.dirname(sys.executable), 'OMP_NUM_THREADS': '1'}
     plain = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert plain.returncode == 2
     assert plain.stderr.strip().splitlines() == [
-        f'error: {bad}: field "info.knn_image_num" is missing (--debug shows the traceback)']
+        f'error: {bad}: field "info.knn_image_num" is missing (--debug shows the traceback)'
+    ]
     with pytest.raises(ValueError, match='info.knn_image_num'):  # OfficialFormatError
         run_cli(to_store.main, cmd[2:] + ['--debug'])
 

@@ -27,9 +27,10 @@ class _RecordResumedState(Hook):
         self.state = dict(
             epoch=runner.epoch,
             iter=runner.iter,
-            momentum=[optimizer.state[p]['momentum_buffer'].clone()
-                      for group in optimizer.param_groups for p in group['params']
-                      if 'momentum_buffer' in optimizer.state[p]],
+            momentum=[
+                optimizer.state[p]['momentum_buffer'].clone() for group in optimizer.param_groups
+                for p in group['params'] if 'momentum_buffer' in optimizer.state[p]
+            ],
             lr=[group['lr'] for group in optimizer.param_groups],
             schedulers=[scheduler.state_dict() for scheduler in runner.param_schedulers],
             loss_history=runner.message_hub.get_scalar('train/loss').data[0].copy(),
@@ -162,11 +163,14 @@ def test_apply_patches_is_idempotent():
     from mmengine.model import MMDistributedDataParallel
 
     def patched():
-        return dict(build_dataloader=Runner.__dict__['build_dataloader'].__func__,
-                    state_dict=MessageHub.state_dict, load_state_dict=MessageHub.load_state_dict,
-                    save_checkpoint=runner_module.save_checkpoint,
-                    init_dist=dist_utils._init_dist_pytorch,
-                    ddp_init=MMDistributedDataParallel.__init__, adjust_hue=mmcv.adjust_hue)
+        return dict(
+            build_dataloader=Runner.__dict__['build_dataloader'].__func__,
+            state_dict=MessageHub.state_dict,
+            load_state_dict=MessageHub.load_state_dict,
+            save_checkpoint=runner_module.save_checkpoint,
+            init_dist=dist_utils._init_dist_pytorch,
+            ddp_init=MMDistributedDataParallel.__init__,
+            adjust_hue=mmcv.adjust_hue)
 
     before = patched()
     # every name the runner, CheckpointHook and the strategies save through is the patched one
@@ -198,7 +202,7 @@ class _Payload:
     """Runs `_record_call` when unpickled by an unrestricted loader."""
 
     def __reduce__(self):
-        return (_record_call, ('payload ran',))
+        return (_record_call, ('payload ran', ))
 
 
 def _tiny_backbone_cfg(**kwargs) -> dict:
@@ -240,10 +244,13 @@ def test_init_cfg_pretrained_refuses_pickled_code(malicious_checkpoint, prefix):
 @pytest.mark.parametrize('resume', [False, True], ids=['load_from', 'resume'])
 def test_runner_refuses_pickled_code(malicious_checkpoint, tmp_path, resume):
     from mmengine.registry import MODELS
-    model = MODELS.build(dict(type='mmpretrain.ImageClassifier',
-                              backbone=_tiny_backbone_cfg()))
-    runner = Runner(model=model, work_dir=str(tmp_path / 'work'), default_scope='mmpretrain',
-                    load_from=malicious_checkpoint, log_level='WARNING')
+    model = MODELS.build(dict(type='mmpretrain.ImageClassifier', backbone=_tiny_backbone_cfg()))
+    runner = Runner(
+        model=model,
+        work_dir=str(tmp_path / 'work'),
+        default_scope='mmpretrain',
+        load_from=malicious_checkpoint,
+        log_level='WARNING')
     with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
         if resume:
             # Resuming a file is no exception: it is loaded before anything else happens.
@@ -257,14 +264,13 @@ def test_runner_refuses_pickled_code(malicious_checkpoint, tmp_path, resume):
 # --------------------------------------------------------------------------------------
 def test_mmpretrain_base_dataloader_builds_and_iterates(tmp_path, image_folder):
     cfg_path = tmp_path / 'byol_from_mmpretrain_base.py'
-    cfg_path.write_text(
-        "_base_ = 'mmpretrain::byol/byol_resnet50_16xb256-coslr-200e_in1k.py'\n"
-        "custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)\n"
-        "train_dataloader = dict(\n"
-        "    batch_size=2, num_workers=0,\n"
-        "    dataset=dict(_delete_=True, type='CustomDataset',\n"
-        f"                 data_root={image_folder!r}, with_label=False,\n"
-        "                 pipeline={{_base_.train_pipeline}}))\n")
+    cfg_path.write_text("_base_ = 'mmpretrain::byol/byol_resnet50_16xb256-coslr-200e_in1k.py'\n"
+                        "custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)\n"
+                        "train_dataloader = dict(\n"
+                        "    batch_size=2, num_workers=0,\n"
+                        "    dataset=dict(_delete_=True, type='CustomDataset',\n"
+                        f"                 data_root={image_folder!r}, with_label=False,\n"
+                        "                 pipeline={{_base_.train_pipeline}}))\n")
     cfg = Config.fromfile(str(cfg_path))
     # The breakages this test is about are really in the inherited config.
     assert cfg.train_dataloader.collate_fn.get('_scope_') == 'mmpretrain'
@@ -290,9 +296,12 @@ def _folder_loader_cfg(image_folder: str, **kwargs) -> dict:
         batch_size=4,
         sampler=dict(type='DefaultSampler', shuffle=False),
         collate_fn=dict(type='default_collate'),
-        dataset=dict(type='mmpretrain.CustomDataset', data_root=image_folder, with_label=False,
-                     pipeline=[dict(type='mmpretrain.LoadImageFromFile'),
-                               dict(type='mmpretrain.PackInputs')]),
+        dataset=dict(
+            type='mmpretrain.CustomDataset',
+            data_root=image_folder,
+            with_label=False,
+            pipeline=[dict(type='mmpretrain.LoadImageFromFile'),
+                      dict(type='mmpretrain.PackInputs')]),
         **kwargs)
 
 
@@ -327,8 +336,8 @@ def test_adjust_hue_negative_factor(backend):
     with pytest.raises(OverflowError):  # the breakage, still in mmcv itself
         original(img, -0.1, backend=backend)
     for factor in (0.0, 0.1, 0.5):  # unchanged where mmcv worked
-        np.testing.assert_array_equal(mmcv.adjust_hue(img, factor, backend=backend),
-                                      original(img, factor, backend=backend))
+        np.testing.assert_array_equal(
+            mmcv.adjust_hue(img, factor, backend=backend), original(img, factor, backend=backend))
     # A negative shift is the inverse rotation of the same positive one.
     there = mmcv.adjust_hue(img, 0.2, backend=backend)
     back = mmcv.adjust_hue(there, -0.2, backend=backend)
@@ -340,8 +349,7 @@ def test_adjust_hue_negative_factor(backend):
 
 def test_color_jitter_hue_pipeline():
     from mmpretrain.registry import TRANSFORMS
-    jitter = TRANSFORMS.build(dict(type='ColorJitter', brightness=0.4, contrast=0.4,
-                                   saturation=0.2, hue=0.1))
+    jitter = TRANSFORMS.build(dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1))
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
     for _ in range(40):  # each call draws a hue factor in [-0.1, 0.1]

@@ -24,6 +24,7 @@ GPUAUG = 'issue 16: the CPU config beside it with the photometric augmentation i
 FOLDER_GPU = ('issue 15 item 4: `orl-pipeline folder` on GPUs, the COCO recipe on a folder of images '
               '(selective search at <= 1024 px)')
 FOLDER_CPU = 'issue 15 item 4: `orl-pipeline folder` on a CPU, the CPU recipe on a folder of images'
+INSTRUMENT_TRAINING = 'the measuring instrument: a supervised stage-1 stand-in trained on ground-truth object crops'
 INSTRUMENT = 'issue 12 item 3: stage 2 with the measuring instrument as the stage-1 model'
 MOCOV2 = 'issue 12 item 2: a MoCo v2 stage 1 and stage 2 from its checkpoint'
 NEW_CONFIGS = {
@@ -32,8 +33,7 @@ NEW_CONFIGS = {
     'byol/byol_resnet18_1xb32-gpuaug-coslr-30e_synthetic.py': GPUAUG,
     'orl/stage3/orl_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
     'orl/stage3/orl_resnet18_1xb16-gpuaug-coslr-30e_synthetic.py': GPUAUG,
-    'instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py':
-    'the measuring instrument: a supervised stage-1 stand-in trained on ground-truth object crops',
+    'instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py': INSTRUMENT_TRAINING,
     'instrument/instrument-knn_resnet18_synthetic.py': INSTRUMENT,
     'instrument/instrument-correspondence_resnet18_synthetic.py': INSTRUMENT,
     'mocov2/mocov2_resnet18_1xb32-coslr-30e_synthetic.py': MOCOV2,
@@ -107,9 +107,8 @@ CHANGES: List[Change] = [
             data_root='data/synthetic_scenes/',
             ann_file='annotations/instances_train.json',
             data_prefix=dict(img_path='images/')), 'as coco_train2017'),
-    Change(
-        PLUGIN, 'image_folder', dict(data_root='', ann_file='', data_prefix=dict(img_path='data/images/')),
-        'issue 15: the image list of a folder of images (no annotations), written once beside the others'),
+    Change(PLUGIN, 'image_folder', dict(data_root='', ann_file='', data_prefix=dict(img_path='data/images/')),
+           'issue 15: the image list of a folder of images (no annotations), written once beside the others'),
     Change(PLUGIN, 'image_loader', IMAGE_LOADER,
            'the one image loader of every stage (_base_/datasets/scene_lists.py)'),
     # ------------------------------------------------------------------ decoding

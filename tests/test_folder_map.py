@@ -18,16 +18,16 @@ def test_the_map_names_every_package_module_and_folder():
     text = folder_map()
     named = set(re.findall(r'([A-Za-z_][\w.]*(?:\.py|/))', text))
     package = osp.join(ROOT, 'orl_plugin')
-    entries = [osp.basename(p) for p in glob.glob(osp.join(package, '*.py'))
-               if osp.basename(p) != '__init__.py']
-    entries += [name + '/' for name in os.listdir(package)
-                if osp.isdir(osp.join(package, name)) and not name.startswith(('_', '.'))]
+    entries = [osp.basename(p) for p in glob.glob(osp.join(package, '*.py')) if osp.basename(p) != '__init__.py']
+    entries += [
+        name + '/' for name in os.listdir(package)
+        if osp.isdir(osp.join(package, name)) and not name.startswith(('_', '.'))
+    ]
     missing = [e for e in entries if e not in named and not any(n.endswith('/' + e) for n in named)]
     assert not missing, f'not in the README folder map: {missing}'
     for sub in ('datasets/transforms/', 'engine/runners/', 'engine/hooks/', 'models/data_preprocessors/'):
         assert osp.isdir(osp.join(package, sub)) and osp.basename(sub.rstrip('/')) + '/' in text, sub
-    for folder in ('byol', 'mocov2', 'instrument', 'orl/stage2', 'orl/stage3', 'orl/folder',
-                   'benchmarks/mmdetection'):
+    for folder in ('byol', 'mocov2', 'instrument', 'orl/stage2', 'orl/stage3', 'orl/folder', 'benchmarks/mmdetection'):
         assert osp.isdir(osp.join(ROOT, 'configs', folder)), folder
         assert folder.split('/')[-1] in text, folder
     actual = {osp.basename(p) for p in glob.glob(osp.join(ROOT, 'configs', '*')) if osp.isdir(p)}

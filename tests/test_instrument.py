@@ -18,8 +18,8 @@ from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 INSTRUMENT_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'instrument', '**', '*.py'), recursive=True))
-OTHER_CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-                       if p not in INSTRUMENT_CONFIGS)
+OTHER_CONFIGS = sorted(
+    p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True) if p not in INSTRUMENT_CONFIGS)
 
 
 @pytest.fixture(scope='module')
@@ -37,10 +37,17 @@ def test_context_box():
 
 
 def test_object_crop_dataset(scenes):
-    pipeline = [dict(type='LoadImageFromFile'), dict(type='RoICrop', size=32, box_key='roi_bbox'),
-                dict(type='PackInputs')]
-    ds = ObjectCropDataset(ann_file='annotations/instances_train.json', data_root=scenes,
-                           data_prefix=dict(img_path='images/'), context=0.1, pipeline=pipeline)
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='RoICrop', size=32, box_key='roi_bbox'),
+        dict(type='PackInputs')
+    ]
+    ds = ObjectCropDataset(
+        ann_file='annotations/instances_train.json',
+        data_root=scenes,
+        data_prefix=dict(img_path='images/'),
+        context=0.1,
+        pipeline=pipeline)
     coco = mmengine.load(osp.join(scenes, 'annotations', 'instances_train.json'))
     anns = coco['annotations']
     assert len(ds) == len(anns) > 8
@@ -70,14 +77,15 @@ def test_object_crop_dataset_needs_annotations(tmp_path, scenes):
 
 
 def test_instrument_trains_and_reports_held_out_accuracy(scenes, tmp_path):
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'instrument',
-                                   'instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py'))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'instrument', 'instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py'))
     options = {'train_cfg.max_epochs': 1, 'default_hooks.logger.interval': 1}
     for split in ('train', 'val', 'test'):
-        options.update({f'{split}_dataloader.batch_size': 16, f'{split}_dataloader.num_workers': 0,
-                        f'{split}_dataloader.persistent_workers': False,
-                        f'{split}_dataloader.dataset.data_root': scenes,
-                        f'{split}_dataloader.dataset.pipeline.1.size': 32})
+        options.update({
+            f'{split}_dataloader.batch_size': 16, f'{split}_dataloader.num_workers': 0,
+            f'{split}_dataloader.persistent_workers': False, f'{split}_dataloader.dataset.data_root': scenes,
+            f'{split}_dataloader.dataset.pipeline.1.size': 32
+        })
     cfg.merge_from_dict(options)
     cfg.work_dir = str(tmp_path / 'work')
     cfg.log_level = 'WARNING'

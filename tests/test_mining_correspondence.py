@@ -30,17 +30,29 @@ MODEL = dict(
     type='BYOL',
     base_momentum=0.01,
     data_preprocessor=dict(
-        type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375], to_rgb=True),
-    backbone=dict(type='ResNet', depth=18, stem_channels=16, base_channels=16,
-                  norm_cfg=dict(type='BN')),
-    neck=dict(type='NonLinearNeck', in_channels=128, hid_channels=64, out_channels=32,
-              num_layers=2, with_bias=True, with_last_bn=False, with_avg_pool=True),
-    head=dict(type='LatentPredictHead',
-              predictor=dict(type='NonLinearNeck', in_channels=32, hid_channels=64,
-                             out_channels=32, num_layers=2, with_bias=True,
-                             with_last_bn=False, with_avg_pool=False),
-              loss=dict(type='CosineSimilarityLoss')))
+        type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
+    backbone=dict(type='ResNet', depth=18, stem_channels=16, base_channels=16, norm_cfg=dict(type='BN')),
+    neck=dict(
+        type='NonLinearNeck',
+        in_channels=128,
+        hid_channels=64,
+        out_channels=32,
+        num_layers=2,
+        with_bias=True,
+        with_last_bn=False,
+        with_avg_pool=True),
+    head=dict(
+        type='LatentPredictHead',
+        predictor=dict(
+            type='NonLinearNeck',
+            in_channels=32,
+            hid_channels=64,
+            out_channels=32,
+            num_layers=2,
+            with_bias=True,
+            with_last_bn=False,
+            with_avg_pool=False),
+        loss=dict(type='CosineSimilarityLoss')))
 
 
 @pytest.fixture(scope='module')
@@ -74,38 +86,59 @@ def inputs(synthetic_scenes, tmp_path_factory):
     model.init_weights()
     ckpt = str(out / 'byol_random.pth')
     torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
-    return dict(root=root, names=names, ids=ids, ss_path=ss_path, knn_path=knn_path,
-                knn=knn, ckpt=ckpt, n=n,
-                paths=[osp.join(root, 'images', nm) for nm in names])
+    return dict(
+        root=root,
+        names=names,
+        ids=ids,
+        ss_path=ss_path,
+        knn_path=knn_path,
+        knn=knn,
+        ckpt=ckpt,
+        n=n,
+        paths=[osp.join(root, 'images', nm) for nm in names])
 
 
 def _cfg(inputs, work_dir, name, **loop_kw):
-    loop = dict(type='CorrespondenceLoop', knn_file=inputs['knn_path'], knn_image_num=K,
-                topk_bbox_ratio=0.1, encode_batch_size=7, embed_cache='memory', chunk_size=3)
+    loop = dict(
+        type='CorrespondenceLoop',
+        knn_file=inputs['knn_path'],
+        knn_image_num=K,
+        topk_bbox_ratio=0.1,
+        encode_batch_size=7,
+        embed_cache='memory',
+        chunk_size=3)
     loop.update(loop_kw)
-    return Config(dict(
-        default_scope='mmpretrain',
-        model=MODEL,
-        work_dir=str(work_dir),
-        experiment_name=name,
-        load_from=inputs['ckpt'],
-        log_level='WARNING',
-        env_cfg=dict(dist_cfg=dict(backend='gloo')),
-        test_dataloader=dict(
-            batch_size=2, num_workers=0, persistent_workers=False,
-            sampler=dict(type='DefaultSampler', shuffle=False),
-            collate_fn=dict(type='pseudo_collate'),
-            dataset=dict(
-                type='ProposalDataset', proposal_file=inputs['ss_path'],
-                ann_file='annotations/instances.json', data_root=inputs['root'],
-                data_prefix=dict(img_path='images/'),
-                pipeline=[dict(type='LoadImageOrSkip', imdecode_backend='pillow'),
-                          dict(type='FilterBoxes', **FILTER),
-                          dict(type='CropBoxes', size=CROP)])),
-        test_cfg=loop,
-        test_evaluator=dict(type='CorrespondenceMetric',
-                            out_file=str(work_dir / 'correspondence.orlstore'),
-                            json_file=str(work_dir / 'correspondence.json'))))
+    return Config(
+        dict(
+            default_scope='mmpretrain',
+            model=MODEL,
+            work_dir=str(work_dir),
+            experiment_name=name,
+            load_from=inputs['ckpt'],
+            log_level='WARNING',
+            env_cfg=dict(dist_cfg=dict(backend='gloo')),
+            test_dataloader=dict(
+                batch_size=2,
+                num_workers=0,
+                persistent_workers=False,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                collate_fn=dict(type='pseudo_collate'),
+                dataset=dict(
+                    type='ProposalDataset',
+                    proposal_file=inputs['ss_path'],
+                    ann_file='annotations/instances.json',
+                    data_root=inputs['root'],
+                    data_prefix=dict(img_path='images/'),
+                    pipeline=[
+                        dict(type='LoadImageOrSkip', imdecode_backend='pillow'),
+                        dict(type='FilterBoxes', **FILTER),
+                        dict(type='CropBoxes', size=CROP)
+                    ])),
+            test_cfg=loop,
+            test_evaluator=dict(
+                type='CorrespondenceMetric',
+                out_file=str(work_dir / 'correspondence.orlstore'),
+                json_file=str(work_dir / 'correspondence.json'))))
 
 
 def _run(cfg, name=None):
@@ -124,6 +157,7 @@ def _store_arrays(path):
 def _official_pairs(model, inputs):
     """The released procedure: per query, encode its boxes, then re-encode every neighbour's
     boxes (one forward per image's boxes, as ``Correspondence.forward_test``), torch.topk."""
+
     def sample(i):
         img = np.asarray(Image.open(inputs['paths'][i]).convert('RGB'))[..., ::-1]
         b = filter_boxes(MiningStore.open(inputs['ss_path']).boxes(i), **FILTER)
@@ -152,8 +186,11 @@ def _official_pairs(model, inputs):
 def memory_run(inputs, tmp_path_factory):
     work = tmp_path_factory.mktemp('corr_memory')
     runner, metrics = _run(_cfg(inputs, work, 'corr_memory'))
-    return dict(runner=runner, metrics=metrics, store=str(work / 'correspondence.orlstore'),
-                json=str(work / 'correspondence.json'))
+    return dict(
+        runner=runner,
+        metrics=metrics,
+        store=str(work / 'correspondence.orlstore'),
+        json=str(work / 'correspondence.json'))
 
 
 def test_encode_once_gives_the_official_pairs(inputs, memory_run):
@@ -171,8 +208,7 @@ def test_encode_once_gives_the_official_pairs(inputs, memory_run):
             # pairs per neighbour: max(1, int(0.1 * B))
             assert len(p) == max(1, int(0.1 * len(bq)))
     assert store.num_boxes(2) == 1  # the fallback image kept raw box 0
-    np.testing.assert_array_equal(store.boxes(2)[0],
-                                  MiningStore.open(inputs['ss_path']).boxes(2)[0])
+    np.testing.assert_array_equal(store.boxes(2)[0], MiningStore.open(inputs['ss_path']).boxes(2)[0])
     # every box went through the encoder exactly once
     assert loop.stats['crops_encoded'] == total_boxes
     assert store.params['knn_bbox_pair_ratio'] == 0.1
@@ -235,9 +271,8 @@ def test_disk_cache_and_resume_after_interruption(inputs, memory_run, tmp_path, 
 
     # 3) the rerun finishes; nothing is encoded again, one pair chunk was cached
     calls.update(batch=0, chunk=0)
-    monkeypatch.setattr(CorrespondenceLoop, 'process_chunk',
-                        lambda self, idx: (calls.__setitem__('chunk', calls['chunk'] + 1),
-                                           orig_chunk(self, idx))[1])
+    monkeypatch.setattr(CorrespondenceLoop, 'process_chunk', lambda self, idx:
+                        (calls.__setitem__('chunk', calls['chunk'] + 1), orig_chunk(self, idx))[1])
     runner, _ = _run(cfg, 'corr_disk_3')
     assert calls['batch'] == 0 and calls['chunk'] == 2
     assert not runner.test_loop.embeddings.in_memory
@@ -258,18 +293,24 @@ def test_disk_cache_and_resume_after_interruption(inputs, memory_run, tmp_path, 
 def test_pair_precision_on_a_hand_made_case(tmp_path):
     # image 0: a category-0 object at (0,0,10,10) and a category-1 one at (20,20,10,10);
     # image 1: a category-0 object at (50,50,10,10); image 2 has no ground truth.
-    gt_b = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32),
-            np.array([[50, 50, 60, 60]], np.float32), None]
+    gt_b = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32), np.array([[50, 50, 60, 60]], np.float32), None]
     gt_l = [np.array([0, 1]), np.array([0]), None]
     knn = np.array([[1, 2], [0, 2], [0, 1]])
     pairs = [
-        [np.array([[0, 0, 10, 10, 50, 50, 10, 10],        # same category: correct
-                   [20, 20, 10, 10, 51, 50, 10, 10],      # both objects, categories 1 vs 0
-                   [100, 100, 10, 10, 50, 50, 10, 10]]),  # query box is background
-         np.array([[0, 0, 10, 10, 0, 0, 10, 10]])],       # neighbour without GT: not scored
-        [np.array([[50, 50, 10, 10, 1, 0, 10, 10]]),      # IoU 0.82 with cat-0 object: correct
-         np.zeros((0, 8), int)],
-        [np.array([[0, 0, 5, 5, 0, 0, 5, 5]]), np.array([[0, 0, 5, 5, 0, 0, 5, 5]])],
+        [
+            np.array([
+                [0, 0, 10, 10, 50, 50, 10, 10],  # same category: correct
+                [20, 20, 10, 10, 51, 50, 10, 10],  # both objects, categories 1 vs 0
+                [100, 100, 10, 10, 50, 50, 10, 10]
+            ]),  # query box is background
+            np.array([[0, 0, 10, 10, 0, 0, 10, 10]])
+        ],  # neighbour without GT: not scored
+        [
+            np.array([[50, 50, 10, 10, 1, 0, 10, 10]]),  # IoU 0.82 with cat-0 object: correct
+            np.zeros((0, 8), int)
+        ],
+        [np.array([[0, 0, 5, 5, 0, 0, 5, 5]]),
+         np.array([[0, 0, 5, 5, 0, 0, 5, 5]])],
     ]
     m = pair_precision(pairs, knn, gt_b, gt_l, iou_thr=0.5)
     assert {k: m[k] for k in ('pair_precision', 'pair_object_rate', 'scored_pairs')} == \
@@ -277,8 +318,11 @@ def test_pair_precision_on_a_hand_made_case(tmp_path):
     # Random level: pairs drawn uniformly from the kept boxes, as many per neighbour as mined.
     # Image 0 keeps a cat-0, a cat-1 and a background box; image 1 a cat-0 and a background box.
     # Either direction: 1 of 6 box pairs is same-category, 2/3 x 1/2 of them are object-object.
-    kept = [np.array([[0, 0, 10, 10], [20, 20, 10, 10], [100, 100, 10, 10]]),
-            np.array([[50, 50, 10, 10], [200, 200, 10, 10]]), np.array([[0, 0, 5, 5]])]
+    kept = [
+        np.array([[0, 0, 10, 10], [20, 20, 10, 10], [100, 100, 10, 10]]),
+        np.array([[50, 50, 10, 10], [200, 200, 10, 10]]),
+        np.array([[0, 0, 5, 5]])
+    ]
     r = pair_precision(pairs, knn, gt_b, gt_l, iou_thr=0.5, kept_boxes=kept)
     assert r['pair_precision'] == 2 / 4
     assert r['pair_precision_random'] == pytest.approx((3 / 6 + 1 / 6) / 4)
@@ -286,14 +330,25 @@ def test_pair_precision_on_a_hand_made_case(tmp_path):
 
     # the same through the metric: gathered results -> store + numbers
     metric = CorrespondenceMetric(out_file=str(tmp_path / 'c.orlstore'))
-    metric.set_mining_params(dict(bbox_min_size=96, bbox_max_aspect_ratio=3, bbox_max_iou=0.5,
-                                  intra_bbox_num=100, knn_image_num=2, knn_bbox_pair_ratio=0.1))
+    metric.set_mining_params(
+        dict(
+            bbox_min_size=96,
+            bbox_max_aspect_ratio=3,
+            bbox_max_iou=0.5,
+            intra_bbox_num=100,
+            knn_image_num=2,
+            knn_bbox_pair_ratio=0.1))
     results = []
     for i in (2, 0, 1):  # arrival order does not matter
         flat = np.concatenate(pairs[i]).reshape(-1, 8).astype(np.int32)
-        r = dict(index=i, file_name=f'{i}.jpg', img_id=i + 1,
-                 kept_boxes=np.unique(flat[:, :4], axis=0), knn=knn[i],
-                 pairs=flat, pair_counts=np.array([len(p) for p in pairs[i]]))
+        r = dict(
+            index=i,
+            file_name=f'{i}.jpg',
+            img_id=i + 1,
+            kept_boxes=np.unique(flat[:, :4], axis=0),
+            knn=knn[i],
+            pairs=flat,
+            pair_counts=np.array([len(p) for p in pairs[i]]))
         if gt_b[i] is not None:
             r.update(gt_bboxes=gt_b[i], gt_labels=gt_l[i])
         results.append(r)
@@ -311,21 +366,23 @@ def test_proposal_dataset_checks_the_image_list(inputs, tmp_path):
     from mmpretrain.registry import DATASETS
     names, ids = inputs['names'], inputs['ids']
     short = str(tmp_path / 'short.orlstore')
-    write_selective_search_store(short, [np.zeros((1, 4), np.int32)] * (len(names) - 1),
-                                 file_names=names[:-1], image_ids=ids[:-1])
-    ds = dict(type='ProposalDataset', ann_file='annotations/instances.json',
-              data_root=inputs['root'], data_prefix=dict(img_path='images/'))
+    write_selective_search_store(
+        short, [np.zeros((1, 4), np.int32)] * (len(names) - 1), file_names=names[:-1], image_ids=ids[:-1])
+    ds = dict(
+        type='ProposalDataset',
+        ann_file='annotations/instances.json',
+        data_root=inputs['root'],
+        data_prefix=dict(img_path='images/'))
     with pytest.raises(ValueError, match=r'store has 7 images, the image list 8'):
         DATASETS.build(dict(ds, proposal_file=short))
     swapped = str(tmp_path / 'swapped.orlstore')
-    write_selective_search_store(swapped, [np.zeros((1, 4), np.int32)] * len(names),
-                                 file_names=[names[1], names[0]] + names[2:], image_ids=ids)
+    write_selective_search_store(
+        swapped, [np.zeros((1, 4), np.int32)] * len(names), file_names=[names[1], names[0]] + names[2:], image_ids=ids)
     with pytest.raises(ValueError, match=r'at position 0.*' + names[1]):
         DATASETS.build(dict(ds, proposal_file=swapped))
     good = DATASETS.build(dict(ds, proposal_file=inputs['ss_path']))
     info = good.get_data_info(5)
-    np.testing.assert_array_equal(info['proposals'],
-                                  MiningStore.open(inputs['ss_path']).boxes(5))
+    np.testing.assert_array_equal(info['proposals'], MiningStore.open(inputs['ss_path']).boxes(5))
     assert info['file_name'] == names[5]
 
 

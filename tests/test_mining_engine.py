@@ -46,9 +46,8 @@ def _store_arrays(path):
 
 def _ss_options(data_root, out, chunk_size, workers=0):
     return [
-        '--cfg-options', f'test_dataloader.dataset.data_root={data_root}',
-        f'test_evaluator.out_file={out}', f'test_cfg.chunk_size={chunk_size}',
-        f'test_dataloader.num_workers={workers}', 'log_level=INFO'
+        '--cfg-options', f'test_dataloader.dataset.data_root={data_root}', f'test_evaluator.out_file={out}',
+        f'test_cfg.chunk_size={chunk_size}', f'test_dataloader.num_workers={workers}', 'log_level=INFO'
     ]
 
 
@@ -60,8 +59,7 @@ def _env():
 
 def test_chunk_codec_roundtrip():
     results = [
-        dict(index=0, proposals=np.arange(8, dtype=np.int32).reshape(2, 4),
-             embedding=np.ones(3, np.float32)),
+        dict(index=0, proposals=np.arange(8, dtype=np.int32).reshape(2, 4), embedding=np.ones(3, np.float32)),
         dict(index=1, skipped=True, skip_reason='x.jpg: empty file'),
         dict(index=2, proposals=np.zeros((0, 4), np.int32), embedding=np.zeros(3, np.float32)),
     ]
@@ -74,8 +72,7 @@ def test_chunk_codec_roundtrip():
             np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
             assert np.asarray(a[k]).dtype == np.asarray(b[k]).dtype
     with pytest.raises(ValueError, match='dtype'):
-        encode_results([dict(index=0, b=np.zeros((1, 4), np.int32)),
-                        dict(index=1, b=np.zeros((1, 4), np.float32))])
+        encode_results([dict(index=0, b=np.zeros((1, 4), np.int32)), dict(index=1, b=np.zeros((1, 4), np.float32))])
 
 
 def test_load_image_or_skip_names_the_file(tmp_path):
@@ -101,9 +98,9 @@ def test_bad_images_are_skipped_counted_and_listed(scenes, tmp_path):
         f.write(b'\xff\xd8 truncated garbage')  # corrupt; 000007.jpg on is missing
     cfg = Config.fromfile(SS_CONFIG)
     cfg.merge_from_dict({
-        'test_dataloader.dataset.data_root': data, 'test_dataloader.num_workers': 2,
-        'test_dataloader.batch_size': 3, 'test_cfg.chunk_size': 5,
-        'test_evaluator.out_file': str(tmp_path / 'ss.orlstore')})
+        'test_dataloader.dataset.data_root': data, 'test_dataloader.num_workers': 2, 'test_dataloader.batch_size': 3,
+        'test_cfg.chunk_size': 5, 'test_evaluator.out_file': str(tmp_path / 'ss.orlstore')
+    })
     cfg.work_dir = str(tmp_path / 'work')
     cfg.experiment_name = 'bad_images'
     cfg.log_level = 'WARNING'
@@ -123,7 +120,8 @@ def _run_in_process(data_root, out, work_dir, name, chunk_size, workers=0):
     cfg = Config.fromfile(SS_CONFIG)
     cfg.merge_from_dict({
         'test_dataloader.dataset.data_root': data_root, 'test_dataloader.num_workers': workers,
-        'test_cfg.chunk_size': chunk_size, 'test_evaluator.out_file': out})
+        'test_cfg.chunk_size': chunk_size, 'test_evaluator.out_file': out
+    })
     cfg.work_dir, cfg.experiment_name, cfg.log_level = work_dir, name, 'WARNING'
     return Runner.from_cfg(cfg).test()
 
@@ -136,8 +134,7 @@ def test_resume_after_sigkill_is_byte_identical(scenes, tmp_path):
     out = str(tmp_path / 'resumed.orlstore')
     work = str(tmp_path / 'run')
     args = [PY, 'tools/test.py', SS_CONFIG, '--work-dir', work] + _ss_options(scenes, out, 1)
-    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pattern = osp.join(work, 'mining_cache', '*', '*', 'chunk_*.npz')
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -150,8 +147,7 @@ def test_resume_after_sigkill_is_byte_identical(scenes, tmp_path):
     assert not osp.exists(out)
     done_before = len(glob.glob(pattern))
     assert 2 <= done_before < NUM_TRAIN
-    rerun = subprocess.run(args, cwd=ROOT, env=_env(), timeout=300, capture_output=True,
-                           text=True)
+    rerun = subprocess.run(args, cwd=ROOT, env=_env(), timeout=300, capture_output=True, text=True)
     log = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, log[-3000:]
     assert f'{done_before} chunks cached, {NUM_TRAIN - done_before} to compute' in log
@@ -162,9 +158,14 @@ def test_one_rank_vs_two_ranks_identical(scenes, tmp_path):
     out1, out2 = str(tmp_path / 'r1.orlstore'), str(tmp_path / 'r2.orlstore')
     _run_in_process(scenes, out1, str(tmp_path / 'w1'), 'ss_1rank', chunk_size=3, workers=2)
     env = dict(_env(), PORT=str(29500 + (os.getpid() + 7) % 1000))
-    run = subprocess.run(['bash', 'tools/dist_test.sh', SS_CONFIG, 'none', '2', '--work-dir',
-                          str(tmp_path / 'w2')] + _ss_options(scenes, out2, 3, workers=1),
-                         cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    run = subprocess.run(
+        ['bash', 'tools/dist_test.sh', SS_CONFIG, 'none', '2', '--work-dir',
+         str(tmp_path / 'w2')] + _ss_options(scenes, out2, 3, workers=1),
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+        capture_output=True,
+        text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     # 16 images in chunks of 3: chunks 0, 2, 4 on rank 0 and 1, 3, 5 on rank 1
     assert len(glob.glob(str(tmp_path / 'w2' / 'mining_cache' / '*' / '*' / 'chunk_*'))) == 6

@@ -75,13 +75,22 @@ def test_knn_metric_category_precision_known_case(tmp_path):
     samples = []
     for i, a in angles.items():
         r = np.deg2rad(a)
-        samples.append(dict(index=i, file_name=f'{i}.jpg', img_id=100 + i,
-                            gt_labels=np.array(labels[i], np.int64),
-                            embedding=np.array([np.cos(r), np.sin(r)], np.float32)))
-    samples.append(dict(index=7, file_name='7.jpg', img_id=107, skipped=True,
-                        skip_reason='7.jpg: cannot decode', gt_labels=np.array([0])))
-    metric = KNNMetric(out_file=str(tmp_path / 'knn.orlstore'),
-                       json_file=str(tmp_path / 'knn.json'), k=2)
+        samples.append(
+            dict(
+                index=i,
+                file_name=f'{i}.jpg',
+                img_id=100 + i,
+                gt_labels=np.array(labels[i], np.int64),
+                embedding=np.array([np.cos(r), np.sin(r)], np.float32)))
+    samples.append(
+        dict(
+            index=7,
+            file_name='7.jpg',
+            img_id=107,
+            skipped=True,
+            skip_reason='7.jpg: cannot decode',
+            gt_labels=np.array([0])))
+    metric = KNNMetric(out_file=str(tmp_path / 'knn.orlstore'), json_file=str(tmp_path / 'knn.json'), k=2)
     metric.process(None, samples[::-1])  # arrival order must not matter
     res = metric.compute_metrics(metric.results)
     store = MiningStore.open(str(tmp_path / 'knn.orlstore'))
@@ -125,9 +134,8 @@ def knn_setup(tmp_path_factory):
 
 def _knn_overrides(data, out, k=3):
     return {
-        'test_dataloader.dataset.data_root': data, 'test_evaluator.out_file': out,
-        'test_evaluator.k': k, 'test_dataloader.batch_size': 2,
-        'test_dataloader.num_workers': 0, 'test_cfg.chunk_size': 4,
+        'test_dataloader.dataset.data_root': data, 'test_evaluator.out_file': out, 'test_evaluator.k': k,
+        'test_dataloader.batch_size': 2, 'test_dataloader.num_workers': 0, 'test_cfg.chunk_size': 4,
         'env_cfg.dist_cfg.backend': 'gloo', 'log_level': 'WARNING'
     }
 
@@ -143,9 +151,14 @@ def test_knn_step_one_vs_two_ranks(knn_setup):
     assert metrics['knn/num_images'] == 12 and 0.0 <= metrics['knn/category_precision@3'] <= 1
     env = dict(os.environ, PYTHONPATH=ROOT, PYTHON=PY, PORT=str(29500 + os.getpid() % 1000))
     options = [f'{k}={v}' for k, v in _knn_overrides(data, out2).items()]
-    run = subprocess.run(['bash', 'tools/dist_test.sh', KNN_CONFIG, ckpt, '2', '--work-dir',
-                          str(root / 'w2'), '--cfg-options'] + options,
-                         cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    run = subprocess.run(
+        ['bash', 'tools/dist_test.sh', KNN_CONFIG, ckpt, '2', '--work-dir',
+         str(root / 'w2'), '--cfg-options'] + options,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+        capture_output=True,
+        text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     s1 = MiningStore.open(out1)
     knn = np.asarray(s1.array('knn'))

@@ -10,11 +10,13 @@ from orl_plugin.evaluation.selective_search_metric import SelectiveSearchMetric,
 
 def test_on_object_criteria():
     gt = np.array([[0, 0, 40, 40]], np.float32)  # xyxy
-    boxes = np.array([[0, 0, 40, 40],     # the object: IoU 1, inside
-                      [0, 0, 20, 20],     # a quarter of it: IoU 0.25, inside
-                      [20, 0, 40, 40],    # half out: IoU 1/3, inside 1/2 (threshold inclusive)
-                      [30, 0, 40, 40],    # mostly out: inside 10/40
-                      [-10, -10, 60, 60]])  # holds the object: IoU 1600/3600, inside 1600/3600
+    boxes = np.array([
+        [0, 0, 40, 40],  # the object: IoU 1, inside
+        [0, 0, 20, 20],  # a quarter of it: IoU 0.25, inside
+        [20, 0, 40, 40],  # half out: IoU 1/3, inside 1/2 (threshold inclusive)
+        [30, 0, 40, 40],  # mostly out: inside 10/40
+        [-10, -10, 60, 60]
+    ])  # holds the object: IoU 1600/3600, inside 1600/3600
     assert on_object(boxes, gt, 'iou')[:, 0].tolist() == [True, False, False, False, False]
     assert on_object(boxes, gt, 'inside')[:, 0].tolist() == [True, True, True, False, False]
     with pytest.raises(ValueError, match='criterion'):
@@ -26,19 +28,27 @@ def test_on_object_criteria():
 def _two_images():
     # image 0: A (cat 0) at [0, 0, 40, 40], B (cat 1) at [100, 0, 140, 40];
     # image 1: C (cat 0) at [0, 0, 40, 40], D (cat 1) at [100, 100, 140, 140].
-    gt_b = [np.array([[0, 0, 40, 40], [100, 0, 140, 40]], np.float32),
-            np.array([[0, 0, 40, 40], [100, 100, 140, 140]], np.float32)]
+    gt_b = [
+        np.array([[0, 0, 40, 40], [100, 0, 140, 40]], np.float32),
+        np.array([[0, 0, 40, 40], [100, 100, 140, 140]], np.float32)
+    ]
     gt_l = [np.array([0, 1]), np.array([0, 1])]
     # kept boxes (xywh); q2 and n2 are quarters of an object: inside it, IoU 0.25.
     q1, q2, q3, q4 = [0, 0, 40, 40], [0, 0, 20, 20], [100, 0, 40, 40], [200, 200, 40, 40]
     n1, n2, n3 = [0, 0, 40, 40], [100, 100, 20, 20], [200, 0, 40, 40]
     kept = [np.array([q1, q2, q3, q4]), np.array([n1, n2, n3])]
-    pairs = [[np.array([q1 + n1,    # A-C: object pair and same category by both criteria
-                        q2 + n1,    # part of A - C: object pair only inside; same category
-                        q3 + n2,    # B - part of D: object pair only inside; same category
-                        q2 + n2,    # part of A - part of D: object pair only inside; cat 0 vs 1
-                        q4 + n3])],  # background - background
-             [np.array([n1 + q3])]]  # C-B: object pair by both; cat 0 vs 1
+    pairs = [
+        [
+            np.array([
+                q1 + n1,  # A-C: object pair and same category by both criteria
+                q2 + n1,  # part of A - C: object pair only inside; same category
+                q3 + n2,  # B - part of D: object pair only inside; same category
+                q2 + n2,  # part of A - part of D: object pair only inside; cat 0 vs 1
+                q4 + n3
+            ])
+        ],  # background - background
+        [np.array([n1 + q3])]
+    ]  # C-B: object pair by both; cat 0 vs 1
     return pairs, np.array([[1], [0]]), gt_b, gt_l, kept
 
 
@@ -48,18 +58,27 @@ def test_pair_figures_for_both_criteria_and_their_random_levels():
     expected = dict(
         scored_pairs=6,
         # IoU criterion: object pairs A-C and C-B; only A-C shares the category.
-        pair_precision=1 / 6, pair_object_rate=2 / 6, pair_precision_on_objects=1 / 2, object_pairs=2,
+        pair_precision=1 / 6,
+        pair_object_rate=2 / 6,
+        pair_precision_on_objects=1 / 2,
+        object_pairs=2,
         # inside criterion: 5 object pairs, 3 of them same-category.
-        pair_precision_inside=3 / 6, pair_object_rate_inside=5 / 6, pair_precision_on_objects_inside=3 / 5,
+        pair_precision_inside=3 / 6,
+        pair_object_rate_inside=5 / 6,
+        pair_precision_on_objects_inside=3 / 5,
         object_pairs_inside=5,
         # random pairs, IoU: image 0 has 2 of 4 kept boxes on objects (cat 0, cat 1), image 1 has 1 of 3
         # (cat 0): P(object pair) = 2/4 * 1/3, P(same category) = 1/12 (q1-n1), either direction.
-        pair_object_rate_random=1 / 6, pair_precision_random=1 / 12, pair_precision_on_objects_random=1 / 2,
+        pair_object_rate_random=1 / 6,
+        pair_precision_random=1 / 12,
+        pair_precision_on_objects_random=1 / 2,
         # random pairs, inside: 3 of 4 (cat 0, 0, 1) and 2 of 3 (cat 0, 1): P(object pair) = 1/2,
         # P(same category) = 3/12 (q1-n1, q2-n1, q3-n2).
-        pair_object_rate_inside_random=1 / 2, pair_precision_inside_random=1 / 4,
+        pair_object_rate_inside_random=1 / 2,
+        pair_precision_inside_random=1 / 4,
         pair_precision_on_objects_inside_random=1 / 2,
-        kept_object_rate=3 / 7, kept_object_rate_inside=5 / 7)
+        kept_object_rate=3 / 7,
+        kept_object_rate_inside=5 / 7)
     assert set(r) == set(expected)
     for key, value in expected.items():
         assert r[key] == pytest.approx(value), key
@@ -91,13 +110,23 @@ def test_selective_search_metric_chance_levels(tmp_path):
     # 100 x 100 images. Image 0: a whole-image object and a whole-image proposal: found wherever a
     # box of that size goes (chance 1). Image 1: a 10-px object and a 60-px proposal on it: IoU
     # <= 100/3600 and inside <= 100/3600 wherever it goes (chance 0).
-    metric = SelectiveSearchMetric(out_file=str(tmp_path / 'ss.orlstore'),
-                                   filter_cfg=dict(min_size=50, max_ratio=3.0, max_iou=0.5, topk=100))
+    metric = SelectiveSearchMetric(
+        out_file=str(tmp_path / 'ss.orlstore'), filter_cfg=dict(min_size=50, max_ratio=3.0, max_iou=0.5, topk=100))
     metric.process(None, [
-        dict(index=0, width=100, height=100, gt_bboxes=np.array([[0, 0, 100, 100]], np.float32),
-             gt_labels=np.array([0]), proposals=np.array([[0, 0, 100, 100]], np.int32)),
-        dict(index=1, width=100, height=100, gt_bboxes=np.array([[20, 20, 30, 30]], np.float32),
-             gt_labels=np.array([0]), proposals=np.array([[20, 20, 10, 10], [0, 0, 60, 60]], np.int32)),
+        dict(
+            index=0,
+            width=100,
+            height=100,
+            gt_bboxes=np.array([[0, 0, 100, 100]], np.float32),
+            gt_labels=np.array([0]),
+            proposals=np.array([[0, 0, 100, 100]], np.int32)),
+        dict(
+            index=1,
+            width=100,
+            height=100,
+            gt_bboxes=np.array([[20, 20, 30, 30]], np.float32),
+            gt_labels=np.array([0]),
+            proposals=np.array([[20, 20, 10, 10], [0, 0, 60, 60]], np.int32)),
     ])
     res = metric.compute_metrics(metric.results)
     assert res['recall@0.5_raw'] == 1.0  # the 10-px proposal finds the small object
@@ -112,7 +141,12 @@ def test_selective_search_metric_chance_levels(tmp_path):
 def test_selective_search_metric_image_size_from_the_boxes(tmp_path):
     # Without width/height (a folder with boxes from elsewhere) the image is the boxes' extent.
     metric = SelectiveSearchMetric(out_file=str(tmp_path / 'ss.orlstore'), filter_cfg=dict(min_size=10))
-    metric.process(None, [dict(index=0, gt_bboxes=np.array([[0, 0, 80, 40]], np.float32),
-                               gt_labels=np.array([0]), proposals=np.array([[0, 0, 80, 40]], np.int32))])
+    metric.process(None, [
+        dict(
+            index=0,
+            gt_bboxes=np.array([[0, 0, 80, 40]], np.float32),
+            gt_labels=np.array([0]),
+            proposals=np.array([[0, 0, 80, 40]], np.int32))
+    ])
     res = metric.compute_metrics(metric.results)
     assert res['recall@0.5_filtered'] == res['recall@0.5_filtered_random'] == 1.0

@@ -33,11 +33,8 @@ def scenes(tmp_path_factory):
 def _run_ss(data_root, work_dir, out_file, name, **overrides):
     cfg = Config.fromfile(SS_CONFIG)
     cfg.merge_from_dict({
-        'test_dataloader.dataset.data_root': data_root,
-        'test_dataloader.num_workers': 0,
-        'test_cfg.chunk_size': 3,
-        'test_evaluator.out_file': out_file,
-        **overrides
+        'test_dataloader.dataset.data_root': data_root, 'test_dataloader.num_workers': 0, 'test_cfg.chunk_size': 3,
+        'test_evaluator.out_file': out_file, **overrides
     })
     cfg.work_dir = work_dir
     cfg.experiment_name = name
@@ -124,20 +121,36 @@ def test_recall_on_hand_made_case():
 
 def test_metric_known_case(tmp_path):
     metric = SelectiveSearchMetric(
-        out_file=str(tmp_path / 'ss.orlstore'), json_file=str(tmp_path / 'ss.json'),
+        out_file=str(tmp_path / 'ss.orlstore'),
+        json_file=str(tmp_path / 'ss.json'),
         filter_cfg=dict(min_size=60, max_ratio=3.0, max_iou=0.5, topk=100))
     gt0 = np.array([[0, 0, 100, 100], [200, 200, 300, 300]], np.float32)
     samples = [
         # image 0: both GT recalled by raw boxes; the 10-px box survives no filter but the
         # 100-px one does -> filtered recall 1 of 2 here
-        dict(index=0, file_name='a.jpg', img_id=7, gt_bboxes=gt0, gt_labels=np.array([0, 1]),
-             proposals=np.array([[200, 200, 100, 100], [0, 0, 100, 100], [0, 0, 10, 10]],
-                                np.int32)),
+        dict(
+            index=0,
+            file_name='a.jpg',
+            img_id=7,
+            gt_bboxes=gt0,
+            gt_labels=np.array([0, 1]),
+            proposals=np.array([[200, 200, 100, 100], [0, 0, 100, 100], [0, 0, 10, 10]], np.int32)),
         # image 1: no GT box hit
-        dict(index=2, file_name='c.jpg', img_id=9, gt_bboxes=gt0[:1], gt_labels=np.array([0]),
-             proposals=np.array([[50, 50, 100, 100]], np.int32)),
-        dict(index=1, file_name='b.jpg', img_id=8, skipped=True, skip_reason='b.jpg: empty file',
-             gt_bboxes=gt0[:1], gt_labels=np.array([0])),
+        dict(
+            index=2,
+            file_name='c.jpg',
+            img_id=9,
+            gt_bboxes=gt0[:1],
+            gt_labels=np.array([0]),
+            proposals=np.array([[50, 50, 100, 100]], np.int32)),
+        dict(
+            index=1,
+            file_name='b.jpg',
+            img_id=8,
+            skipped=True,
+            skip_reason='b.jpg: empty file',
+            gt_bboxes=gt0[:1],
+            gt_labels=np.array([0])),
     ]
     metric.process(None, samples)
     res = metric.compute_metrics(metric.results)
@@ -155,8 +168,7 @@ def test_metric_known_case(tmp_path):
     assert off.boxes(0).tolist() == store.boxes(0).tolist()
 
     # a stricter filter: only the first (200-px) box survives in image 0
-    metric2 = SelectiveSearchMetric(out_file=str(tmp_path / 'ss2.orlstore'),
-                                    filter_cfg=dict(min_size=60, topk=1))
+    metric2 = SelectiveSearchMetric(out_file=str(tmp_path / 'ss2.orlstore'), filter_cfg=dict(min_size=60, topk=1))
     metric2.process(None, samples)
     res2 = metric2.compute_metrics(metric2.results)
     assert res2['recall@0.5_filtered'] == pytest.approx(1 / 3)
@@ -164,8 +176,10 @@ def test_metric_known_case(tmp_path):
 
 def test_metric_rejects_missing_index(tmp_path):
     metric = SelectiveSearchMetric(out_file=str(tmp_path / 'x.orlstore'))
-    metric.process(None, [dict(index=0, proposals=np.zeros((1, 4), np.int32)),
-                          dict(index=2, proposals=np.zeros((1, 4), np.int32))])
+    metric.process(
+        None,
+        [dict(index=0, proposals=np.zeros((1, 4), np.int32)),
+         dict(index=2, proposals=np.zeros((1, 4), np.int32))])
     with pytest.raises(RuntimeError, match='missing'):
         metric.compute_metrics(metric.results)
 
@@ -185,8 +199,7 @@ def test_step_matches_opencv_and_proposer_path(scenes, tmp_path):
     # Same boxes when the proposer model computes them in the main process.
     out2 = str(tmp_path / 'ss2.orlstore')
     _run_ss(scenes, str(tmp_path / 'w2'), out2, 'ss_model',
-            **{'test_dataloader.dataset.pipeline': [
-                dict(type='LoadImageOrSkip', imdecode_backend='pillow')]})
+            **{'test_dataloader.dataset.pipeline': [dict(type='LoadImageOrSkip', imdecode_backend='pillow')]})
     store2 = MiningStore.open(out2)
     for i in range(store.num_images):
         np.testing.assert_array_equal(store2.boxes(i), store.boxes(i))

@@ -78,9 +78,9 @@ def orl_state():
 
 # this project's prefixes -> the official OpenSelfSup ORL names of the same modules
 _OFFICIAL_NAMES = (('backbone.', ('backbone.', 'online_net.0.')), ('neck.', ('neck.', 'online_net.1.')),
-                   ('target_net.module.0.', ('target_net.0.', )),
-                   ('target_net.module.1.', ('target_net.1.', )), ('head.', ('global_head.', )),
-                   ('intra_head.', ('local_intra_head.', )), ('inter_head.', ('local_inter_head.', )))
+                   ('target_net.module.0.', ('target_net.0.', )), ('target_net.module.1.', ('target_net.1.', )),
+                   ('head.', ('global_head.', )), ('intra_head.', ('local_intra_head.', )), ('inter_head.',
+                                                                                             ('local_inter_head.', )))
 
 
 def _to_official(sd, aliases=('backbone.', 'online_net.0.')):
@@ -162,16 +162,19 @@ def test_convert_errors(tmp_path, capsys, orl_state):
     ckpt['state_dict']['online_net.0.conv1.weight'] = ckpt['state_dict']['online_net.0.conv1.weight'] + 1
     src = str(tmp_path / 'bad_alias.pth')
     torch.save(ckpt, src)
-    with pytest.raises(CheckpointFormatError, match=r"'backbone.conv1.weight' and "
-                       r"'online_net.0.conv1.weight' should be the same tensor"):
+    with pytest.raises(
+            CheckpointFormatError,
+            match=r"'backbone.conv1.weight' and "
+            r"'online_net.0.conv1.weight' should be the same tensor"):
         convert_tool.convert(src, str(tmp_path / 'o.pth'))
 
     # a backbone that is not a standard ResNet (a block missing)
     sd = OrderedDict((k, v) for k, v in _resnet_sd(18, 0, width=8).items() if not k.startswith('layer3.1.'))
     src = str(tmp_path / 'trunc.pth')
     torch.save(dict(state_dict=OrderedDict(('backbone.' + k, v) for k, v in sd.items())), src)
-    with pytest.raises(CheckpointFormatError, match=r'not a standard ResNet: basic blocks per stage '
-                       r'\[2, 2, 1, 2\]'):
+    with pytest.raises(
+            CheckpointFormatError, match=r'not a standard ResNet: basic blocks per stage '
+            r'\[2, 2, 1, 2\]'):
         convert_tool.convert(src, str(tmp_path / 'o.pth'))
 
     # a wrong tensor shape is caught by the strict load into mmdet's ResNet
@@ -179,8 +182,10 @@ def test_convert_errors(tmp_path, capsys, orl_state):
     sd['backbone.layer2.0.conv1.weight'] = torch.zeros(128, 64, 1, 1)
     src = str(tmp_path / 'shape.pth')
     torch.save(dict(state_dict=sd), src)
-    with pytest.raises(CheckpointFormatError, match=r'does not match ResNet-18: layer2.0.conv1.weight '
-                       r'has shape \(128, 64, 1, 1\), expected \(128, 64, 3, 3\)'):
+    with pytest.raises(
+            CheckpointFormatError,
+            match=r'does not match ResNet-18: layer2.0.conv1.weight '
+            r'has shape \(128, 64, 1, 1\), expected \(128, 64, 3, 3\)'):
         convert_tool.convert(src, str(tmp_path / 'o.pth'))
 
     with pytest.raises(FileNotFoundError, match='checkpoint not found'):
@@ -191,7 +196,7 @@ class _Evil:
     """A class no checkpoint loader may instantiate."""
 
     def __reduce__(self):
-        return (print, ('executed',))
+        return (print, ('executed', ))
 
 
 def test_safe_loading(tmp_path):
@@ -239,15 +244,22 @@ def _runner_checkpoint(tmp_path):
 
     data = [dict(inputs=torch.rand(3, 32, 32), labels=torch.tensor(i % 2)) for i in range(4)]
     runner = Runner(
-        model=TinyNet(), work_dir=str(tmp_path / 'run'),
-        train_dataloader=dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
-                              batch_size=2, num_workers=0, collate_fn=dict(type='default_collate')),
+        model=TinyNet(),
+        work_dir=str(tmp_path / 'run'),
+        train_dataloader=dict(
+            dataset=data,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=2,
+            num_workers=0,
+            collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
         param_scheduler=dict(type='MultiStepLR', milestones=[1], by_epoch=False),
         train_cfg=dict(by_epoch=False, max_iters=2, val_interval=100),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
-                           logger=dict(type='LoggerHook', interval=1)),
-        default_scope='mmengine', log_level='WARNING')
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
+        default_scope='mmengine',
+        log_level='WARNING')
     runner.train()
     return osp.join(str(tmp_path / 'run'), 'iter_2.pth'), runner.model.state_dict()
 
@@ -279,8 +291,7 @@ def test_publish_and_export_training_checkpoint(tmp_path):
     assert export_tool.main([path, out]) == 0
     with open(out, 'rb') as f:
         d2 = pickle.load(f)
-    assert torch.equal(torch.from_numpy(d2['model']['res5.1.conv2.weight']),
-                       model_sd['backbone.layer4.1.conv2.weight'])
+    assert torch.equal(torch.from_numpy(d2['model']['res5.1.conv2.weight']), model_sd['backbone.layer4.1.conv2.weight'])
 
 
 def test_publish_unpatched_training_checkpoint(tmp_path):
@@ -292,9 +303,11 @@ def test_publish_unpatched_training_checkpoint(tmp_path):
     buf.update(0.5)
     sd = OrderedDict(('backbone.' + k, v) for k, v in _resnet_sd(18, 3, width=8).items())
     src = str(tmp_path / 'epoch_1.pth')
-    torch.save(dict(meta=dict(epoch=1), state_dict=sd,
-                    message_hub=dict(log_scalars={'train/loss': buf}, runtime_info={'iter': 3})),
-               src)
+    torch.save(
+        dict(
+            meta=dict(epoch=1),
+            state_dict=sd,
+            message_hub=dict(log_scalars={'train/loss': buf}, runtime_info={'iter': 3})), src)
     with pytest.raises(pickle.UnpicklingError, match='getattr|HistoryBuffer'):
         torch.load(src, weights_only=True)
     ckpt = load_checkpoint_file(src)
@@ -312,27 +325,32 @@ def test_publish_prints_the_metafile_entry(tmp_path, capsys):
     from modelindex.load_model_index import load
     sd = OrderedDict(('backbone.' + k, v) for k, v in _resnet_sd(18, 0, width=8).items())
     src = str(tmp_path / 'epoch_30.pth')
-    torch.save(dict(state_dict=sd, meta=dict(
-        epoch=30, experiment_name='orl_resnet18_1xb16-coslr-30e_synthetic_20261202_010222')), src)
-    assert publish_tool.main([src, str(tmp_path / 'orl_r18.pth'), '--url-prefix', 'https://example.org/orl/',
-                              '--task', 'Object Detection', '--dataset', 'Synthetic scenes',
-                              '--metric', 'box AP=0.031', '--metric', 'box AP50=0.094']) == 0
+    torch.save(
+        dict(
+            state_dict=sd,
+            meta=dict(epoch=30, experiment_name='orl_resnet18_1xb16-coslr-30e_synthetic_20261202_010222')), src)
+    assert publish_tool.main([
+        src,
+        str(tmp_path / 'orl_r18.pth'), '--url-prefix', 'https://example.org/orl/', '--task', 'Object Detection',
+        '--dataset', 'Synthetic scenes', '--metric', 'box AP=0.031', '--metric', 'box AP50=0.094'
+    ]) == 0
     out = capsys.readouterr().out
     final = re.search(r'published: (\S+)', out).group(1)
-    header, text = out.split('metafile entry (paste it over the entry named '
-                             'orl_resnet18_1xb16-coslr-30e_synthetic in ', 1)
+    header, text = out.split(
+        'metafile entry (paste it over the entry named '
+        'orl_resnet18_1xb16-coslr-30e_synthetic in ', 1)
     metafile, text = text.split('):\n', 1)
     assert metafile == osp.join(ROOT, 'configs', 'orl', 'metafile.yml')
     (entry, ) = yaml.safe_load(text)
     assert entry['Name'] == 'orl_resnet18_1xb16-coslr-30e_synthetic' and entry['In Collection'] == 'ORL'
     assert osp.isfile(osp.join(ROOT, entry['Config']))
     assert entry['Weights'] == 'https://example.org/orl/' + osp.basename(final)
-    assert entry['Results'] == [dict(Task='Object Detection', Dataset='Synthetic scenes',
-                                     Metrics={'box AP': 0.031, 'box AP50': 0.094})]
+    assert entry['Results'] == [
+        dict(Task='Object Detection', Dataset='Synthetic scenes', Metrics={'box AP': 0.031, 'box AP50': 0.094})
+    ]
 
     (tmp_path / 'configs').mkdir()
-    (tmp_path / 'configs' / 'metafile.yml').write_text(
-        'Collections:\n  - Name: ORL\nModels:\n' + text)
+    (tmp_path / 'configs' / 'metafile.yml').write_text('Collections:\n  - Name: ORL\nModels:\n' + text)
     (tmp_path / 'model-index.yml').write_text('Import:\n  - configs/metafile.yml\n')
     (model, ) = load(str(tmp_path / 'model-index.yml')).models
     assert model.weights == entry['Weights'] and model.results[0].metrics['box AP'] == 0.031
@@ -382,27 +400,22 @@ def test_export_detectron2(tmp_path, depth):
     model = obj['model']
     assert set(model) == _expected_d2_names(depth)
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in model.values())
-    np.testing.assert_array_equal(model['stem.conv1.norm.running_var'],
-                                  backbone['bn1.running_var'].numpy())
-    np.testing.assert_array_equal(model['res3.0.shortcut.norm.bias'],
-                                  backbone['layer2.0.downsample.1.bias'].numpy())
-    np.testing.assert_array_equal(model['res4.1.conv2.weight'],
-                                  backbone['layer3.1.conv2.weight'].numpy())
+    np.testing.assert_array_equal(model['stem.conv1.norm.running_var'], backbone['bn1.running_var'].numpy())
+    np.testing.assert_array_equal(model['res3.0.shortcut.norm.bias'], backbone['layer2.0.downsample.1.bias'].numpy())
+    np.testing.assert_array_equal(model['res4.1.conv2.weight'], backbone['layer3.1.conv2.weight'].numpy())
 
     # the EMA target's backbone, by prefix
     export_tool.export(src, out, prefix='target_net.module.0.')
     with open(out, 'rb') as f:
         model = pickle.load(f)['model']
-    np.testing.assert_array_equal(model['res5.0.conv1.weight'],
-                                  target['layer4.0.conv1.weight'].numpy())
+    np.testing.assert_array_equal(model['res5.0.conv1.weight'], target['layer4.0.conv1.weight'].numpy())
 
 
 def test_export_detectron2_errors(tmp_path, capsys):
     sd = OrderedDict(('backbone.' + k, v) for k, v in _resnet_sd(18, 0, width=8).items())
     src = str(tmp_path / 'ckpt.pth')
     torch.save(dict(state_dict=sd), src)
-    err = _cli_error(export_tool, [src, str(tmp_path / 'o.pkl'), '--prefix', 'target_net.module.0.'],
-                     capsys)
+    err = _cli_error(export_tool, [src, str(tmp_path / 'o.pkl'), '--prefix', 'target_net.module.0.'], capsys)
     assert "no keys start with 'target_net.module.0.'" in err and 'backbone.' in err
     assert not osp.exists(tmp_path / 'o.pkl')
 
@@ -414,6 +427,6 @@ def test_resnet_depth_and_extract():
     assert resnet_depth(_resnet_sd(50, 0, width=8)) == 50
     assert resnet_depth(_resnet_sd(101, 0, width=8)) == 101
     assert resnet_depth(_resnet_sd(18, 0, width=8)) == 18
-    prefix, part = extract_backbone({'online_net.0.conv1.weight': torch.zeros(1),
-                                     'online_net.0.layer1.0.conv1.weight': torch.zeros(1)})
+    prefix, part = extract_backbone(
+        {'online_net.0.conv1.weight': torch.zeros(1), 'online_net.0.layer1.0.conv1.weight': torch.zeros(1)})
     assert prefix == 'online_net.0.' and set(part) == {'conv1.weight', 'layer1.0.conv1.weight'}

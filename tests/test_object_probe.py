@@ -33,9 +33,13 @@ def _scenes(tmp_path, n=12):
 
     def ds(split):
         with DefaultScope.overwrite_default_scope('mmpretrain'):
-            return DATASETS.build(dict(type='SceneImageDataset', data_root=root,
-                                       ann_file=f'annotations/instances_{split}.json',
-                                       data_prefix=dict(img_path='images/'), pipeline=[]))
+            return DATASETS.build(
+                dict(
+                    type='SceneImageDataset',
+                    data_root=root,
+                    ann_file=f'annotations/instances_{split}.json',
+                    data_prefix=dict(img_path='images/'),
+                    pipeline=[]))
 
     return root, ds('train'), ds('val')
 
@@ -45,8 +49,8 @@ def test_object_crops_follow_the_annotations(tmp_path):
     infos = [train.get_data_info(i) for i in range(len(train))]
     crops, labels = object_crops(infos, size=32, min_side=8)
     expect = np.concatenate([
-        np.asarray(i['gt_labels'])[((i['gt_bboxes'][:, 2:] - i['gt_bboxes'][:, :2]).round() >= 8).all(1)]
-        for i in infos])
+        np.asarray(i['gt_labels'])[((i['gt_bboxes'][:, 2:] - i['gt_bboxes'][:, :2]).round() >= 8).all(1)] for i in infos
+    ])
     assert crops.shape == (len(expect), 32, 32, 3) and crops.dtype == np.uint8
     np.testing.assert_array_equal(labels, expect)
     few, few_labels = object_crops(infos, size=32, max_objects=5)
@@ -59,6 +63,7 @@ def test_probe_scores_a_known_feature_map(colour_model):
 
     def crops(n, colour):
         return np.clip(rng.normal(colour, 10, (n, 8, 8, 3)), 0, 255).astype(np.uint8)
+
     ref = (np.concatenate([crops(10, (200, 30, 30)), crops(10, (30, 30, 200))]), np.repeat([0, 1], 10))
     qry = (np.concatenate([crops(5, (190, 40, 30)), crops(5, (40, 30, 190))]), np.repeat([0, 1], 5))
     model = colour_model.train()
@@ -92,6 +97,7 @@ def test_hook_without_annotations_warns_and_turns_off(tmp_path, colour_model):
         epoch = 0
         max_epochs = 1
         train_loop = None
+
     hook.before_train(_Runner())  # warns and turns off instead of stopping the training
     assert 'empty.json' in hook.disabled_reason
     hook.after_train_epoch(_Runner())  # stays off, no error
@@ -102,8 +108,11 @@ def test_hook_warns_when_the_features_are_nan(tmp_path, diverged_model, hook_run
     split = dict(data_root=root, data_prefix=dict(img_path='images/'))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         hook = HOOKS.build(
-            dict(type='ObjectProbeHook', reference=dict(split, ann_file='annotations/instances_train.json'),
-                 query=dict(split, ann_file='annotations/instances_val.json'), crop_size=16))
+            dict(
+                type='ObjectProbeHook',
+                reference=dict(split, ann_file='annotations/instances_train.json'),
+                query=dict(split, ann_file='annotations/instances_val.json'),
+                crop_size=16))
     runner = hook_runner(diverged_model)
     hook.before_train(runner)  # scores and goes on, with a warning instead of a silent number
     warnings = [m for level, m in runner.logger.records if level == 'warning']

@@ -15,8 +15,13 @@ TO_STORE = osp.join(REPO, 'tools', 'dataset_converters', 'orl_json_to_store.py')
 TO_JSON = osp.join(REPO, 'tools', 'dataset_converters', 'store_to_orl_json.py')
 
 N, K = 7, 3
-INFO = dict(bbox_min_size=96, bbox_max_aspect_ratio=3, bbox_max_iou=0.5, intra_bbox_num=100,
-            knn_image_num=K, knn_bbox_pair_ratio=0.1)
+INFO = dict(
+    bbox_min_size=96,
+    bbox_max_aspect_ratio=3,
+    bbox_max_iou=0.5,
+    intra_bbox_num=100,
+    knn_image_num=K,
+    knn_bbox_pair_ratio=0.1)
 
 
 def official(kind, seed=0):
@@ -30,15 +35,17 @@ def official(kind, seed=0):
     if kind == 'selective_search':
         return {'bbox': boxes}
     if kind == 'knn':
-        return {'info': {'knn_image_num': K}, 'images': images,
-                'pseudo_annotations': {'image_id': list(ids), 'knn_image_id': knn}}
+        return {
+            'info': {'knn_image_num': K}, 'images': images,
+            'pseudo_annotations': {'image_id': list(ids), 'knn_image_id': knn}
+        }
     # every neighbour of image i has int(0.1 * B_i) >= 1 pairs; one image is ragged on purpose
-    pairs = [[rng.integers(0, 640, (max(1, len(boxes[i]) // 3), 8)).tolist() for _ in range(K)]
-             for i in range(N)]
+    pairs = [[rng.integers(0, 640, (max(1, len(boxes[i]) // 3), 8)).tolist() for _ in range(K)] for i in range(N)]
     pairs[2][1] = pairs[2][1] + [[1, 2, 3, 4, 5, 6, 7, 8]]
-    return {'info': dict(INFO), 'images': images,
-            'pseudo_annotations': {'image_id': list(ids), 'bbox': boxes, 'knn_image_id': knn,
-                                   'knn_bbox_pair': pairs}}
+    return {
+        'info': dict(INFO), 'images': images,
+        'pseudo_annotations': {'image_id': list(ids), 'bbox': boxes, 'knn_image_id': knn, 'knn_bbox_pair': pairs}
+    }
 
 
 def dump(obj, path):
@@ -49,11 +56,11 @@ def dump(obj, path):
 
 def coco_images(path, data):
     """A COCO-format file listing the official file's images (for --images)."""
-    images = data.get('images') or {'file_name': [f'{i:012d}.jpg' for i in range(N)],
-                                    'id': list(range(1, N + 1))}
-    coco = {'images': [{'file_name': f, 'id': i, 'width': 640, 'height': 480}
-                       for f, i in zip(images['file_name'], images['id'])],
-            'annotations': [], 'categories': []}
+    images = data.get('images') or {'file_name': [f'{i:012d}.jpg' for i in range(N)], 'id': list(range(1, N + 1))}
+    coco = {
+        'images': [{'file_name': f, 'id': i, 'width': 640, 'height': 480}
+                   for f, i in zip(images['file_name'], images['id'])], 'annotations': [], 'categories': []
+    }
     return dump(coco, path)
 
 
@@ -69,8 +76,7 @@ def test_api_round_trip_is_lossless(tmp_path, kind):
     assert json.load(open(out)) == data
     if kind == 'correspondence':
         assert native.params == INFO
-        np.testing.assert_array_equal(native.pairs(2, 1),
-                                      data['pseudo_annotations']['knn_bbox_pair'][2][1])
+        np.testing.assert_array_equal(native.pairs(2, 1), data['pseudo_annotations']['knn_bbox_pair'][2][1])
         np.testing.assert_array_equal(native.boxes(5), data['pseudo_annotations']['bbox'][5])
     if kind != 'selective_search':
         assert native.file_name(3) == data['images']['file_name'][3]
@@ -125,15 +131,15 @@ def test_selective_search_image_list(tmp_path):
     assert names == [f'{i:012d}.jpg' for i in range(N)] + ['sub/A.JPG']
     assert ids.tolist() == list(range(N + 1))
     short = dump({'images': [{'file_name': 'a.jpg', 'id': 1}]}, tmp_path / 'one.json')
-    with pytest.raises(OfficialFormatError,
-                       match=r'ss\.json: has boxes for 7 images but the given image list has 1'):
+    with pytest.raises(OfficialFormatError, match=r'ss\.json: has boxes for 7 images but the given image list has 1'):
         MiningStore.open(src, images=short)
     other = official('knn')
     other['images']['file_name'][5] = 'zzz.jpg'
-    with pytest.raises(OfficialFormatError, match=r"images\.file_name\[5\] = '0+5\.jpg' but the "
-                       r"given image list has 'zzz\.jpg'"):
-        MiningStore.open(dump(official('knn'), tmp_path / 'knn.json'),
-                         images=coco_images(tmp_path / 'other.json', other))
+    with pytest.raises(
+            OfficialFormatError, match=r"images\.file_name\[5\] = '0+5\.jpg' but the "
+            r"given image list has 'zzz\.jpg'"):
+        MiningStore.open(
+            dump(official('knn'), tmp_path / 'knn.json'), images=coco_images(tmp_path / 'other.json', other))
 
 
 MALFORMED = [
@@ -154,18 +160,15 @@ MALFORMED = [
      r'correspondence\.json: field "info\.bbox_max_iou" is missing'),
     ('correspondence', lambda d: d['pseudo_annotations'].pop('knn_bbox_pair'),
      r'field "pseudo_annotations\.knn_bbox_pair" is missing'),
-    ('knn', lambda d: d['info'].pop('knn_image_num'),
-     r'knn\.json: field "info\.knn_image_num" is missing'),
+    ('knn', lambda d: d['info'].pop('knn_image_num'), r'knn\.json: field "info\.knn_image_num" is missing'),
     ('knn', lambda d: d['pseudo_annotations']['knn_image_id'][5].append(0),
      r'knn\.json: pseudo_annotations\.knn_image_id\[5\] has 4 neighbours, expected 3'),
     ('knn', lambda d: d['pseudo_annotations']['knn_image_id'][2].__setitem__(1, 7),
      r'pseudo_annotations\.knn_image_id\[2\] = \[\d+, 7, \d+\] has positions outside \[0, 7\)'),
     ('knn', lambda d: d['pseudo_annotations']['image_id'].__setitem__(3, -5),
      r'pseudo_annotations\.image_id\[3\] = -5 differs from images\.id\[3\]'),
-    ('knn', lambda d: d['images']['id'].pop(),
-     r'images\.file_name has 7 entries but images\.id has 6'),
-    ('knn', lambda d: d['images']['file_name'].__setitem__(2, 17),
-     r'images\.file_name\[2\] is int, expected str'),
+    ('knn', lambda d: d['images']['id'].pop(), r'images\.file_name has 7 entries but images\.id has 6'),
+    ('knn', lambda d: d['images']['file_name'].__setitem__(2, 17), r'images\.file_name\[2\] is int, expected str'),
     ('knn', lambda d: d.pop('images'), r'knn\.json: field "images" is missing'),
     ('knn', lambda d: d['info'].__setitem__('knn_image_num', '10'),
      r'field "info\.knn_image_num" is str, expected int'),
@@ -194,8 +197,9 @@ def test_not_json_and_wrong_kind(tmp_path):
     with pytest.raises(OfficialFormatError, match=r'odd\.json: neither "pseudo_annotations"'):
         MiningStore.open(p)
     p = dump(official('knn'), tmp_path / 'knn.json')
-    with pytest.raises(OfficialFormatError, match=r'knn\.json: holds knn data, expected '
-                       'correspondence'):
+    with pytest.raises(
+            OfficialFormatError, match=r'knn\.json: holds knn data, expected '
+            'correspondence'):
         MiningStore.open(p, kind='correspondence')
 
 
@@ -207,5 +211,4 @@ def test_integral_floats_and_streamed_output_shape(tmp_path):
     out = write_official_json(store, tmp_path / 'o.json', include_meta=False)
     assert json.load(open(out)) == data  # 12.0 comes back as 12
     assert list(json.load(open(out))) == ['info', 'images', 'pseudo_annotations']
-    assert list(json.load(open(out))['pseudo_annotations']) == [
-        'image_id', 'bbox', 'knn_image_id', 'knn_bbox_pair']
+    assert list(json.load(open(out))['pseudo_annotations']) == ['image_id', 'bbox', 'knn_image_id', 'knn_bbox_pair']

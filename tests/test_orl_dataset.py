@@ -38,8 +38,7 @@ PARAMS = dict(
 
 def _colour(i):
     """A distinct solid BGR colour per image index."""
-    return np.array([(37 * i + 20) % 256, (91 * i + 60) % 256,
-                     (151 * i + 100) % 256], dtype=np.uint8)
+    return np.array([(37 * i + 20) % 256, (91 * i + 60) % 256, (151 * i + 100) % 256], dtype=np.uint8)
 
 
 def _size(i):
@@ -79,30 +78,20 @@ def scene(tmp_path_factory):
         cv2.imwrite(str(root / 'images' / name), img)
         images.append(dict(id=100 + i, file_name=name, width=w, height=h))
     ann = root / 'images.json'
-    ann.write_text(
-        json.dumps(
-            dict(
-                images=images,
-                annotations=[],
-                categories=[dict(id=1, name='thing')])))
+    ann.write_text(json.dumps(dict(images=images, annotations=[], categories=[dict(id=1, name='thing')])))
     names = [im['file_name'] for im in images]
     ids = [im['id'] for im in images]
     store = write_correspondence_store(
         str(root / 'corr.orlstore'), [_boxes(i) for i in range(NUM_IMAGES)],
-        np.array([_knn(i) for i in range(NUM_IMAGES)]),
-        [[_pairs(i, j) for j in range(K)] for i in range(NUM_IMAGES)],
+        np.array([_knn(i) for i in range(NUM_IMAGES)]), [[_pairs(i, j) for j in range(K)] for i in range(NUM_IMAGES)],
         file_names=names,
         image_ids=ids,
         params=PARAMS)
-    official = write_official_json(
-        MiningStore.open(store), str(root / 'corr.json'))
-    return dict(
-        root=str(root), ann=str(ann), store=store, json=official,
-        names=names, ids=ids)
+    official = write_official_json(MiningStore.open(store), str(root / 'corr.json'))
+    return dict(root=str(root), ann=str(ann), store=store, json=official, names=names, ids=ids)
 
 
-PACK_KEYS = ('img_path', 'knn_img_path', 'knn_slot', 'knn_store_idx',
-             'store_idx', 'intra_bbox', 'intra_bbox_jittered',
+PACK_KEYS = ('img_path', 'knn_img_path', 'knn_slot', 'knn_store_idx', 'store_idx', 'intra_bbox', 'intra_bbox_jittered',
              'inter_bbox_pair')
 
 
@@ -117,8 +106,7 @@ def _dataset(scene, correspondence_file=None, **kwargs):
             dict(type='BoxJitter'),
             dict(
                 type='ORLViews',
-                img_pipelines=[[dict(type='RandomResizedCrop', scale=32)]] *
-                2,
+                img_pipelines=[[dict(type='RandomResizedCrop', scale=32)]] * 2,
                 patch_pipelines=[[dict(type='RoICrop', size=16)]] * 2),
             dict(type='PackInputs', meta_keys=PACK_KEYS),
         ])
@@ -173,10 +161,7 @@ def test_box_jitter_transform_seeded_and_fallback():
     img = np.zeros((120, 160, 3), np.uint8)
 
     def draw():
-        return [
-            t(dict(img=img, intra_bbox=np.array([40, 30, 50, 40])))
-            ['intra_bbox_jittered'] for _ in range(20)
-        ]
+        return [t(dict(img=img, intra_bbox=np.array([40, 30, 50, 40])))['intra_bbox_jittered'] for _ in range(20)]
 
     np.random.seed(7)
     a = draw()
@@ -222,8 +207,7 @@ def test_sampling_semantics(scene):
         assert i == 0
         # neighbour from the stored list, never from an empty slot
         assert n == _knn(i)[j] and j != EMPTY_SLOT
-        assert meta['knn_img_path'] == osp.join(scene['root'], 'images',
-                                                scene['names'][n])
+        assert meta['knn_img_path'] == osp.join(scene['root'], 'images', scene['names'][n])
         # intra box from the kept boxes, inter pair from pairs(i, j)
         assert any((meta['intra_bbox'] == b).all() for b in _boxes(i))
         assert any((meta['inter_bbox_pair'] == p).all() for p in _pairs(i, j))
@@ -274,8 +258,7 @@ def test_store_must_match_image_list(scene, tmp_path):
     names = list(reversed(scene['names']))
     bad = write_correspondence_store(
         str(tmp_path / 'bad.orlstore'), [_boxes(i) for i in range(NUM_IMAGES)],
-        np.array([_knn(i) for i in range(NUM_IMAGES)]),
-        [[_pairs(i, j) for j in range(K)] for i in range(NUM_IMAGES)],
+        np.array([_knn(i) for i in range(NUM_IMAGES)]), [[_pairs(i, j) for j in range(K)] for i in range(NUM_IMAGES)],
         file_names=names,
         image_ids=scene['ids'])
     with pytest.raises(ValueError) as err:
@@ -284,8 +267,7 @@ def test_store_must_match_image_list(scene, tmp_path):
 
     short = write_correspondence_store(
         str(tmp_path / 'short.orlstore'), [_boxes(i) for i in range(3)],
-        np.array([[1, 2, 0], [2, 0, 1], [0, 1, 2]]),
-        [[_pairs(i, j) for j in range(K)] for i in range(3)],
+        np.array([[1, 2, 0], [2, 0, 1], [0, 1, 2]]), [[_pairs(i, j) for j in range(K)] for i in range(3)],
         file_names=scene['names'][:3],
         image_ids=scene['ids'][:3])
     with pytest.raises(ValueError, match='3 images, the image list 6') as err:
@@ -300,8 +282,7 @@ def test_corrupt_image_is_redrawn(scene, tmp_path):
     shutil.copytree(scene['root'], root)
     (root / 'images' / scene['names'][2]).write_bytes(b'not an image' * 10)
     ds = _dataset(dict(scene, root=str(root)), max_bad_fraction=None)
-    bad = [k for k in range(len(ds))
-           if ds.get_data_info(k)['store_idx'] == 2][0]
+    bad = [k for k in range(len(ds)) if ds.get_data_info(k)['store_idx'] == 2][0]
     np.random.seed(0)
     for _ in range(10):
         out = ds[bad]

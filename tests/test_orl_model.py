@@ -51,10 +51,7 @@ def _set_view_sizes(obj, img_size, patch_size):
 def _views(batch, img_size=32, patch_size=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     sizes = [img_size] * 2 + [patch_size] * 4
-    return [
-        torch.randint(0, 256, (batch, 3, s, s), generator=g,
-                      dtype=torch.uint8) for s in sizes
-    ]
+    return [torch.randint(0, 256, (batch, 3, s, s), generator=g, dtype=torch.uint8) for s in sizes]
 
 
 def _target_and_online(model, name):
@@ -71,8 +68,7 @@ def test_orl_losses_ema_and_bn_per_view():
     max_iters = 10
     MessageHub.get_current_instance().update_info('max_iters', max_iters)
     optim = torch.optim.SGD(model.parameters(), lr=0.5)
-    data = dict(
-        inputs=_views(4), data_samples=[DataSample() for _ in range(4)])
+    data = dict(inputs=_views(4), data_samples=[DataSample() for _ in range(4)])
     name = 'layer1.0.conv1.weight'
 
     bn = model.backbone.norm1
@@ -107,8 +103,7 @@ def test_orl_losses_ema_and_bn_per_view():
     m = 0.0 - (0.0 - 0.01) * (math.cos(math.pi * 1 / max_iters) + 1) / 2
     target, _ = _target_and_online(model, name)
     assert not torch.equal(target, target_before)
-    torch.testing.assert_close(target,
-                               (1 - m) * target_before + m * online_now)
+    torch.testing.assert_close(target, (1 - m) * target_before + m * online_now)
 
     # loss weights scale the branches
     model.intra_loss_weight = 0.0
@@ -128,10 +123,7 @@ def _make_store(root, k=3):
     by_image = {im['id']: [] for im in images}
     for a in ann['annotations']:
         by_image[a['image_id']].append([int(round(v)) for v in a['bbox']])
-    boxes = [
-        np.array(by_image[im['id']], np.int64).reshape(-1, 4)
-        for im in images
-    ]
+    boxes = [np.array(by_image[im['id']], np.int64).reshape(-1, 4) for im in images]
     n = len(images)
     knn = np.array([[(i + d) % n for d in range(1, k + 1)] for i in range(n)])
 
@@ -139,23 +131,16 @@ def _make_store(root, k=3):
         m = min(len(q), len(r), 2)
         return np.concatenate([q[:m], r[:m]], axis=1)
 
-    pairs = [[pair(boxes[i], boxes[knn[i, j]]) for j in range(k)]
-             for i in range(n)]
+    pairs = [[pair(boxes[i], boxes[knn[i, j]]) for j in range(k)] for i in range(n)]
     path = osp.join(root, 'orl', 'correspondence.orlstore')
     write_correspondence_store(
-        path,
-        boxes,
-        knn,
-        pairs,
-        file_names=[im['file_name'] for im in images],
-        image_ids=[im['id'] for im in images])
+        path, boxes, knn, pairs, file_names=[im['file_name'] for im in images], image_ids=[im['id'] for im in images])
     return path
 
 
 def test_orl_cpu_config_trains(tmp_path):
     root = str(tmp_path / 'synthetic_scenes')
-    make_synthetic_scenes(
-        root, num_images=10, seed=0, img_size=(96, 96), workers=1)
+    make_synthetic_scenes(root, num_images=10, seed=0, img_size=(96, 96), workers=1)
     _make_store(root)
 
     cfg = Config.fromfile(CPU_CONFIG)
@@ -166,16 +151,12 @@ def test_orl_cpu_config_trains(tmp_path):
     cfg.train_dataloader.persistent_workers = False
     _set_view_sizes(cfg.train_dataloader.dataset.pipeline, 32, 16)
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
-    cfg.param_scheduler = [
-        dict(type='CosineAnnealingLR', T_max=1, by_epoch=True,
-             convert_to_iter_based=True)
-    ]
+    cfg.param_scheduler = [dict(type='CosineAnnealingLR', T_max=1, by_epoch=True, convert_to_iter_based=True)]
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
-    target0 = copy.deepcopy(
-        runner.model.target_net.module[0].state_dict()['conv1.weight'])
+    target0 = copy.deepcopy(runner.model.target_net.module[0].state_dict()['conv1.weight'])
     runner.train()
     assert runner.iter == 2  # 8 train images, batch 4
 
@@ -186,9 +167,7 @@ def test_orl_cpu_config_trains(tmp_path):
     total = hub.get_scalar('train/loss').current()
     parts = sum(hub.get_scalar(f'train/{k}').current() for k in LOSS_KEYS)
     assert total == pytest.approx(parts, rel=1e-5)
-    assert not torch.equal(
-        runner.model.target_net.module[0].state_dict()['conv1.weight'],
-        target0)
+    assert not torch.equal(runner.model.target_net.module[0].state_dict()['conv1.weight'], target0)
 
     ckpt = osp.join(cfg.work_dir, 'epoch_1.pth')
     # what mmdet's init_cfg=dict(type='Pretrained', prefix='backbone.') reads
@@ -196,5 +175,4 @@ def test_orl_cpu_config_trains(tmp_path):
     fresh = MODELS.build(cfg.model.backbone)
     missing, unexpected = fresh.load_state_dict(backbone_sd, strict=True)
     assert not missing and not unexpected
-    torch.testing.assert_close(backbone_sd['conv1.weight'],
-                               runner.model.backbone.conv1.weight.detach())
+    torch.testing.assert_close(backbone_sd['conv1.weight'], runner.model.backbone.conv1.weight.detach())

@@ -22,23 +22,31 @@ CPU_BYOL = 'byol_resnet18_1xb32-coslr-30e_synthetic.py'
 def _tree_files():
     """The checkout's files as git sees them (tracked and new, not ignored); a plain walk outside git."""
     proc = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
-                          cwd=ROOT, capture_output=True)
+                          cwd=ROOT,
+                          capture_output=True)
     if proc.returncode == 0:
         return [f for f in proc.stdout.decode().split('\0') if f and osp.lexists(osp.join(ROOT, f))]
     skip = {'.git', 'work_dirs', 'data', 'build', 'dist', '__pycache__', '.venv'}
     files = []
     for dirpath, dirnames, filenames in os.walk(ROOT):
-        dirnames[:] = [d for d in dirnames if d not in skip and not d.endswith('.egg-info')
-                       and not osp.islink(osp.join(dirpath, d))]
+        dirnames[:] = [
+            d for d in dirnames
+            if d not in skip and not d.endswith('.egg-info') and not osp.islink(osp.join(dirpath, d))
+        ]
         # symlinks (orl_plugin/.mim/*) are copied as links, files as files
-        files += [osp.relpath(osp.join(dirpath, f), ROOT) for f in os.listdir(dirpath)
-                  if osp.islink(osp.join(dirpath, f)) or f in filenames]
+        files += [
+            osp.relpath(osp.join(dirpath, f), ROOT) for f in os.listdir(dirpath)
+            if osp.islink(osp.join(dirpath, f)) or f in filenames
+        ]
     return files
 
 
 def _pip(*args, cwd):
     proc = subprocess.run([sys.executable, '-m', 'pip', '--disable-pip-version-check', *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=300)
+                          cwd=cwd,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
@@ -65,10 +73,17 @@ def wheel(source, tmp_path_factory):
 
 
 def _mim(args, pythonpath, cwd, timeout=300):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath), OMP_NUM_THREADS='1',
-               PATH=BIN + os.pathsep + os.environ.get('PATH', ''))
-    proc = subprocess.run([osp.join(BIN, 'mim'), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(pythonpath),
+        OMP_NUM_THREADS='1',
+        PATH=BIN + os.pathsep + os.environ.get('PATH', ''))
+    proc = subprocess.run([osp.join(BIN, 'mim'), *args],
+                          cwd=cwd,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
     assert proc.returncode == 0, f'mim {" ".join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
     return proc.stdout + proc.stderr
 
@@ -106,14 +121,15 @@ def test_mim_after_a_wheel_install(wheel, tmp_path, synthetic_scenes):
 
     # train a config by its name: 1 epoch of 2 iterations at 32 px on the tiny scenes
     work_dir = str(tmp_path / 'work')
-    options = [f'train_dataloader.dataset.data_root={synthetic_scenes["out_dir"]}',
-               'train_dataloader.batch_size=3', 'train_dataloader.num_workers=0',
-               'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1',
-               'default_hooks.checkpoint.interval=1', 'randomness.seed=0', 'log_level=WARNING',
-               'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
-               'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32']
-    out = _mim(['train', 'orl-plugin', CPU_BYOL, '--gpus', '0', '--work-dir', work_dir,
-                '--cfg-options', *options], [target], str(cwd))
+    options = [
+        f'train_dataloader.dataset.data_root={synthetic_scenes["out_dir"]}', 'train_dataloader.batch_size=3',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1',
+        'default_hooks.checkpoint.interval=1', 'randomness.seed=0', 'log_level=WARNING',
+        'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
+        'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32'
+    ]
+    out = _mim(['train', 'orl-plugin', CPU_BYOL, '--gpus', '0', '--work-dir', work_dir, '--cfg-options', *options],
+               [target], str(cwd))
     config = osp.join(target, 'orl_plugin', '.mim', 'configs', 'byol', CPU_BYOL)
     assert f'will use {config} instead' in out
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
@@ -127,9 +143,17 @@ def test_mim_after_a_wheel_install(wheel, tmp_path, synthetic_scenes):
 
 def test_mim_after_an_editable_install(source, tmp_path, synthetic_scenes):
     prefix = str(tmp_path / 'prefix')
-    _pip('install', '--no-deps', '--no-build-isolation', '--no-index', '--ignore-installed', '-e', source,
-         '--prefix', prefix,
-         cwd=str(tmp_path))
+    _pip(
+        'install',
+        '--no-deps',
+        '--no-build-isolation',
+        '--no-index',
+        '--ignore-installed',
+        '-e',
+        source,
+        '--prefix',
+        prefix,
+        cwd=str(tmp_path))
     (dist_info, ) = glob.glob(osp.join(prefix, 'lib', 'python*', 'site-packages', 'orl_plugin-*.dist-info'))
     site = osp.dirname(dist_info)
     # what `make install` runs after `pip install -e`, as the copy's own module
@@ -148,12 +172,12 @@ def test_mim_after_an_editable_install(source, tmp_path, synthetic_scenes):
 
     # test a config by its name: selective search (no checkpoint) on the tiny scenes
     store = str(tmp_path / 'ss.orlstore')
-    out = _mim(['test', 'orl-plugin', 'selective-search_synthetic.py', '--checkpoint', 'none',
-                '--gpus', '0', '--work-dir',
-                str(tmp_path / 'work'), '--cfg-options',
-                f'test_dataloader.dataset.data_root={synthetic_scenes["out_dir"]}',
-                'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-                f'test_evaluator.out_file={store}', 'log_level=WARNING'], path, str(cwd))
+    out = _mim([
+        'test', 'orl-plugin', 'selective-search_synthetic.py', '--checkpoint', 'none', '--gpus', '0', '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', f'test_dataloader.dataset.data_root={synthetic_scenes["out_dir"]}',
+        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False', f'test_evaluator.out_file={store}',
+        'log_level=WARNING'
+    ], path, str(cwd))
     assert f'will use {osp.join(source, "configs", "orl", "stage2", "selective-search_synthetic.py")}' in out
     assert osp.isfile(osp.join(store, 'header.json'))
 

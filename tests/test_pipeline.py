@@ -23,8 +23,7 @@ def test_stage_names_and_descendants():
     with pytest.raises(PipelineError, match='unknown stage'):
         pl.resolve_stage('stage9')
     assert pl.descendants('stage1') == ['stage1', 'knn', 'correspondence', 'stage3', 'finetune']
-    assert pl.descendants('selective_search') == ['selective_search', 'correspondence', 'stage3',
-                                                  'finetune']
+    assert pl.descendants('selective_search') == ['selective_search', 'correspondence', 'stage3', 'finetune']
     assert pl.descendants('stage3') == ['stage3', 'finetune']
 
 
@@ -68,8 +67,7 @@ def test_commands_for_each_launcher(tmp_path):
     ckpt, wired = p._inputs('correspondence')
     opts = p._options('correspondence', wired)
     assert f'test_cfg.knn_file={tmp_path}/knn/knn.orlstore' in opts
-    assert (f'test_dataloader.dataset.proposal_file={tmp_path}/selective_search/selective_search.orlstore'
-            in opts)
+    assert (f'test_dataloader.dataset.proposal_file={tmp_path}/selective_search/selective_search.orlstore' in opts)
     ckpt, wired = p._inputs('finetune')
     cmd = p.build_command('finetune', ckpt, [], resume=True)
     assert osp.join(tools, 'det_train.py') in cmd and cmd[cmd.index('--pretrained') + 1] == ckpt
@@ -84,8 +82,11 @@ def test_commands_for_each_launcher(tmp_path):
 
     p = Pipeline(PipelineOptions(**base, gpus=16, launcher='slurm', partition='gpu'))
     cmd = p.build_command('stage3', None, [], resume=False)
-    assert cmd[:7] == ['bash', osp.join(tools, 'slurm_train.sh'), 'gpu', 'orl-stage3',
-                       p.configs['stage3'], str(tmp_path / 'stage3')][:7]
+    assert cmd[:7] == [
+        'bash',
+        osp.join(tools, 'slurm_train.sh'), 'gpu', 'orl-stage3', p.configs['stage3'],
+        str(tmp_path / 'stage3')
+    ][:7]
     assert '--work-dir' not in cmd
     env = p._launch_env()
     assert env['GPUS'] == '16' and env['GPUS_PER_NODE'] == '8'
@@ -104,18 +105,23 @@ def test_run_metrics_keep_every_probe(tmp_path):
     # Two hooks log their own scalar lines at the same step; both must reach the summary, each at its latest value.
     log_dir = tmp_path / '20260101_000000'
     (log_dir / 'vis_data').mkdir(parents=True)
-    lines = [dict(lr=0.1, loss=3.0, step=1), dict(**{'probe/object_knn_top1': 0.5}, step=0),
-             dict(**{'probe/view_top1': 0.1}, step=0), dict(lr=0.05, loss=2.0, step=2),
-             dict(**{'probe/object_knn_top1': 0.6}, step=2), dict(**{'probe/view_top1': 0.2}, step=2)]
+    lines = [
+        dict(lr=0.1, loss=3.0, step=1),
+        dict(**{'probe/object_knn_top1': 0.5}, step=0),
+        dict(**{'probe/view_top1': 0.1}, step=0),
+        dict(lr=0.05, loss=2.0, step=2),
+        dict(**{'probe/object_knn_top1': 0.6}, step=2),
+        dict(**{'probe/view_top1': 0.2}, step=2)
+    ]
     (log_dir / 'vis_data' / 'scalars.json').write_text(''.join(json.dumps(r) + '\n' for r in lines))
-    assert pl.read_run_metrics(str(log_dir)) == {'train/loss': 2.0, 'val/probe/object_knn_top1': 0.6,
-                                                 'val/probe/view_top1': 0.2}
+    assert pl.read_run_metrics(
+        str(log_dir)) == {'train/loss': 2.0, 'val/probe/object_knn_top1': 0.6, 'val/probe/view_top1': 0.2}
 
 
 def test_schedule_options():
     c = pl.resolve_configs('synthetic')[1]
-    assert pl.schedule_options(c['stage1'], 12) == [
-        'train_cfg.max_epochs=12', 'param_scheduler.1.end=12', 'param_scheduler.1.T_max=11']
+    assert pl.schedule_options(
+        c['stage1'], 12) == ['train_cfg.max_epochs=12', 'param_scheduler.1.end=12', 'param_scheduler.1.T_max=11']
     # one epoch: the run ends inside the warm-up; the cosine part is never reached
     assert pl.schedule_options(c['stage1'], 1) == ['train_cfg.max_epochs=1']
     ft = pl.schedule_options(c['finetune'], 100)
@@ -195,8 +201,8 @@ def test_skip_from_and_resume_logic(tmp_path, monkeypatch):
     launch = FakeLaunch()  # --use: an output made elsewhere stands in for the stage
     other = tmp_path / 'official_ss.json'
     other.write_text('{"bbox": []}')
-    s = _fake_pipeline(monkeypatch, launch, tmp_path, use={'2b': str(other)},
-                       cfg_options=['stage3:train_cfg.max_epochs=2']).run()
+    s = _fake_pipeline(
+        monkeypatch, launch, tmp_path, use={'2b': str(other)}, cfg_options=['stage3:train_cfg.max_epochs=2']).run()
     assert launch.ran == ['correspondence', 'stage3', 'finetune']
     assert s['stages']['selective_search']['provided']
     assert s['stages']['selective_search']['outputs'] == {'store': str(other)}
@@ -216,11 +222,16 @@ def test_skip_from_and_resume_logic(tmp_path, monkeypatch):
 TINY_SCHEDULE = {'stage1': 1, 'stage3': 1, 'ft': 2}
 TINY = [
     # every stage that has these keys: no worker processes
-    'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-    'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-    'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-    'stage1:train_dataloader.batch_size=4', '2c:test_dataloader.batch_size=8',
-    'stage3:train_dataloader.batch_size=4', 'ft:train_dataloader.batch_size=2',
+    'train_dataloader.num_workers=0',
+    'train_dataloader.persistent_workers=False',
+    'test_dataloader.num_workers=0',
+    'test_dataloader.persistent_workers=False',
+    'val_dataloader.num_workers=0',
+    'val_dataloader.persistent_workers=False',
+    'stage1:train_dataloader.batch_size=4',
+    '2c:test_dataloader.batch_size=8',
+    'stage3:train_dataloader.batch_size=4',
+    'ft:train_dataloader.batch_size=2',
 ]
 
 
@@ -238,8 +249,14 @@ def test_pipeline_end_to_end(tmp_path, monkeypatch):
     make_synthetic_scenes(str(data), num_images=15, seed=0, img_size=(128, 128), workers=1)
     num_train = 12  # val = the last 20%
     monkeypatch.chdir(ROOT)
-    opts = dict(preset_or_dir='synthetic', work_dir=str(tmp_path / 'run'), finetune=True,
-                data_root=str(data), schedule=TINY_SCHEDULE, cfg_options=TINY, quiet=True)
+    opts = dict(
+        preset_or_dir='synthetic',
+        work_dir=str(tmp_path / 'run'),
+        finetune=True,
+        data_root=str(data),
+        schedule=TINY_SCHEDULE,
+        cfg_options=TINY,
+        quiet=True)
     summary = Pipeline(PipelineOptions(**opts)).run()
     st = summary['stages']
     assert list(st) == ['stage1', 'knn', 'selective_search', 'correspondence', 'stage3', 'finetune']
@@ -257,11 +274,11 @@ def test_pipeline_end_to_end(tmp_path, monkeypatch):
         assert len(nb) == 10 and i not in nb and ((0 <= nb) & (nb < num_train)).all()
     ss = MiningStore.open(st['selective_search']['outputs']['store'])
     assert ss.kind == 'selective_search' and ss.num_images == num_train
-    assert all(ss.boxes(i).shape[1:] == (4,) and ss.num_boxes(i) >= 1 for i in range(num_train))
+    assert all(ss.boxes(i).shape[1:] == (4, ) and ss.num_boxes(i) >= 1 for i in range(num_train))
     corr = MiningStore.open(st['correspondence']['outputs']['store'])
     assert corr.kind == 'correspondence' and corr.num_images == num_train
-    np.testing.assert_array_equal(np.stack([corr.knn(i) for i in range(num_train)]),
-                                  np.stack([knn.knn(i) for i in range(num_train)]))
+    np.testing.assert_array_equal(
+        np.stack([corr.knn(i) for i in range(num_train)]), np.stack([knn.knn(i) for i in range(num_train)]))
     pairs = corr.pairs(0, 0)
     assert pairs.ndim == 2 and pairs.shape[1] == 8 and len(pairs) >= 1
 

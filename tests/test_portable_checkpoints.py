@@ -69,8 +69,7 @@ def run_vanilla(tmp_path, checkpoints, mask_rcnn_ckpt=None) -> dict:
     args = [sys.executable, '-c', VANILLA, json.dumps(checkpoints)]
     if mask_rcnn_ckpt:
         args += [mask_rcnn_ckpt, str(tmp_path)]
-    proc = subprocess.run(args, cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(args, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(out for out in proc.stdout.splitlines() if out.startswith('REPORT '))
     report = json.loads(line[len('REPORT '):])
@@ -90,14 +89,18 @@ def official_correspondence(ann_file: str, out: str, k: int = 2) -> str:
     n = len(images)
     knn = [[(i + d) % n for d in range(1, k + 1)] for i in range(n)]
     box_lists = [boxes[im['id']] for im in images]
-    pairs = [[[q + r for q, r in zip(box_lists[i], box_lists[j])][:2] for j in knn[i]]
-             for i in range(n)]
+    pairs = [[[q + r for q, r in zip(box_lists[i], box_lists[j])][:2] for j in knn[i]] for i in range(n)]
     data = dict(
-        info=dict(bbox_min_size=0, bbox_max_aspect_ratio=3, bbox_max_iou=0.5, intra_bbox_num=100,
-                  knn_image_num=k, knn_bbox_pair_ratio=0.1),
+        info=dict(
+            bbox_min_size=0,
+            bbox_max_aspect_ratio=3,
+            bbox_max_iou=0.5,
+            intra_bbox_num=100,
+            knn_image_num=k,
+            knn_bbox_pair_ratio=0.1),
         images=dict(file_name=[im['file_name'] for im in images], id=[im['id'] for im in images]),
-        pseudo_annotations=dict(image_id=[im['id'] for im in images], bbox=box_lists,
-                                knn_image_id=knn, knn_bbox_pair=pairs))
+        pseudo_annotations=dict(
+            image_id=[im['id'] for im in images], bbox=box_lists, knn_image_id=knn, knn_bbox_pair=pairs))
     with open(out, 'w') as f:
         json.dump(data, f)
     return out
@@ -124,12 +127,11 @@ def checkpoints(tmp_path_factory, synthetic_scenes):
     corr = official_correspondence(synthetic_scenes['train_ann_file'], str(root / 'corr.json'))
     cfg = Config.fromfile(STAGE3_CONFIG)
     cfg.merge_from_dict({
-        'work_dir': str(root / 'stage3'), 'log_level': 'WARNING',
-        'train_dataloader.batch_size': 3, 'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.data_root': data_root,
-        'train_dataloader.dataset.correspondence_file': corr,
-        'train_cfg.max_epochs': 1, 'default_hooks.checkpoint.interval': 1})
+        'work_dir': str(root / 'stage3'), 'log_level': 'WARNING', 'train_dataloader.batch_size': 3,
+        'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
+        'train_dataloader.dataset.data_root': data_root, 'train_dataloader.dataset.correspondence_file': corr,
+        'train_cfg.max_epochs': 1, 'default_hooks.checkpoint.interval': 1
+    })
     _set_view_sizes(cfg.train_dataloader.dataset.pipeline, 32, 16)
     Runner.from_cfg(cfg).train()
     stage3 = str(root / 'stage3' / 'epoch_1.pth')
@@ -137,20 +139,18 @@ def checkpoints(tmp_path_factory, synthetic_scenes):
     cfg = Config.fromfile(DET_CONFIG)
     det_root = data_root + '/'
     cfg.merge_from_dict({
-        'work_dir': str(root / 'det'), 'log_level': 'WARNING',
-        'model.backbone.init_cfg.checkpoint': stage3,
+        'work_dir': str(root / 'det'), 'log_level': 'WARNING', 'model.backbone.init_cfg.checkpoint': stage3,
         'train_dataloader.dataset.data_root': det_root, 'val_dataloader.dataset.data_root': det_root,
-        'val_evaluator.ann_file': det_root + 'annotations/instances_val.json',
-        'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False, 'val_dataloader.num_workers': 0,
-        'val_dataloader.persistent_workers': False, 'train_cfg.max_iters': 2,
-        'train_cfg.val_begin': 3, 'default_hooks.checkpoint.interval': 2})
+        'val_evaluator.ann_file': det_root + 'annotations/instances_val.json', 'train_dataloader.batch_size': 2,
+        'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
+        'val_dataloader.num_workers': 0, 'val_dataloader.persistent_workers': False, 'train_cfg.max_iters': 2,
+        'train_cfg.val_begin': 3, 'default_hooks.checkpoint.interval': 2
+    })
     Runner.from_cfg(cfg).train()
     torch.set_num_threads(threads)
     if scope is not None:  # the detection run left 'mmdet' current; later tests expect the scope before it
         DefaultScope.get_instance('test_portable_checkpoints_restore', scope_name=scope.scope_name)
-    return dict(stage1=str(root / 'stage1' / 'epoch_1.pth'), stage3=stage3,
-                det=str(root / 'det' / 'iter_2.pth'))
+    return dict(stage1=str(root / 'stage1' / 'epoch_1.pth'), stage3=stage3, det=str(root / 'det' / 'iter_2.pth'))
 
 
 def test_checkpoints_load_in_a_vanilla_process(tmp_path, checkpoints):

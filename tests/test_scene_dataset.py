@@ -39,8 +39,13 @@ def _write(path, obj):
 
 def test_one_coco_json(scenes):
     root, summary = scenes
-    ds = DATASETS.build(dict(type='SceneImageDataset', data_root=root, ann_file='annotations/instances.json',
-                             data_prefix=dict(img_path='images/'), pipeline=LOAD))
+    ds = DATASETS.build(
+        dict(
+            type='SceneImageDataset',
+            data_root=root,
+            ann_file='annotations/instances.json',
+            data_prefix=dict(img_path='images/'),
+            pipeline=LOAD))
     assert isinstance(ds, SceneImageDataset)
     coco = json.load(open(summary['ann_file']))
     assert len(ds) == len(coco['images']) == 10
@@ -57,7 +62,8 @@ def test_one_coco_json(scenes):
         assert info['gt_bboxes'].dtype == np.float32 and info['gt_bboxes'].shape == (len(anns), 4)
         assert info['gt_labels'].dtype == np.int64
         expect = np.array([[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]]
-                           for a in anns], dtype=np.float32).reshape(-1, 4)
+                           for a in anns],
+                          dtype=np.float32).reshape(-1, 4)
         np.testing.assert_allclose(info['gt_bboxes'], expect)
         assert info['gt_labels'].tolist() == [cat_to_label[a['category_id']] for a in anns]
         assert ds.get_cat_ids(i) == info['gt_labels'].tolist()
@@ -68,8 +74,11 @@ def test_one_coco_json(scenes):
 def test_scene_data_infos_without_pipeline(scenes):
     # Tools read infos (paths, boxes) of a data set config whatever its pipeline and the caller's scope.
     root, _ = scenes
-    cfg = dict(data_root=root, ann_file='annotations/instances.json', data_prefix=dict(img_path='images/'),
-               pipeline=[dict(type='NoSuchTransform')])
+    cfg = dict(
+        data_root=root,
+        ann_file='annotations/instances.json',
+        data_prefix=dict(img_path='images/'),
+        pipeline=[dict(type='NoSuchTransform')])
     with DefaultScope.overwrite_default_scope('mmdet'):
         infos = scene_data_infos(cfg)
         first = scene_data_infos(cfg, limit=3)
@@ -83,15 +92,14 @@ def test_crowd_and_user_classes(tmp_path, scenes):
     coco = json.load(open(summary['ann_file']))
     first = coco['images'][0]['id']
     n0 = sum(a['image_id'] == first for a in coco['annotations'])
-    coco['annotations'].append(dict(id=10 ** 6, image_id=first, category_id=1, bbox=[0, 0, 10, 10], area=100,
-                                    iscrowd=1))
+    coco['annotations'].append(dict(id=10**6, image_id=first, category_id=1, bbox=[0, 0, 10, 10], area=100, iscrowd=1))
     ann = _write(tmp_path / 'crowd.json', coco)
     ds = SceneImageDataset(ann_file=ann, data_prefix=dict(img_path=summary['image_dir']))
     assert len(ds.get_data_info(0)['gt_labels']) == n0  # crowd box skipped
     # A user class order remaps labels; categories outside it are dropped.
     names = [c['name'] for c in coco['categories']]
-    ds2 = SceneImageDataset(ann_file=ann, data_prefix=dict(img_path=summary['image_dir']),
-                            metainfo=dict(classes=names[::-1][:4]))
+    ds2 = SceneImageDataset(
+        ann_file=ann, data_prefix=dict(img_path=summary['image_dir']), metainfo=dict(classes=names[::-1][:4]))
     assert ds2.metainfo['classes'] == tuple(names[::-1][:4])
     for i in range(len(ds2)):
         labels = ds2.get_data_info(i)['gt_labels']
@@ -109,9 +117,11 @@ def test_two_jsons_in_order(tmp_path, scenes):
         shutil.copy(osp.join(summary['image_dir'], img['file_name']), other / img['file_name'])
     info_only = dict(images=val['images'][::-1], categories=val['categories'])
     second = _write(tmp_path / 'image_info.json', info_only)
-    ds = SceneImageDataset(ann_file=[summary['train_ann_file'], second],
-                           data_prefix=[dict(img_path=summary['image_dir']), dict(img_path=str(other))],
-                           pipeline=LOAD)
+    ds = SceneImageDataset(
+        ann_file=[summary['train_ann_file'], second],
+        data_prefix=[dict(img_path=summary['image_dir']),
+                     dict(img_path=str(other))],
+        pipeline=LOAD)
     assert len(ds) == len(train['images']) + len(val['images'])
     expected = train['images'] + val['images'][::-1]
     for i, img in enumerate(expected):
@@ -124,9 +134,11 @@ def test_two_jsons_in_order(tmp_path, scenes):
     assert ds.get_data_info(n)['source'] == second
     assert ds[n]['img'].shape == (48, 64, 3)
     # Positions do not depend on lazy init or on building twice.
-    ds2 = SceneImageDataset(ann_file=[summary['train_ann_file'], second],
-                            data_prefix=[dict(img_path=summary['image_dir']), dict(img_path=str(other))],
-                            lazy_init=True)
+    ds2 = SceneImageDataset(
+        ann_file=[summary['train_ann_file'], second],
+        data_prefix=[dict(img_path=summary['image_dir']),
+                     dict(img_path=str(other))],
+        lazy_init=True)
     ds2.full_init()
     assert [ds2.get_data_info(i)['file_name'] for i in range(len(ds2))] == [im['file_name'] for im in expected]
 
@@ -150,8 +162,8 @@ def test_folder(tmp_path, scenes):
         shutil.copy(osp.join(summary['image_dir'], name), dst)
     (folder / 'notes.txt').write_text('not an image')
     ds = SceneImageDataset(data_root=str(tmp_path), data_prefix=dict(img_path='folder'), pipeline=LOAD)
-    rel = sorted(osp.relpath(osp.join(dp, f), folder) for dp, _, fs in os.walk(folder) for f in fs
-                 if f.endswith('.jpg'))
+    rel = sorted(
+        osp.relpath(osp.join(dp, f), folder) for dp, _, fs in os.walk(folder) for f in fs if f.endswith('.jpg'))
     assert len(ds) == len(names) == len(rel)
     assert [ds.get_data_info(i)['file_name'] for i in range(len(ds))] == rel
     assert [ds.get_data_info(i)['img_id'] for i in range(len(ds))] == list(range(len(ds)))
@@ -186,8 +198,8 @@ def test_missing_file_check_files_skips(tmp_path, scenes, capsys):
     for k in (2, 7):
         os.remove(images / coco['images'][k]['file_name'])
     MMLogger.get_instance(f'test_scene_dataset_skip_{tmp_path.name}', log_level='WARNING')
-    ds = SceneImageDataset(ann_file=summary['ann_file'], data_prefix=dict(img_path=str(images)),
-                           check_files=True, pipeline=LOAD)
+    ds = SceneImageDataset(
+        ann_file=summary['ann_file'], data_prefix=dict(img_path=str(images)), check_files=True, pipeline=LOAD)
     assert 'skipped 2 of 10 images' in capsys.readouterr().out
     assert len(ds) == 8
     assert [s['index'] for s in ds.skipped] == [2, 7]
@@ -202,8 +214,10 @@ def test_missing_file_check_files_skips(tmp_path, scenes, capsys):
     (dict(annotations=[], categories=[]), 'images'),
     (dict(images=[dict(id=1, width=4, height=4)]), 'file_name'),
     (dict(images=[dict(file_name='a.jpg')]), 'id'),
-    (dict(images=[dict(id=1, file_name='a.jpg')], annotations=[dict(id=1, image_id=1, category_id=1)],
-          categories=[dict(id=1, name='x')]), 'bbox'),
+    (dict(
+        images=[dict(id=1, file_name='a.jpg')],
+        annotations=[dict(id=1, image_id=1, category_id=1)],
+        categories=[dict(id=1, name='x')]), 'bbox'),
     (dict(images=[dict(id=1, file_name='a.jpg')], categories=[dict(id=1)]), 'name'),
 ])
 def test_malformed_json_names_file_and_field(tmp_path, content, field):
@@ -216,5 +230,7 @@ def test_malformed_json_names_file_and_field(tmp_path, content, field):
 def test_prefix_count_mismatch(scenes):
     _, summary = scenes
     with pytest.raises(ValueError, match='data_prefix'):
-        SceneImageDataset(ann_file=[summary['ann_file']] * 2,
-                          data_prefix=[dict(img_path='a'), dict(img_path='b'), dict(img_path='c')])
+        SceneImageDataset(
+            ann_file=[summary['ann_file']] * 2,
+            data_prefix=[dict(img_path='a'), dict(img_path='b'),
+                         dict(img_path='c')])

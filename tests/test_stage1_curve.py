@@ -14,8 +14,10 @@ TOOL = osp.join(ROOT, 'tools', 'benchmarks', 'stage1_probe_curve.py')
 def test_curve_benchmark_small_run(tmp_path, monkeypatch):
     tool = runpy.run_path(TOOL)
     out = str(tmp_path / 'curve')
-    argv = ['--num-images', '15', '--epochs', '1', '--crop-epochs', '1', '--view-size', '32', '--probe-interval', '1',
-            '--out', out, '--cfg-options', 'optim_wrapper.optimizer.weight_decay=0.0002']
+    argv = [
+        '--num-images', '15', '--epochs', '1', '--crop-epochs', '1', '--view-size', '32', '--probe-interval', '1',
+        '--out', out, '--cfg-options', 'optim_wrapper.optimizer.weight_decay=0.0002'
+    ]
     assert tool['main'](argv) == 0
     with open(osp.join(out, 'results.json')) as f:
         res = json.load(f)

@@ -27,53 +27,83 @@ CORR_CONFIG = osp.join(ROOT, 'configs/orl/stage2/correspondence_byol-resnet18_1x
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 SELFSUP_PRE = dict(type='SelfSupDataPreprocessor', mean=MEAN, std=STD, to_rgb=True)
-RESNET = dict(type='ResNet', depth=18, stem_channels=16, base_channels=16,
-              norm_cfg=dict(type='BN'), zero_init_residual=False)
+RESNET = dict(
+    type='ResNet', depth=18, stem_channels=16, base_channels=16, norm_cfg=dict(type='BN'), zero_init_residual=False)
 C = 128  # channels of the tiny ResNet-18's last stage
 
 
 def _vit(out_type='cls_token'):
-    return dict(type='VisionTransformer', img_size=32, patch_size=8, out_type=out_type,
-                arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64))
+    return dict(
+        type='VisionTransformer',
+        img_size=32,
+        patch_size=8,
+        out_type=out_type,
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64))
 
 
 def _projector(in_channels, avg_pool=True, **kw):
-    return dict(type='NonLinearNeck', in_channels=in_channels, hid_channels=64, out_channels=32,
-                num_layers=2, with_bias=True, with_last_bn=False, with_avg_pool=avg_pool, **kw)
+    return dict(
+        type='NonLinearNeck',
+        in_channels=in_channels,
+        hid_channels=64,
+        out_channels=32,
+        num_layers=2,
+        with_bias=True,
+        with_last_bn=False,
+        with_avg_pool=avg_pool,
+        **kw)
 
 
 def _byol(backbone=RESNET, in_channels=C, avg_pool=True):
-    return dict(type='BYOL', base_momentum=0.01, data_preprocessor=SELFSUP_PRE, backbone=backbone,
-                neck=_projector(in_channels, avg_pool),
-                head=dict(type='LatentPredictHead', predictor=_projector(32, False),
-                          loss=dict(type='CosineSimilarityLoss')))
+    return dict(
+        type='BYOL',
+        base_momentum=0.01,
+        data_preprocessor=SELFSUP_PRE,
+        backbone=backbone,
+        neck=_projector(in_channels, avg_pool),
+        head=dict(type='LatentPredictHead', predictor=_projector(32, False), loss=dict(type='CosineSimilarityLoss')))
 
 
 CONTRASTIVE_HEAD = dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'), temperature=0.2)
 STAGE1 = dict(
     byol=_byol(),
-    mocov2=dict(type='MoCo', queue_len=32, feat_dim=32, momentum=0.001,
-                data_preprocessor=SELFSUP_PRE, backbone=RESNET, head=CONTRASTIVE_HEAD,
-                neck=dict(type='MoCoV2Neck', in_channels=C, hid_channels=64, out_channels=32,
-                          with_avg_pool=True)),
-    classifier=dict(type='ImageClassifier', backbone=RESNET, neck=dict(type='GlobalAveragePooling'),
-                    head=dict(type='LinearClsHead', num_classes=8, in_channels=C),
-                    data_preprocessor=dict(type='ClsDataPreprocessor', mean=MEAN, std=STD,
-                                           to_rgb=True)),
+    mocov2=dict(
+        type='MoCo',
+        queue_len=32,
+        feat_dim=32,
+        momentum=0.001,
+        data_preprocessor=SELFSUP_PRE,
+        backbone=RESNET,
+        head=CONTRASTIVE_HEAD,
+        neck=dict(type='MoCoV2Neck', in_channels=C, hid_channels=64, out_channels=32, with_avg_pool=True)),
+    classifier=dict(
+        type='ImageClassifier',
+        backbone=RESNET,
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=8, in_channels=C),
+        data_preprocessor=dict(type='ClsDataPreprocessor', mean=MEAN, std=STD, to_rgb=True)),
     vit=_byol(_vit(), 32, avg_pool=False),
 )
 # Only through the components (building is cheap, a run per kind is not needed).
 MORE_STAGE1 = dict(
-    simclr=dict(type='SimCLR', data_preprocessor=SELFSUP_PRE, backbone=RESNET,
-                neck=_projector(C), head=CONTRASTIVE_HEAD),
-    simsiam=dict(type='SimSiam', data_preprocessor=SELFSUP_PRE, backbone=RESNET,
-                 neck=_projector(C), head=dict(type='LatentPredictHead',
-                                               predictor=_projector(32, False),
-                                               loss=dict(type='CosineSimilarityLoss'))),
-    densecl=dict(type='DenseCL', queue_len=32, feat_dim=32, momentum=0.001, loss_lambda=0.5,
-                 data_preprocessor=SELFSUP_PRE, backbone=RESNET, head=CONTRASTIVE_HEAD,
-                 neck=dict(type='DenseCLNeck', in_channels=C, hid_channels=64, out_channels=32,
-                           num_grid=None)),
+    simclr=dict(
+        type='SimCLR', data_preprocessor=SELFSUP_PRE, backbone=RESNET, neck=_projector(C), head=CONTRASTIVE_HEAD),
+    simsiam=dict(
+        type='SimSiam',
+        data_preprocessor=SELFSUP_PRE,
+        backbone=RESNET,
+        neck=_projector(C),
+        head=dict(type='LatentPredictHead', predictor=_projector(32, False), loss=dict(type='CosineSimilarityLoss'))),
+    densecl=dict(
+        type='DenseCL',
+        queue_len=32,
+        feat_dim=32,
+        momentum=0.001,
+        loss_lambda=0.5,
+        data_preprocessor=SELFSUP_PRE,
+        backbone=RESNET,
+        head=CONTRASTIVE_HEAD,
+        neck=dict(type='DenseCLNeck', in_channels=C, hid_channels=64, out_channels=32, num_grid=None)),
     vit_avg_featmap=_byol(_vit('avg_featmap'), 32, avg_pool=False),
     vit_featmap=_byol(_vit('featmap'), 32, avg_pool=True),
 )
@@ -116,16 +146,15 @@ def test_features_follow_the_documented_rule(kind):
         # 2a: the projector output of a self-supervised model (DenseCL: its global one, [0]);
         # the pooled backbone feature of a classifier (its pooling neck is no projector)
         image_ref = pooled if kind == 'classifier' else F.normalize(model.neck(feats)[0], dim=1)
-        got = ImageFeature()(model, dict(inputs=torch.from_numpy(imgs).permute(0, 3, 1, 2),
-                                         data_samples=None))
+        got = ImageFeature()(model, dict(inputs=torch.from_numpy(imgs).permute(0, 3, 1, 2), data_samples=None))
         torch.testing.assert_close(got, image_ref, rtol=1e-5, atol=1e-6)
-        assert ImageFeature().modules(model) == (('backbone', ) if kind == 'classifier' else
-                                                 ('backbone', 'neck'))
+        assert ImageFeature().modules(model) == (('backbone', ) if kind == 'classifier' else ('backbone', 'neck'))
         # 2c: the pooled backbone feature for every kind, never the projector
-        torch.testing.assert_close(RoIFeature()(model, imgs, batch_size=3), pooled,
-                                   rtol=1e-5, atol=1e-6)
-        backbone_only = ImageFeature(feature='backbone')(
-            model, dict(inputs=torch.from_numpy(imgs).permute(0, 3, 1, 2), data_samples=None))
+        torch.testing.assert_close(RoIFeature()(model, imgs, batch_size=3), pooled, rtol=1e-5, atol=1e-6)
+        backbone_only = ImageFeature(feature='backbone')(model,
+                                                         dict(
+                                                             inputs=torch.from_numpy(imgs).permute(0, 3, 1, 2),
+                                                             data_samples=None))
         torch.testing.assert_close(backbone_only, pooled, rtol=1e-5, atol=1e-6)
 
 
@@ -149,8 +178,7 @@ def test_vit_raw_tokens_pool_the_patch_tokens():
     with torch.no_grad():
         tokens = model.backbone(_normalised(imgs))[-1]  # (N, 1 + 16, C): class token first
         assert tokens.shape[1] == 17 and model.backbone.num_extra_tokens == 1
-        torch.testing.assert_close(RoIFeature()(model, imgs),
-                                   F.normalize(tokens[:, 1:].mean(dim=1), dim=1))
+        torch.testing.assert_close(RoIFeature()(model, imgs), F.normalize(tokens[:, 1:].mean(dim=1), dim=1))
     with pytest.raises(ValueError, match=r'shape \(2, 3, 4, 5, 6\)'):
         pool_last((torch.zeros(2, 3, 4, 5, 6), ), model.backbone)
 
@@ -195,18 +223,23 @@ def scenes(synthetic_scenes, tmp_path_factory):
     out = tmp_path_factory.mktemp('stage2_models')
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         from mmpretrain.registry import DATASETS
-        images = DATASETS.build(dict(type='SceneImageDataset', data_root=root,
-                                     ann_file='annotations/instances.json',
-                                     data_prefix=dict(img_path='images/')))
+        images = DATASETS.build(
+            dict(
+                type='SceneImageDataset',
+                data_root=root,
+                ann_file='annotations/instances.json',
+                data_prefix=dict(img_path='images/')))
     infos = [images.get_data_info(i) for i in range(len(images))]
     rng = np.random.default_rng(0)
     boxes = []
     for _ in infos:
         xy = rng.integers(0, 40, (30, 2))
         boxes.append(np.concatenate([xy, np.minimum(rng.integers(16, 64, (30, 2)), 64 - xy)], 1))
-    ss = write_selective_search_store(str(out / 'ss.orlstore'), boxes,
-                                      file_names=[i['file_name'] for i in infos],
-                                      image_ids=[i['img_id'] for i in infos])
+    ss = write_selective_search_store(
+        str(out / 'ss.orlstore'),
+        boxes,
+        file_names=[i['file_name'] for i in infos],
+        image_ids=[i['img_id'] for i in infos])
     ckpts = {}
     for kind, cfg in STAGE1.items():
         ckpts[kind] = str(out / f'{kind}.pth')
@@ -218,35 +251,43 @@ def _step(config, model, ckpt, work_dir, options):
     cfg = Config.fromfile(config)
     cfg.model = ConfigDict(model)
     cfg.custom_hooks = []  # the stage-1 probes are training hooks
-    cfg.merge_from_dict({'work_dir': str(work_dir), 'load_from': ckpt, 'log_level': 'WARNING',
-                         'experiment_name': osp.basename(str(work_dir)),
-                         'test_dataloader.batch_size': 4, 'test_dataloader.num_workers': 0,
-                         'test_cfg.chunk_size': 4, **options})
+    cfg.merge_from_dict({
+        'work_dir': str(work_dir), 'load_from': ckpt, 'log_level': 'WARNING',
+        'experiment_name': osp.basename(str(work_dir)), 'test_dataloader.batch_size': 4,
+        'test_dataloader.num_workers': 0, 'test_cfg.chunk_size': 4, **options
+    })
     return Runner.from_cfg(cfg).test()
 
 
 def _knn(scenes, kind, model, ckpt):
     out = str(scenes['out'] / f'knn_{kind}.orlstore')
-    metrics = _step(KNN_CONFIG, model, ckpt, scenes['out'] / f'w_knn_{kind}', {
-        'test_dataloader.dataset.data_root': scenes['root'],
-        'test_dataloader.dataset.ann_file': 'annotations/instances.json',
-        'test_dataloader.dataset.pipeline.1.scale': 36,
-        'test_dataloader.dataset.pipeline.2.crop_size': 32,
-        'test_cfg.feature': 'auto',  # the shipped config says 'neck': a classifier has none
-        'test_evaluator.out_file': out, 'test_evaluator.k': 3})
+    metrics = _step(
+        KNN_CONFIG,
+        model,
+        ckpt,
+        scenes['out'] / f'w_knn_{kind}',
+        {
+            'test_dataloader.dataset.data_root': scenes['root'],
+            'test_dataloader.dataset.ann_file': 'annotations/instances.json',
+            'test_dataloader.dataset.pipeline.1.scale': 36,
+            'test_dataloader.dataset.pipeline.2.crop_size': 32,
+            'test_cfg.feature': 'auto',  # the shipped config says 'neck': a classifier has none
+            'test_evaluator.out_file': out,
+            'test_evaluator.k': 3
+        })
     return out, metrics
 
 
 def _correspondence(scenes, kind, model, ckpt, knn):
     out = str(scenes['out'] / f'corr_{kind}.orlstore')
-    metrics = _step(CORR_CONFIG, model, ckpt, scenes['out'] / f'w_corr_{kind}', {
-        'test_dataloader.dataset.data_root': scenes['root'],
-        'test_dataloader.dataset.ann_file': 'annotations/instances.json',
-        'test_dataloader.dataset.proposal_file': scenes['ss'],
-        'test_dataloader.dataset.pipeline.1.min_size': 16,
-        'test_dataloader.dataset.pipeline.2.size': 32,
-        'test_cfg.knn_file': knn, 'test_cfg.knn_image_num': 3, 'test_cfg.embed_cache': 'memory',
-        'test_evaluator.out_file': out})
+    metrics = _step(
+        CORR_CONFIG, model, ckpt, scenes['out'] / f'w_corr_{kind}', {
+            'test_dataloader.dataset.data_root': scenes['root'],
+            'test_dataloader.dataset.ann_file': 'annotations/instances.json',
+            'test_dataloader.dataset.proposal_file': scenes['ss'], 'test_dataloader.dataset.pipeline.1.min_size': 16,
+            'test_dataloader.dataset.pipeline.2.size': 32, 'test_cfg.knn_file': knn, 'test_cfg.knn_image_num': 3,
+            'test_cfg.embed_cache': 'memory', 'test_evaluator.out_file': out
+        })
     return out, metrics
 
 
@@ -267,8 +308,7 @@ def test_2a_and_2c_from_each_kind_of_stage1_checkpoint(scenes, kind):
             p = store.pairs(i, j)
             assert len(p) == max(1, int(0.1 * len(kept)))
             assert {tuple(b) for b in p[:, :4].tolist()} <= kept
-            assert {tuple(b) for b in p[:, 4:].tolist()} <= {tuple(b) for b in
-                                                             store.boxes(int(nb)).tolist()}
+            assert {tuple(b) for b in p[:, 4:].tolist()} <= {tuple(b) for b in store.boxes(int(nb)).tolist()}
 
 
 def test_a_checkpoint_of_another_layout_is_refused(scenes):
@@ -276,8 +316,7 @@ def test_a_checkpoint_of_another_layout_is_refused(scenes):
     knn = str(scenes['out'] / 'unused_knn.orlstore')
     # the official OpenSelfSup layout: the backbone under online_net.0.
     official = str(scenes['out'] / 'official_layout.pth')
-    torch.save({'state_dict': {k.replace('backbone.', 'online_net.0.', 1): v
-                               for k, v in sd.items()}}, official)
+    torch.save({'state_dict': {k.replace('backbone.', 'online_net.0.', 1): v for k, v in sd.items()}}, official)
     with pytest.raises(CheckpointFormatError) as err:
         _correspondence(scenes, 'bad', STAGE1['byol'], official, knn)
     msg = str(err.value)
@@ -285,15 +324,15 @@ def test_a_checkpoint_of_another_layout_is_refused(scenes):
     assert 'backbone.conv1.weight' in msg and 'online_net.0.' in msg and 'missing' in msg
     # a backbone without the projector 2a reads
     backbone_only = str(scenes['out'] / 'backbone_only.pth')
-    torch.save({'state_dict': {k: v for k, v in sd.items() if k.startswith('backbone.')}},
-               backbone_only)
-    with pytest.raises(CheckpointFormatError, match=r'backbone_only\.pth: .*backbone\.\*, neck\.\*'
-                       r'.*missing \(e\.g\. neck\.'):
+    torch.save({'state_dict': {k: v for k, v in sd.items() if k.startswith('backbone.')}}, backbone_only)
+    with pytest.raises(
+            CheckpointFormatError, match=r'backbone_only\.pth: .*backbone\.\*, neck\.\*'
+            r'.*missing \(e\.g\. neck\.'):
         _knn(scenes, 'bad', STAGE1['byol'], backbone_only)
     # another width: same keys, other shapes
     wide = str(scenes['out'] / 'wide.pth')
-    torch.save({'state_dict': _build(_byol(dict(RESNET, base_channels=32), 256)).state_dict()},
-               wide)
-    with pytest.raises(CheckpointFormatError, match=r'wide\.pth: .*have other shapes \(e\.g\. '
-                       r'backbone\.layer1'):
+    torch.save({'state_dict': _build(_byol(dict(RESNET, base_channels=32), 256)).state_dict()}, wide)
+    with pytest.raises(
+            CheckpointFormatError, match=r'wide\.pth: .*have other shapes \(e\.g\. '
+            r'backbone\.layer1'):
         _correspondence(scenes, 'bad', STAGE1['byol'], wide, knn)

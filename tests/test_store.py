@@ -18,16 +18,20 @@ def make_corr(n=6, k=3, seed=0, hi=600):
     boxes = [rng.integers(0, hi, (int(rng.integers(0, 7)), 4)) for _ in range(n)]
     boxes[0] = np.zeros((0, 4), np.int64)  # an image with no kept box must survive
     knn = np.stack([(i + 1 + np.arange(k)) % n for i in range(n)])
-    pairs = [[rng.integers(0, hi, (int(rng.integers(0, 4)), 8)) for _ in range(k)]
-             for _ in range(n)]
+    pairs = [[rng.integers(0, hi, (int(rng.integers(0, 4)), 8)) for _ in range(k)] for _ in range(n)]
     names = [f'img_{i:03d}.jpg' for i in range(n)]
     names[1] = 'caf\u00e9/\u00fcber.jpg'  # non-ASCII names are UTF-8 in the bytes array
     ids = [1000 + 3 * i for i in range(n)]
     return boxes, knn, pairs, names, ids
 
 
-PARAMS = dict(bbox_min_size=96, bbox_max_aspect_ratio=3, bbox_max_iou=0.5, intra_bbox_num=100,
-              knn_image_num=3, knn_bbox_pair_ratio=0.1)
+PARAMS = dict(
+    bbox_min_size=96,
+    bbox_max_aspect_ratio=3,
+    bbox_max_iou=0.5,
+    intra_bbox_num=100,
+    knn_image_num=3,
+    knn_bbox_pair_ratio=0.1)
 
 
 def assert_same_corr(store, boxes, knn, pairs, names, ids):
@@ -51,8 +55,15 @@ def test_correspondence_round_trip(tmp_path):
     boxes, knn, pairs, names, ids = make_corr()
     skipped = [dict(index=4, file_name=names[4], reason='unreadable')]
     path = write_correspondence_store(
-        tmp_path / 'c.orlstore', boxes, knn, pairs, file_names=names, image_ids=ids,
-        params=PARAMS, provenance=dict(config='cfg.py', checkpoint='ckpt.pth'), skipped=skipped)
+        tmp_path / 'c.orlstore',
+        boxes,
+        knn,
+        pairs,
+        file_names=names,
+        image_ids=ids,
+        params=PARAMS,
+        provenance=dict(config='cfg.py', checkpoint='ckpt.pth'),
+        skipped=skipped)
     store = MiningStore.open(path)
     assert_same_corr(store, boxes, knn, pairs, names, ids)
     assert store.params == PARAMS
@@ -64,8 +75,7 @@ def test_correspondence_round_trip(tmp_path):
     assert hdr['format'] == 'orl-mining-store' and hdr['version'] == 1
     assert hdr['kind'] == 'correspondence' and hdr['num_images'] == 6
     # everything is memory-mapped, nothing copied at open
-    for name in ('image_ids', 'file_names', 'boxes', 'box_offsets', 'knn', 'pairs',
-                 'pair_offsets'):
+    for name in ('image_ids', 'file_names', 'boxes', 'box_offsets', 'knn', 'pairs', 'pair_offsets'):
         assert isinstance(store.array(name), np.memmap), name
     assert store.array('file_names').dtype.kind == 'S'
     assert store.knn(0).dtype == np.int64 and store.boxes(2).dtype == np.int32
@@ -78,8 +88,8 @@ def test_correspondence_round_trip(tmp_path):
 
 def test_selective_search_and_knn_round_trip(tmp_path):
     boxes, knn, _, names, ids = make_corr(seed=1)
-    p = write_selective_search_store(tmp_path / 's.orlstore', boxes, file_names=names,
-                                     image_ids=ids, params=dict(mode='fast'))
+    p = write_selective_search_store(
+        tmp_path / 's.orlstore', boxes, file_names=names, image_ids=ids, params=dict(mode='fast'))
     ss = MiningStore.open(p, kind='selective_search')
     assert ss.params == dict(mode='fast') and ss.has_image_list
     for i in range(len(boxes)):
@@ -118,10 +128,8 @@ def test_int16_int32_selection(tmp_path):
 
 def test_failed_write_leaves_old_store_intact(tmp_path, monkeypatch):
     boxes, knn, pairs, names, ids = make_corr()
-    path = write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs,
-                                      file_names=names, image_ids=ids)
-    before = {f: (tmp_path / 'c.orlstore' / f).read_bytes()
-              for f in os.listdir(tmp_path / 'c.orlstore')}
+    path = write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs, file_names=names, image_ids=ids)
+    before = {f: (tmp_path / 'c.orlstore' / f).read_bytes() for f in os.listdir(tmp_path / 'c.orlstore')}
     real_save = store_format._save_npy
 
     def failing_save(p, arr):
@@ -133,8 +141,7 @@ def test_failed_write_leaves_old_store_intact(tmp_path, monkeypatch):
     boxes2, knn2, pairs2, _, _ = make_corr(seed=5)
     with pytest.raises(OSError, match='simulated'):
         write_correspondence_store(path, boxes2, knn2, pairs2, file_names=names, image_ids=ids)
-    after = {f: (tmp_path / 'c.orlstore' / f).read_bytes()
-             for f in os.listdir(tmp_path / 'c.orlstore')}
+    after = {f: (tmp_path / 'c.orlstore' / f).read_bytes() for f in os.listdir(tmp_path / 'c.orlstore')}
     assert after == before
     assert os.listdir(tmp_path) == ['c.orlstore']  # no temp directory left behind
     assert_same_corr(MiningStore.open(path), boxes, knn, pairs, names, ids)
@@ -145,8 +152,7 @@ def test_replace_keeps_open_readers_working(tmp_path, monkeypatch, exchange):
     if not exchange:  # the fallback path (no renameat2): rename aside, rename in, remove old
         monkeypatch.setattr(store_atomic, '_rename_exchange', lambda a, b: False)
     boxes, knn, pairs, names, ids = make_corr()
-    path = write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs,
-                                      file_names=names, image_ids=ids)
+    path = write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs, file_names=names, image_ids=ids)
     old = MiningStore.open(path)
     boxes2, knn2, pairs2, _, _ = make_corr(seed=7)
     write_correspondence_store(path, boxes2, knn2, pairs2, file_names=names, image_ids=ids)
@@ -175,8 +181,8 @@ def _child_read(path, q):
 
 def test_pickle_reopens_by_path_and_fork_shares(tmp_path):
     boxes, knn, pairs, names, ids = make_corr()
-    store = MiningStore.open(write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs,
-                                                        file_names=names, image_ids=ids))
+    store = MiningStore.open(
+        write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs, file_names=names, image_ids=ids))
     blob = pickle.dumps(store)
     assert len(blob) < 1000  # the path, not the arrays
     assert_same_corr(pickle.loads(blob), boxes, knn, pairs, names, ids)
@@ -197,8 +203,8 @@ def test_validation_on_open_names_file_and_field(tmp_path):
     boxes, knn, pairs, names, ids = make_corr()
 
     def fresh(tag):
-        return write_correspondence_store(tmp_path / f'{tag}.orlstore', boxes, knn, pairs,
-                                          file_names=names, image_ids=ids)
+        return write_correspondence_store(
+            tmp_path / f'{tag}.orlstore', boxes, knn, pairs, file_names=names, image_ids=ids)
 
     p = fresh('version')
     hdr = json.loads(open(os.path.join(p, 'header.json')).read())
@@ -291,8 +297,7 @@ def test_atomic_open_replaces_whole_or_not_at_all(tmp_path):
 def test_store_handle_opens_once_per_process_and_pickles_as_path(tmp_path):
     from orl_plugin.store import StoreHandle
     boxes, knn, pairs, names, ids = make_corr()
-    path = write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs,
-                                      file_names=names, image_ids=ids)
+    path = write_correspondence_store(tmp_path / 'c.orlstore', boxes, knn, pairs, file_names=names, image_ids=ids)
     handle = StoreHandle(path, kind='correspondence')
     store = handle.get()
     assert handle.get() is store  # once per process
@@ -301,29 +306,33 @@ def test_store_handle_opens_once_per_process_and_pickles_as_path(tmp_path):
     again = pickle.loads(blob)
     assert again.get() is not store
     assert_same_corr(again.get(), boxes, knn, pairs, names, ids)
-    with pytest.raises(StoreFormatError, match=f"{path}: holds a 'correspondence' store, "
-                       "expected 'knn'"):
+    with pytest.raises(
+            StoreFormatError, match=f"{path}: holds a 'correspondence' store, "
+            "expected 'knn'"):
         StoreHandle(path, kind='knn').get()
 
 
 def test_image_list_check_names_both_sides(tmp_path):
     from orl_plugin.store import check_image_list
     boxes, knn, pairs, names, ids = make_corr()
-    store = MiningStore.open(write_knn_store(tmp_path / 'k.orlstore', knn, file_names=names,
-                                             image_ids=ids))
+    store = MiningStore.open(write_knn_store(tmp_path / 'k.orlstore', knn, file_names=names, image_ids=ids))
     infos = [dict(img_path=f'/data/{n}', file_name=n, img_id=i) for n, i in zip(names, ids)]
     kw = dict(store_desc=f'KNN file {store.path}', list_desc='image list ann.json')
     check_image_list(store, infos, **kw)
-    with pytest.raises(ValueError, match=r'k\.orlstore and image list ann\.json do not match: '
-                       r'the store has 6 images, the image list 5; mine stage 2'):
+    with pytest.raises(
+            ValueError,
+            match=r'k\.orlstore and image list ann\.json do not match: '
+            r'the store has 6 images, the image list 5; mine stage 2'):
         check_image_list(store, infos[:5], **kw)
     swapped = [infos[1], infos[0]] + infos[2:]
-    with pytest.raises(ValueError, match=r"at position 0: the store has file_name 'img_000\.jpg', "
-                       r"the image list 'caf"):
+    with pytest.raises(
+            ValueError, match=r"at position 0: the store has file_name 'img_000\.jpg', "
+            r"the image list 'caf"):
         check_image_list(store, swapped, **kw)
     other_ids = [dict(info, img_id=7) for info in infos]
-    with pytest.raises(ValueError, match=r'at position 0 \(img_000\.jpg\): the store has image id '
-                       r'1000, the image list 7'):
+    with pytest.raises(
+            ValueError, match=r'at position 0 \(img_000\.jpg\): the store has image id '
+            r'1000, the image list 7'):
         check_image_list(store, other_ids, **kw)
     # without an image list only the count is known
     nl = MiningStore.open(write_selective_search_store(tmp_path / 'n.orlstore', boxes))
@@ -387,8 +396,8 @@ def test_store_package_has_no_upward_imports_and_no_circle():
     for n in graph:
         visit(n)
     # the stage-2 model side never climbs into the engine or the data sets
-    for sub, banned in (('models', ('orl_plugin.engine', 'orl_plugin.datasets')),
-                        ('evaluation', ('orl_plugin.engine', ))):
+    for sub, banned in (('models', ('orl_plugin.engine', 'orl_plugin.datasets')), ('evaluation',
+                                                                                   ('orl_plugin.engine', ))):
         for path in glob.glob(os.path.join(REPO, 'orl_plugin', sub, '*.py')):
             bad = {m for m in _imports(path) if m.startswith(banned)}
             assert not bad, f'{path} imports {bad}'

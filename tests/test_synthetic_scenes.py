@@ -169,8 +169,8 @@ def test_v2_objects_and_boxes(v2_scenes):
 
 def test_v2_options_move_the_design(tmp_path):
     base = dict(num_images=24, seed=1, img_size=(96, 96), workers=1)
-    one = make_synthetic_scenes(str(tmp_path / 'one'), scene_types=1, categories_per_type=2, out_of_type=0.0,
-                                num_objects=(3, 3), **base)
+    one = make_synthetic_scenes(
+        str(tmp_path / 'one'), scene_types=1, categories_per_type=2, out_of_type=0.0, num_objects=(3, 3), **base)
     with open(one['ann_file']) as f:
         coco = json.load(f)
     assert {a['category_id'] for a in coco['annotations']} <= {1, 2}
@@ -182,8 +182,8 @@ def test_v2_options_move_the_design(tmp_path):
         # No objects: what differs from the smooth background is clutter (compare with none).
         out = {}
         for c in ((0, 0), clutter):
-            s = make_synthetic_scenes(str(tmp_path / f'c{c[1]}'), num_objects=(0, 0), clutter=c,
-                                      background_texture=0.0, **base)
+            s = make_synthetic_scenes(
+                str(tmp_path / f'c{c[1]}'), num_objects=(0, 0), clutter=c, background_texture=0.0, **base)
             out[c] = np.stack([cv2.imread(osp.join(s['image_dir'], f'{i:06d}.jpg')).astype(int) for i in range(24)])
         return float((np.abs(out[clutter] - out[(0, 0)]).max(axis=3) > 40).mean())
 
@@ -221,8 +221,7 @@ def test_colour_cue_only_changes_colours(tmp_path):
     # With the colour cue every category has its own colour family (one dominant hue bin each,
     # distinct across categories); without it (the default) hues spread over the wheel. Objects,
     # boxes and categories are the same either way.
-    cue = make_synthetic_scenes(str(tmp_path / 'cue'), 30, seed=1, img_size=(160, 160), workers=1,
-                                colour_cue=True)
+    cue = make_synthetic_scenes(str(tmp_path / 'cue'), 30, seed=1, img_size=(160, 160), workers=1, colour_cue=True)
     free = make_synthetic_scenes(str(tmp_path / 'free'), 30, seed=1, img_size=(160, 160), workers=1)
     with open(cue['ann_file']) as f1, open(free['ann_file']) as f2:
         a1, a2 = json.load(f1), json.load(f2)
@@ -260,19 +259,23 @@ def test_cli(tmp_path, capsys):
     # In-process (a subprocess would spend most of the test importing the OpenMMLab stack again).
     tool = runpy.run_path(osp.join(REPO, 'tools/data/make_synthetic_scenes.py'), run_name='cli_under_test')
     out = tmp_path / 'cli'
-    assert tool['main'](['--out', str(out), '--num-images', '5', '--seed', '2', '--img-size', '64', '48',
-                         '--val-fraction', '0.4']) == 0
+    assert tool['main'](
+        ['--out',
+         str(out), '--num-images', '5', '--seed', '2', '--img-size', '64', '48', '--val-fraction', '0.4']) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary['num_images'] == 5 and summary['num_val'] == 2 and summary['version'] == 2
     assert len(os.listdir(out / 'images')) == 5
     assert json.load(open(out / 'annotations' / 'instances.json'))['images'][0]['width'] == 64
     # version-2 options reach the generator; version 1 refuses them in one line
-    assert tool['main'](['--out', str(tmp_path / 'o'), '--num-images', '3', '--img-size', '64', '64',
-                         '--scene-types', '2', '--clutter', '0', '0', '--num-objects', '1', '2']) == 0
+    assert tool['main']([
+        '--out',
+        str(tmp_path / 'o'), '--num-images', '3', '--img-size', '64', '64', '--scene-types', '2', '--clutter', '0', '0',
+        '--num-objects', '1', '2'
+    ]) == 0
     info = json.load(open(tmp_path / 'o' / 'annotations' / 'instances.json'))['info']
     assert info['scene_types'] == 2 and info['clutter'] == [0, 0] and info['num_objects'] == [1, 2]
-    assert tool['main'](['--out', str(tmp_path / 'v1'), '--num-images', '2', '--img-size', '64', '64',
-                         '--scene-version', '1']) == 0
+    assert tool['main'](
+        ['--out', str(tmp_path / 'v1'), '--num-images', '2', '--img-size', '64', '64', '--scene-version', '1']) == 0
     assert json.load(open(tmp_path / 'v1' / 'annotations' / 'instances.json'))['info']['version'] == '1'
     with pytest.raises(SystemExit):
         tool['main'](['--out', str(tmp_path / 'x'), '--num-images', '2', '--scene-version', '1', '--clutter', '0', '0'])

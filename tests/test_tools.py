@@ -31,8 +31,7 @@ def _env(**extra) -> dict:
 
 
 def _run(cmd, env, timeout=120) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, \
         f'{" ".join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}'
     return proc
@@ -47,12 +46,21 @@ def _cfg_options(data_root: str, batch_size: int, keep=()) -> list:
 
 def test_dist_train_two_cpu_processes(tmp_path, synthetic_scenes):
     work_dir = str(tmp_path / 'work')
-    proc = _run(['bash', 'tools/dist_train.sh', BYOL_SYNTHETIC_CONFIG, '2',
-                 '--work-dir', work_dir, '--cfg-options', 'env_cfg.dist_cfg.backend=gloo',
-                 # all 8 images: 4 per rank, 2 full batches (BN needs more than one sample)
-                 'train_dataloader.dataset.ann_file=annotations/instances.json',
-                 *_cfg_options(synthetic_scenes['out_dir'], batch_size=2)],
-                env=_env(PORT=str(_free_port())))
+    proc = _run(
+        [
+            'bash',
+            'tools/dist_train.sh',
+            BYOL_SYNTHETIC_CONFIG,
+            '2',
+            '--work-dir',
+            work_dir,
+            '--cfg-options',
+            'env_cfg.dist_cfg.backend=gloo',
+            # all 8 images: 4 per rank, 2 full batches (BN needs more than one sample)
+            'train_dataloader.dataset.ann_file=annotations/instances.json',
+            *_cfg_options(synthetic_scenes['out_dir'], batch_size=2)
+        ],
+        env=_env(PORT=str(_free_port())))
     log = proc.stdout + proc.stderr
     # Really two ranks: 8 images / (2 ranks x batch 2) = 2 iterations per epoch.
     assert 'Distributed training: True' in log and 'GPU number: 2' in log, log[-3000:]
@@ -67,10 +75,10 @@ def test_mim_train_cpu(tmp_path, synthetic_scenes):
         pytest.fail('openmim is not installed (it is part of the `tests` extra)')
     work_dir = str(tmp_path / 'work')
     # mmpretrain's train.py sets persistent_workers=True: left as is, with num_workers=0.
-    proc = _run([mim, 'train', 'mmpretrain', BYOL_SYNTHETIC_CONFIG, '--gpus', '0',
-                 '--work-dir', work_dir, '--cfg-options',
-                 *_cfg_options(synthetic_scenes['out_dir'], batch_size=3,
-                               keep=('train_dataloader.persistent_workers', ))],
+    proc = _run([
+        mim, 'train', 'mmpretrain', BYOL_SYNTHETIC_CONFIG, '--gpus', '0', '--work-dir', work_dir, '--cfg-options',
+        *_cfg_options(synthetic_scenes['out_dir'], batch_size=3, keep=('train_dataloader.persistent_workers', ))
+    ],
                 env=_env())
     log = proc.stdout + proc.stderr
     assert 'Epoch(train) [1][2/2]' in log, log[-3000:]
@@ -80,8 +88,7 @@ def test_mim_train_cpu(tmp_path, synthetic_scenes):
 
 def _load_tool(name: str):
     import importlib.util
-    spec = importlib.util.spec_from_file_location(f'orl_tools_{name}',
-                                                  osp.join(ROOT, 'tools', f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(f'orl_tools_{name}', osp.join(ROOT, 'tools', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -105,12 +112,13 @@ def test_train_args_to_config(monkeypatch):
 
     out = train.merge_args(cfg(), _parse(train, ['c.py', '--resume'], monkeypatch))
     assert out.resume is True and out.load_from is None  # latest checkpoint in work_dir
-    out = train.merge_args(cfg(), _parse(train, ['c.py', '--resume', 'w/epoch_2.pth'],
-                                         monkeypatch))
+    out = train.merge_args(cfg(), _parse(train, ['c.py', '--resume', 'w/epoch_2.pth'], monkeypatch))
     assert out.resume is True and out.load_from == 'w/epoch_2.pth'
 
-    args = _parse(train, ['c.py', '--amp', '--work-dir', 'wd', '--launcher', 'pytorch',
-                          '--cfg-options', 'optim_wrapper.loss_scale=512'], monkeypatch)
+    args = _parse(
+        train,
+        ['c.py', '--amp', '--work-dir', 'wd', '--launcher', 'pytorch', '--cfg-options', 'optim_wrapper.loss_scale=512'],
+        monkeypatch)
     out = train.merge_args(cfg(), args)
     assert out.optim_wrapper.type == 'AmpOptimWrapper' and out.optim_wrapper.loss_scale == 512
     assert out.work_dir == 'wd' and out.launcher == 'pytorch'
@@ -119,12 +127,11 @@ def test_train_args_to_config(monkeypatch):
 def test_test_args_to_config(monkeypatch):
     from mmengine.config import Config
     test = _load_tool('test')
-    out = test.merge_args(Config(dict(load_from='from_config.pth')),
-                          _parse(test, ['configs/x/mine.py'], monkeypatch))
+    out = test.merge_args(Config(dict(load_from='from_config.pth')), _parse(test, ['configs/x/mine.py'], monkeypatch))
     assert out.load_from == 'from_config.pth' and out.work_dir == osp.join('./work_dirs', 'mine')
-    out = test.merge_args(Config(dict()), _parse(test, ['c.py', 'stage1.pth', '--cfg-options',
-                                                        'test_dataloader.batch_size=2'],
-                                                 monkeypatch))
+    out = test.merge_args(
+        Config(dict()),
+        _parse(test, ['c.py', 'stage1.pth', '--cfg-options', 'test_dataloader.batch_size=2'], monkeypatch))
     assert out.load_from == 'stage1.pth' and out.test_dataloader.batch_size == 2
     # `mim test` insists on a checkpoint: "none" stands for none (as in tools/dist_test.sh)
     out = test.merge_args(Config(dict()), _parse(test, ['c.py', 'none'], monkeypatch))

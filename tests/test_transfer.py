@@ -66,8 +66,12 @@ def make_stage3_checkpoint(path, depth):
     hub = MessageHub.get_instance('test_transfer')
     hub.update_scalar('train/loss', 1.5)
     hub.update_info('iter', 10)
-    torch.save(dict(meta=dict(epoch=1, iter=10), state_dict=sd, message_hub=hub.state_dict(),
-                    optimizer=dict(state={}, param_groups=[dict(lr=0.1, params=[0])])), path)
+    torch.save(
+        dict(
+            meta=dict(epoch=1, iter=10),
+            state_dict=sd,
+            message_hub=hub.state_dict(),
+            optimizer=dict(state={}, param_groups=[dict(lr=0.1, params=[0])])), path)
     return online, target
 
 
@@ -107,8 +111,7 @@ def test_coco_mask_rcnn_loads_backbone(r50_ckpt):
     # the self-supervised benchmark setting, on top of mmdet's own Mask R-CNN R50-FPN 1x
     assert m.type == 'MaskRCNN' and m.backbone.depth == 50
     assert m.backbone.frozen_stages == -1 and m.backbone.norm_eval is False
-    assert m.backbone.init_cfg == dict(type='Pretrained', checkpoint=cfg.pretrained,
-                                       prefix='backbone.')
+    assert m.backbone.init_cfg == dict(type='Pretrained', checkpoint=cfg.pretrained, prefix='backbone.')
     assert m.roi_head.bbox_head.type == 'Shared4Conv1FCBBoxHead'
     for part in (m.backbone, m.neck, m.roi_head.bbox_head, m.roi_head.mask_head):
         assert part.norm_cfg.type == 'SyncBN'
@@ -137,8 +140,7 @@ def test_voc_c4_loads_backbone_and_res5_head(r50_ckpt):
 
     det = build_detector(cfg)
     det.init_weights()
-    assert assert_loaded(det.backbone, online, other=target) == sum(
-        not k.startswith('layer4.') for k in online)
+    assert assert_loaded(det.backbone, online, other=target) == sum(not k.startswith('layer4.') for k in online)
     head = det.roi_head.shared_head
     n = assert_loaded(head.layer4, online, prefix='layer4.', other=target)
     assert n == sum(k.startswith('layer4.') for k in online)
@@ -200,21 +202,34 @@ def test_synthetic_detection_trains_from_stage3_checkpoint(tiny_scenes, tmp_path
 
     root = tiny_scenes + '/'
     work_dir = str(tmp_path / 'work')
-    opts = [f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
-            f'test_dataloader.dataset.data_root={root}',
-            f'val_evaluator.ann_file={root}annotations/instances_val.json',
-            'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-            'val_dataloader.persistent_workers=False', 'train_cfg.max_iters=2',
-            'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
-            'default_hooks.logger.interval=1',
-            # after 2 iterations no score passes 0.05; keep every box so that COCO eval runs
-            'model.test_cfg.rcnn.score_thr=0.0']
+    opts = [
+        f'train_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.data_root={root}',
+        f'val_evaluator.ann_file={root}annotations/instances_val.json',
+        'train_dataloader.batch_size=2',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False',
+        'train_cfg.max_iters=2',
+        'train_cfg.val_interval=2',
+        'default_hooks.checkpoint.interval=2',
+        'default_hooks.logger.interval=1',
+        # after 2 iterations no score passes 0.05; keep every box so that COCO eval runs
+        'model.test_cfg.rcnn.score_thr=0.0'
+    ]
     env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'benchmarks', 'mmdetection', 'train.sh'), SYN_CFG, ckpt, '0',
-         '--work-dir', work_dir, '--cfg-options', *opts],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([
+        'bash',
+        osp.join(ROOT, 'tools', 'benchmarks', 'mmdetection', 'train.sh'), SYN_CFG, ckpt, '0', '--work-dir', work_dir,
+        '--cfg-options', *opts
+    ],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert f'pretrained={ckpt} -> model.backbone.init_cfg' in log
@@ -225,5 +240,6 @@ def test_synthetic_detection_trains_from_stage3_checkpoint(tiny_scenes, tmp_path
 
 def test_launcher_usage():
     proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'benchmarks', 'mmdetection', 'train.sh')],
-                          capture_output=True, text=True)
+                          capture_output=True,
+                          text=True)
     assert proc.returncode == 2 and 'usage: tools/benchmarks/mmdetection/train.sh' in proc.stdout

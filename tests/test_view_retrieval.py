@@ -54,7 +54,7 @@ def test_effective_rank_counts_the_directions_used():
     assert effective_rank(torch.ones(6, 4)) == 1.0  # one output for every input: collapsed
     assert effective_rank(torch.ones(6, 4) + 1e-6 * torch.eye(6, 4)) == 1.0  # rounding noise is no spread
     # Two directions, one holding 3/4 of the variance: exp of the entropy of (0.75, 0.25).
-    two = torch.tensor([[3 ** 0.5, 0.0], [-3 ** 0.5, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    two = torch.tensor([[3**0.5, 0.0], [-3**0.5, 0.0], [0.0, 1.0], [0.0, -1.0]])
     expect = float(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))
     assert effective_rank(two) == pytest.approx(expect, rel=1e-6)
     # Squeezing all but 4 of 64 directions of random features leaves about 4.
@@ -94,16 +94,23 @@ def test_hook_reads_the_training_views_and_turns_off_on_bad_data(tmp_path, colou
     cfg = Config.fromfile(CPU_CFG)
     first, second = training_view_pipelines(cfg)
     assert first == cfg.view_pipeline1 and second == cfg.view_pipeline2
-    one_pipeline = Config(dict(train_dataloader=dict(dataset=dict(type='RepeatDataset', dataset=dict(
-        pipeline=[dict(type='MultiView', num_views=[2], transforms=[cfg.view_pipeline1])])))))
+    one_pipeline = Config(
+        dict(
+            train_dataloader=dict(
+                dataset=dict(
+                    type='RepeatDataset',
+                    dataset=dict(pipeline=[dict(type='MultiView', num_views=[2], transforms=[cfg.view_pipeline1])])))))
     assert training_view_pipelines(one_pipeline) == [cfg.view_pipeline1] * 2
     assert training_view_pipelines(Config(dict(train_dataloader=dict(dataset=dict(pipeline=[]))))) is None
 
     root = str(tmp_path / 'scenes')
     make_synthetic_scenes(root, 5, seed=0, img_size=(64, 64), workers=1)  # 1 val image
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        hook = HOOKS.build(dict(type='ViewRetrievalHook', dataset=dict(
-            data_root=root, ann_file='annotations/instances_val.json', data_prefix=dict(img_path='images/'))))
+        hook = HOOKS.build(
+            dict(
+                type='ViewRetrievalHook',
+                dataset=dict(
+                    data_root=root, ann_file='annotations/instances_val.json', data_prefix=dict(img_path='images/'))))
 
     class _Runner:
         model = colour_model
@@ -111,6 +118,7 @@ def test_hook_reads_the_training_views_and_turns_off_on_bad_data(tmp_path, colou
         epoch = 0
         max_epochs = 1
         train_loop = None
+
     _Runner.cfg = cfg
     hook.before_train(_Runner())  # warns and turns off instead of stopping the training
     assert 'instances_val.json' in hook.disabled_reason and 'at least 2' in hook.disabled_reason
@@ -136,8 +144,11 @@ def test_nan_features_are_counted_and_the_hook_warns(tmp_path, diverged_model, h
     make_synthetic_scenes(root, 10, seed=0, img_size=(64, 64), workers=1)  # 2 val images
     cfg = Config.fromfile(CPU_CFG)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        hook = HOOKS.build(dict(type='ViewRetrievalHook', dataset=dict(
-            data_root=root, ann_file='annotations/instances_val.json', data_prefix=dict(img_path='images/'))))
+        hook = HOOKS.build(
+            dict(
+                type='ViewRetrievalHook',
+                dataset=dict(
+                    data_root=root, ann_file='annotations/instances_val.json', data_prefix=dict(img_path='images/'))))
     runner = hook_runner(diverged_model, cfg)
     hook.before_train(runner)  # the training goes on; the log says why the scores mean nothing
     warnings = [m for level, m in runner.logger.records if level == 'warning']

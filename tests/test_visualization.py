@@ -71,20 +71,20 @@ def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch, capsys):
         sizes[im['file_name']] = cv2.imread(osp.join(img_root, im['file_name'])).shape
     n = len(names)
     rng = np.random.default_rng(0)
-    raw = [np.concatenate([rng.integers(0, 30, (20, 2)), rng.integers(5, 30, (20, 2))], 1)
-           for _ in range(n)]
+    raw = [np.concatenate([rng.integers(0, 30, (20, 2)), rng.integers(5, 30, (20, 2))], 1) for _ in range(n)]
     # official selective-search JSON (no image list) + correspondence store
     ss_store = MiningStore.open(write_selective_search_store(tmp_path / 'ss.orlstore', raw))
     ss_json = write_official_json(ss_store, tmp_path / 'ss.json', include_meta=False)
     knn = np.stack([(i + 1 + np.arange(2)) % n for i in range(n)])
-    pairs = [[np.concatenate([raw[i][:3], raw[knn[i, j]][:3]], 1) for j in range(2)]
-             for i in range(n)]
-    corr = write_correspondence_store(tmp_path / 'c.orlstore', [r[:5] for r in raw], knn, pairs,
-                                      file_names=names, image_ids=ids)
+    pairs = [[np.concatenate([raw[i][:3], raw[knn[i, j]][:3]], 1) for j in range(2)] for i in range(n)]
+    corr = write_correspondence_store(
+        tmp_path / 'c.orlstore', [r[:5] for r in raw], knn, pairs, file_names=names, image_ids=ids)
     out = tmp_path / 'vis'
     monkeypatch.setattr(sys, 'argv', [
-        DRAW_PROPOSALS, ss_json, '--filtered', corr, '--images', ann, '--img-root', img_root,
-        '--index', '0', '2', '--out', str(out / 'prop'), '--gt'])
+        DRAW_PROPOSALS, ss_json, '--filtered', corr, '--images', ann, '--img-root', img_root, '--index', '0', '2',
+        '--out',
+        str(out / 'prop'), '--gt'
+    ])
     runpy.run_path(DRAW_PROPOSALS, run_name='__main__')
     files = sorted(os.listdir(out / 'prop'))
     assert len(files) == 2 and all(f.endswith('.png') for f in files)
@@ -93,8 +93,9 @@ def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch, capsys):
         assert img.shape == sizes[names[i]]
         assert has_color(img, FILTERED_COLOR)
     monkeypatch.setattr(sys, 'argv', [
-        DRAW_PAIRS, corr, '--img-root', img_root, '--index', '1', '--neighbour', '0', '1',
-        '--out', str(out / 'pairs'), '--show-boxes'])
+        DRAW_PAIRS, corr, '--img-root', img_root, '--index', '1', '--neighbour', '0', '1', '--out',
+        str(out / 'pairs'), '--show-boxes'
+    ])
     runpy.run_path(DRAW_PAIRS, run_name='__main__')
     files = sorted(os.listdir(out / 'pairs'))
     assert len(files) == 2
@@ -104,8 +105,9 @@ def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch, capsys):
         hn, wn = sizes[names[knn[1, j]]][:2]
         assert img.shape == (max(hq, hn), wq + 10 + wn, 3)
     # an official selective-search JSON alone cannot be drawn without an image list
-    monkeypatch.setattr(sys, 'argv', [DRAW_PROPOSALS, ss_json, '--img-root', img_root,
-                                      '--index', '0', '--out', str(out / 'x')])
+    monkeypatch.setattr(sys, 'argv',
+                        [DRAW_PROPOSALS, ss_json, '--img-root', img_root, '--index', '0', '--out',
+                         str(out / 'x')])
     with pytest.raises(SystemExit) as exit_info:  # one line, status 2 (orl_plugin.cli)
         runpy.run_path(DRAW_PROPOSALS, run_name='__main__')
     assert exit_info.value.code == 2 and 'has no image list' in capsys.readouterr().err

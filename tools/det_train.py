@@ -31,22 +31,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train an mmdet detector (transfer benchmark)')
     parser.add_argument('config', help='train config file path')
     parser.add_argument(
-        '--pretrained', default=None,
+        '--pretrained',
+        default=None,
         help='checkpoint for every Pretrained init_cfg of the model; "none" drops them '
         '(random-initialisation baseline)')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by the actual total batch size')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--auto-scale-lr', action='store_true', help='scale the learning rate by the actual total batch size')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from this checkpoint, or from the latest one in work_dir if no path is given')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override settings in the config, key=value pairs (e.g. '
         'model.backbone.init_cfg.checkpoint=CKPT train_dataloader.batch_size=4)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank (older: --local_rank); torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -63,8 +68,7 @@ def pretrained_init_cfgs(node: Any, path: str = 'model') -> List[tuple]:
             sub = f'{path}.{key}'
             if key == 'init_cfg':
                 cfgs = value if isinstance(value, list) else [value]
-                found += [(sub, c) for c in cfgs
-                          if isinstance(c, dict) and c.get('type') == 'Pretrained']
+                found += [(sub, c) for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
             else:
                 found += pretrained_init_cfgs(value, sub)
     elif isinstance(node, (list, tuple)):
@@ -102,8 +106,7 @@ def _drop_pretrained(node: Any) -> None:
             value = node[key]
             if key == 'init_cfg':
                 if isinstance(value, list):
-                    kept = [c for c in value
-                            if not (isinstance(c, dict) and c.get('type') == 'Pretrained')]
+                    kept = [c for c in value if not (isinstance(c, dict) and c.get('type') == 'Pretrained')]
                     node[key] = kept or None
                 elif isinstance(value, dict) and value.get('type') == 'Pretrained':
                     node[key] = None

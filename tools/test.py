@@ -22,7 +22,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (or mine with) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument(
-        'checkpoint', nargs='?', default=None,
+        'checkpoint',
+        nargs='?',
+        default=None,
         help='checkpoint file (optional: configs that need no weights, such as '
         'selective search, run without one or with "none", as `mim test --checkpoint none`)')
     parser.add_argument('--work-dir', help='the dir to save logs and results')
@@ -32,11 +34,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action=DictAction,
         help='override settings in the config, key=value pairs such as '
         '"test_dataloader.batch_size=8"; lists as key="[a,b]" or key=a,b')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)

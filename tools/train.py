@@ -30,8 +30,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         const='auto',
         help='resume from the given checkpoint, or (no value, or "auto") from the '
         'latest checkpoint in the work directory')
-    parser.add_argument(
-        '--amp', action='store_true', help='enable automatic mixed precision training')
+    parser.add_argument('--amp', action='store_true', help='enable automatic mixed precision training')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -39,11 +38,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='override settings in the config, key=value pairs such as '
         '"train_dataloader.batch_size=8 model.backbone.depth=18"; lists as '
         'key="[a,b]" or key=a,b; quote whole values that contain spaces')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)

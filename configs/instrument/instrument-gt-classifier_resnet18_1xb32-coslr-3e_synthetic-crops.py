@@ -16,11 +16,7 @@ custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 data_root = 'data/synthetic_scenes/'
 crop_size = 64
 
-crop_dataset = dict(
-    type='ObjectCropDataset',
-    data_root=data_root,
-    data_prefix=dict(img_path='images/'),
-    context=0.1)
+crop_dataset = dict(type='ObjectCropDataset', data_root=data_root, data_prefix=dict(img_path='images/'), context=0.1)
 train_pipeline = [
     dict(type='LoadImageOrSkip', imdecode_backend='pillow'),
     dict(type='RoICrop', size=crop_size, box_key='roi_bbox'),
@@ -51,13 +47,17 @@ test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
 max_epochs = 3
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - 1, eta_min=0., by_epoch=True, begin=1, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - 1,
+        eta_min=0.,
+        by_epoch=True,
+        begin=1,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict()
@@ -65,6 +65,5 @@ test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=32)
 
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
+    logger=dict(type='LoggerHook', interval=10), checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
 randomness = dict(seed=0)

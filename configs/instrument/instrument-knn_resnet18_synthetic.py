@@ -5,8 +5,7 @@
 #   python tools/test.py THIS_CONFIG \
 #       work_dirs/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops/epoch_3.pth
 _base_ = [
-    './_base_/instrument_resnet18.py', '../_base_/datasets/synthetic_knn.py',
-    'mmpretrain::_base_/default_runtime.py'
+    './_base_/instrument_resnet18.py', '../_base_/datasets/synthetic_knn.py', 'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))  # CPU runs: tools/dist_test.sh uses gloo ranks

@@ -52,11 +52,7 @@ class ProposalDataset(BaseDataset):
             proposal_file = osp.join(data_root, proposal_file)
         self.proposal_file = proposal_file
         if image_list is None:
-            image_list = dict(
-                type='SceneImageDataset',
-                ann_file=ann_file,
-                data_root=data_root,
-                data_prefix=data_prefix)
+            image_list = dict(type='SceneImageDataset', ann_file=ann_file, data_root=data_root, data_prefix=data_prefix)
         self.image_list_cfg = copy.deepcopy(image_list)
         self._image_metainfo: dict = {}
         self._store = StoreHandle(proposal_file, kind='selective_search')
@@ -92,7 +88,9 @@ class ProposalDataset(BaseDataset):
         infos = [images.get_data_info(i) for i in range(len(images))]
         store = self._get_store()
         check_image_list(
-            store, infos, store_desc=f'selective-search file {store.path}',
+            store,
+            infos,
+            store_desc=f'selective-search file {store.path}',
             list_desc=f'image list {cfg.get("ann_file") or cfg.get("data_prefix")}',
             remedy='run selective search on the same image list (same ann files, same order)')
         for i, info in enumerate(infos):

@@ -18,7 +18,9 @@ from mmpretrain.registry import DATASETS
 from .scene_dataset import SceneImageDataset
 
 
-def context_box(box_xyxy: Sequence[float], context: float, width: Optional[int] = None,
+def context_box(box_xyxy: Sequence[float],
+                context: float,
+                width: Optional[int] = None,
                 height: Optional[int] = None) -> np.ndarray:
     """Integer ``[x, y, w, h]`` box around ``box_xyxy`` grown by ``context`` times its width and
     height on every side, clipped to the image when its size is known."""
@@ -68,13 +70,21 @@ class ObjectCropDataset(BaseDataset):
             raise ValueError(f'ObjectCropDataset: context must be >= 0, got {context}')
         self.context = float(context)
         self.min_size = float(min_size)
-        super().__init__(ann_file=ann_file, data_root=data_root, data_prefix=data_prefix,
-                         metainfo=metainfo, pipeline=pipeline, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            metainfo=metainfo,
+            pipeline=pipeline,
+            **kwargs)
 
     def load_data_list(self) -> List[dict]:
         classes = self._metainfo.get('classes')
-        scenes = SceneImageDataset(ann_file=self.ann_file, data_prefix=dict(img_path=self.img_prefix),
-                                   metainfo=dict(classes=classes) if classes else None, pipeline=[])
+        scenes = SceneImageDataset(
+            ann_file=self.ann_file,
+            data_prefix=dict(img_path=self.img_prefix),
+            metainfo=dict(classes=classes) if classes else None,
+            pipeline=[])
         self._metainfo['classes'] = tuple(scenes.metainfo['classes'])
         data_list: List[dict] = []
         num_images = 0
@@ -88,15 +98,23 @@ class ObjectCropDataset(BaseDataset):
             keep = np.flatnonzero(sides >= self.min_size)
             num_images += bool(len(keep))
             for k in keep:
-                data_list.append(dict(
-                    img_path=info['img_path'], img_id=info['img_id'], file_name=info['file_name'],
-                    object_index=int(k), gt_label=int(labels[k]),
-                    roi_bbox=context_box(boxes[k], self.context, info.get('width'), info.get('height'))))
-        print_log(f'ObjectCropDataset (measuring-instrument data: ground-truth labels, not ORL): '
-                  f'{len(data_list)} object crops of {num_images} images, {len(self._metainfo["classes"])} '
-                  f'classes, from {self.ann_file}', logger='current')
+                data_list.append(
+                    dict(
+                        img_path=info['img_path'],
+                        img_id=info['img_id'],
+                        file_name=info['file_name'],
+                        object_index=int(k),
+                        gt_label=int(labels[k]),
+                        roi_bbox=context_box(boxes[k], self.context, info.get('width'), info.get('height'))))
+        print_log(
+            f'ObjectCropDataset (measuring-instrument data: ground-truth labels, not ORL): '
+            f'{len(data_list)} object crops of {num_images} images, {len(self._metainfo["classes"])} '
+            f'classes, from {self.ann_file}',
+            logger='current')
         return data_list
 
     def extra_repr(self) -> List[str]:
-        return [f'Annotation file: \t{self.ann_file}', f'Context: \t{self.context}',
-                'Role: \tmeasuring instrument (ground-truth labels), not ORL']
+        return [
+            f'Annotation file: \t{self.ann_file}', f'Context: \t{self.context}',
+            'Role: \tmeasuring instrument (ground-truth labels), not ORL'
+        ]

@@ -92,11 +92,7 @@ class ORLDataset(BaseDataset):
             correspondence_file = osp.join(data_root, correspondence_file)
         self.correspondence_file = correspondence_file
         if image_list is None:
-            image_list = dict(
-                type='SceneImageDataset',
-                ann_file=ann_file,
-                data_root=data_root,
-                data_prefix=data_prefix)
+            image_list = dict(type='SceneImageDataset', ann_file=ann_file, data_root=data_root, data_prefix=data_prefix)
         self.image_list_cfg = copy.deepcopy(image_list)
         self.num_neighbours = num_neighbours
         self.loader = LoadImageOrSkip(
@@ -142,11 +138,10 @@ class ORLDataset(BaseDataset):
         images = [dataset.get_data_info(i) for i in range(len(dataset))]
         for i, info in enumerate(images):
             if info.get('position', i) != i:
-                raise ValueError(
-                    f'{self._describe_image_list()} dropped images (first at '
-                    f'position {i}, e.g. with check_files=True); ORLDataset '
-                    'needs the full list that the correspondence file '
-                    f'{self.correspondence_file} was mined on')
+                raise ValueError(f'{self._describe_image_list()} dropped images (first at '
+                                 f'position {i}, e.g. with check_files=True); ORLDataset '
+                                 'needs the full list that the correspondence file '
+                                 f'{self.correspondence_file} was mined on')
         return images
 
     def _get_store(self) -> MiningStore:
@@ -159,10 +154,7 @@ class ORLDataset(BaseDataset):
         images = self._build_image_list()
         store = self._get_store()
         check_image_list(
-            store,
-            images,
-            store_desc=f'correspondence file {store.path}',
-            list_desc=self._describe_image_list())
+            store, images, store_desc=f'correspondence file {store.path}', list_desc=self._describe_image_list())
 
         k = store.num_neighbours
         kk = k if self.num_neighbours is None else min(self.num_neighbours, k)
@@ -172,17 +164,14 @@ class ORLDataset(BaseDataset):
                              f'{self.num_neighbours})')
         n = store.num_images
         num_boxes = np.diff(np.asarray(store.array('box_offsets')))
-        num_pairs = np.diff(np.asarray(
-            store.array('pair_offsets'))).reshape(n, k)[:, :kk]
+        num_pairs = np.diff(np.asarray(store.array('pair_offsets'))).reshape(n, k)[:, :kk]
         usable = (num_boxes > 0) & (num_pairs > 0).any(axis=1)
         skipped = [s for s in store.skipped if 0 <= int(s['index']) < n]
         usable[[int(s['index']) for s in skipped]] = False
         excluded = np.flatnonzero(~usable)
         self.num_excluded = int(excluded.size)
         if excluded.size:
-            examples = ', '.join(
-                images[int(i)].get('file_name', images[int(i)]['img_path'])
-                for i in excluded[:5])
+            examples = ', '.join(images[int(i)].get('file_name', images[int(i)]['img_path']) for i in excluded[:5])
             print_log(
                 f'ORLDataset: excluded {excluded.size} of {n} images of '
                 f'{self.correspondence_file} that have no kept boxes or no '
@@ -196,8 +185,7 @@ class ORLDataset(BaseDataset):
 
         # One fixed-width bytes buffer for the neighbour paths instead of N
         # Python strings that every worker would copy-on-write.
-        self._img_paths = np.array(
-            [info['img_path'].encode('utf-8') for info in images], dtype=bytes)
+        self._img_paths = np.array([info['img_path'].encode('utf-8') for info in images], dtype=bytes)
         data_list = []
         for i in np.flatnonzero(usable):
             info = images[int(i)]
@@ -217,7 +205,9 @@ class ORLDataset(BaseDataset):
         super().full_init()
         _, world_size = get_dist_info()
         self.bad_images = BadImageTally(
-            type(self).__name__, len(self._img_paths), self.max_bad_fraction,
+            type(self).__name__,
+            len(self._img_paths),
+            self.max_bad_fraction,
             per_epoch=math.ceil(len(self) / world_size))
 
     def _img_path(self, position: int) -> str:
@@ -234,8 +224,7 @@ class ORLDataset(BaseDataset):
         self.bad_images.mark_ok(position)
         return img
 
-    def _fit_boxes(self, position: int, boxes: np.ndarray, shape: tuple,
-                   pairs: np.ndarray, knn_shape: tuple) -> tuple:
+    def _fit_boxes(self, position: int, boxes: np.ndarray, shape: tuple, pairs: np.ndarray, knn_shape: tuple) -> tuple:
         """Clip the boxes of the query image and the pair boxes to their
         images; drop (count, warn once per image) those with no pixel in it.
         """
@@ -250,8 +239,13 @@ class ORLDataset(BaseDataset):
             if position not in self._warned_boxes:
                 self._warned_boxes.add(position)
                 warn_dropped_boxes(
-                    type(self).__name__, self._img_path(position), dropped,
-                    len(boxes) + len(pairs), w, h, self.num_dropped_boxes,
+                    type(self).__name__,
+                    self._img_path(position),
+                    dropped,
+                    len(boxes) + len(pairs),
+                    w,
+                    h,
+                    self.num_dropped_boxes,
                     what='kept boxes and RoI pairs')
         return boxes[ok], np.concatenate([query, other], axis=1)[ok_pairs]
 
@@ -277,9 +271,8 @@ class ORLDataset(BaseDataset):
         knn_img = self._load_image(n)
         if knn_img is None:
             return None
-        boxes, pairs = self._fit_boxes(
-            i, store.boxes(i), img.shape,
-            np.asarray(pair_lists[j]).reshape(-1, 8), knn_img.shape)
+        boxes, pairs = self._fit_boxes(i, store.boxes(i), img.shape,
+                                       np.asarray(pair_lists[j]).reshape(-1, 8), knn_img.shape)
         if not len(boxes) or not len(pairs):
             return None
         intra_bbox = boxes[np.random.randint(len(boxes))]
@@ -300,6 +293,5 @@ class ORLDataset(BaseDataset):
             # Only reachable with a pipeline that makes its own boxes: the
             # stored ones were fitted above.
             self.num_dropped_boxes += 1
-            print_log(f'{type(self).__name__}: {e}; drawing another sample',
-                      logger='current', level=logging.WARNING)
+            print_log(f'{type(self).__name__}: {e}; drawing another sample', logger='current', level=logging.WARNING)
             return None

@@ -102,12 +102,13 @@ class SceneImageDataset(BaseDataset):
         self.max_bad_fraction = max_bad_fraction
         self.bad_images: Optional[BadImageTally] = None
         self._user_classes = metainfo is not None and 'classes' in metainfo
-        super().__init__(ann_file=ann_file if isinstance(ann_file, str) else list(ann_files),
-                         data_root=data_root,
-                         data_prefix=prefixes[0],
-                         metainfo=metainfo,
-                         pipeline=list(pipeline),
-                         **kwargs)
+        super().__init__(
+            ann_file=ann_file if isinstance(ann_file, str) else list(ann_files),
+            data_root=data_root,
+            data_prefix=prefixes[0],
+            metainfo=metainfo,
+            pipeline=list(pipeline),
+            **kwargs)
 
     # -- paths ------------------------------------------------------------------------------------
 
@@ -151,12 +152,14 @@ class SceneImageDataset(BaseDataset):
         if not exists(folder, backend_args=self.backend_args):
             raise FileNotFoundError(f'SceneImageDataset: image folder {folder!r} does not exist')
         suffixes = tuple(set(IMG_EXTENSIONS + tuple(e.upper() for e in IMG_EXTENSIONS)))
-        names = sorted(list_dir_or_file(folder, list_dir=False, suffix=suffixes, recursive=True,
-                                        backend_args=self.backend_args))
+        names = sorted(
+            list_dir_or_file(folder, list_dir=False, suffix=suffixes, recursive=True, backend_args=self.backend_args))
         if not self._user_classes:
             self._metainfo['classes'] = ()
-        return [dict(img_path=join_path(folder, name), img_id=i, file_name=name, source=folder)
-                for i, name in enumerate(names)]
+        return [
+            dict(img_path=join_path(folder, name), img_id=i, file_name=name, source=folder)
+            for i, name in enumerate(names)
+        ]
 
     def _load_coco_sources(self) -> List[dict]:
         raw = []
@@ -172,16 +175,20 @@ class SceneImageDataset(BaseDataset):
 
         data_list: List[dict] = []
         for ann_file, prefix, content in zip(self._ann_files, self._prefixes, raw):
-            cat_id_to_label = {c['id']: name_to_label[c['name']]
-                               for c in content.get('categories') or [] if c['name'] in name_to_label}
+            cat_id_to_label = {
+                c['id']: name_to_label[c['name']] for c in content.get('categories') or [] if c['name'] in name_to_label
+            }
             has_anns = 'annotations' in content
             anns_by_image = self._group_annotations(ann_file, content) if has_anns else {}
             for k, img in enumerate(content['images']):
                 for field in ('file_name', 'id'):
                     if not isinstance(img, dict) or field not in img:
                         raise ValueError(f'{ann_file}: images[{k}] is missing field "{field}"')
-                info = dict(img_path=join_path(prefix['img_path'], img['file_name']),
-                            img_id=img['id'], file_name=img['file_name'], source=ann_file)
+                info = dict(
+                    img_path=join_path(prefix['img_path'], img['file_name']),
+                    img_id=img['id'],
+                    file_name=img['file_name'],
+                    source=ann_file)
                 if 'width' in img and 'height' in img:
                     info['width'], info['height'] = int(img['width']), int(img['height'])
                 if has_anns:
@@ -253,8 +260,11 @@ class SceneImageDataset(BaseDataset):
             if exists(info['img_path'], backend_args=self.backend_args):
                 kept.append(info)
             else:
-                self.skipped.append(dict(index=info['position'], file_name=info['file_name'],
-                                         reason=f'image file not found: {info["img_path"]}'))
+                self.skipped.append(
+                    dict(
+                        index=info['position'],
+                        file_name=info['file_name'],
+                        reason=f'image file not found: {info["img_path"]}'))
         if self.skipped:
             first = self.skipped[0]
             MMLogger.get_current_instance().warning(

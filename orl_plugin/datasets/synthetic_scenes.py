@@ -49,8 +49,7 @@ import numpy as np
 
 from orl_plugin.store import atomic_open
 
-__all__ = ['CATEGORIES', 'SceneType', 'make_scene_types', 'make_synthetic_scenes', 'render_scene',
-           'render_scene_v2']
+__all__ = ['CATEGORIES', 'SceneType', 'make_scene_types', 'make_synthetic_scenes', 'render_scene', 'render_scene_v2']
 
 # Sub-pixel precision for cv2 polygon drawing (coordinates are multiplied by 2**_SHIFT).
 _SHIFT = 4
@@ -83,9 +82,7 @@ _CATEGORY_DEFS: Tuple[_Category, ...] = (
 )
 
 #: COCO ``categories`` list (ids start at 1, in this order).
-CATEGORIES: List[dict] = [
-    dict(id=i + 1, name=c.name, supercategory='shape') for i, c in enumerate(_CATEGORY_DEFS)
-]
+CATEGORIES: List[dict] = [dict(id=i + 1, name=c.name, supercategory='shape') for i, c in enumerate(_CATEGORY_DEFS)]
 
 
 def _circle(n: int = 48, r: float = 0.5) -> np.ndarray:
@@ -106,8 +103,9 @@ def _star(points: int = 5, r_out: float = 0.5, r_in: float = 0.21) -> np.ndarray
 
 def _cross(arm: float = 0.17) -> np.ndarray:
     a, b = arm, 0.5
-    return np.array([(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a),
-                     (-b, a), (-b, -a), (-a, -a)], dtype=np.float64)
+    return np.array([(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a),
+                     (-a, -a)],
+                    dtype=np.float64)
 
 
 def _triangle() -> np.ndarray:
@@ -149,12 +147,12 @@ def _texture(kind: str, u: np.ndarray, v: np.ndarray, aspect: float) -> np.ndarr
     if kind == 'grid':
         return (np.abs((u * 6) % 1.0 - 0.5) < 0.14) | (np.abs((v * 6) % 1.0 - 0.5) < 0.14)
     if kind == 'bands':
-        r = np.sqrt(u * u + (v / aspect) ** 2)
+        r = np.sqrt(u * u + (v / aspect)**2)
         return np.sin(2 * np.pi * 4.0 * r) > 0
     if kind == 'nut':
         # A concentric inner hexagon (the shape's own norm: distance along its apothem directions).
-        d = np.max(np.stack([np.abs(u * math.cos(a) + v * math.sin(a))
-                             for a in np.deg2rad([30.0, 90.0, 150.0])]), axis=0)
+        d = np.max(
+            np.stack([np.abs(u * math.cos(a) + v * math.sin(a)) for a in np.deg2rad([30.0, 90.0, 150.0])]), axis=0)
         return d < 0.45 * 0.5 * math.cos(math.pi / 6)
     if kind == 'outline':
         return np.zeros_like(u, dtype=bool)  # solid fill; the dark outline is drawn on the mask edge
@@ -230,9 +228,9 @@ class _Placement:
     hidden: np.ndarray  # pixels of each earlier object this one would cover
 
 
-def _place_object(rng: np.random.Generator, cat: _Category, w: int, h: int, log_scale: Tuple[float, float],
-                  owner: np.ndarray, visible: List[int], full_area: List[int],
-                  max_occlusion: float) -> Optional[_Placement]:
+def _place_object(rng: np.random.Generator, cat: _Category, w: int, h: int, log_scale: Tuple[float,
+                                                                                             float], owner: np.ndarray,
+                  visible: List[int], full_area: List[int], max_occlusion: float) -> Optional[_Placement]:
     """Up to 20 random placements of one object; the first that fits the image and keeps at least
     ``1 - max_occlusion`` of every earlier object visible, else ``None``."""
     side = min(w, h)
@@ -284,8 +282,8 @@ def _paint_object(rng: np.random.Generator, img: np.ndarray, cat: _Category, p: 
     patch = np.where(pattern[..., None], secondary, primary)
     m = p.mask
     if cat.texture == 'outline':
-        edge = m & ~cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8),
-                              iterations=max(1, int(round(0.05 * p.s)))).astype(bool)
+        edge = m & ~cv2.erode(
+            m.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, int(round(0.05 * p.s)))).astype(bool)
         patch[edge] = secondary
     # Soft directional lighting so that shade varies within and across objects.
     light_dir = rng.uniform(0, 2 * np.pi)
@@ -293,13 +291,17 @@ def _paint_object(rng: np.random.Generator, img: np.ndarray, cat: _Category, p: 
     patch = patch * shade[..., None]
     img[p.y0:p.y1, p.x0:p.x1][m] = patch[m]
     ys, xs = np.nonzero(m)
-    return [float(p.x0 + xs.min()), float(p.y0 + ys.min()),
-            float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    return [
+        float(p.x0 + xs.min()),
+        float(p.y0 + ys.min()),
+        float(xs.max() - xs.min() + 1),
+        float(ys.max() - ys.min() + 1)
+    ]
 
 
 def _draw_objects(rng: np.random.Generator, img: np.ndarray, cat_indices: Callable[[], int], n_try: int,
-                  scale_range: Tuple[float, float], max_occlusion: float, min_visible: float,
-                  colour_cue: bool) -> List[dict]:
+                  scale_range: Tuple[float,
+                                     float], max_occlusion: float, min_visible: float, colour_cue: bool) -> List[dict]:
     """Place and paint ``n_try`` objects back to front (``cat_indices()`` draws each one's category);
     the annotations of those with at least ``min_visible`` of themselves showing at the end."""
     h, w = img.shape[:2]
@@ -321,8 +323,9 @@ def _draw_objects(rng: np.random.Generator, img: np.ndarray, cat_indices: Callab
         objects.append(dict(category_id=cat_idx + 1, bbox=bbox))
         full_area.append(placed.area)
         visible.append(placed.area)
-    return [dict(obj, area=float(visible[j])) for j, obj in enumerate(objects)
-            if visible[j] >= min_visible * full_area[j]]
+    return [
+        dict(obj, area=float(visible[j])) for j, obj in enumerate(objects) if visible[j] >= min_visible * full_area[j]
+    ]
 
 
 def render_scene(rng: np.random.Generator,
@@ -352,16 +355,15 @@ def render_scene(rng: np.random.Generator,
     img = _background(rng, w, h).astype(np.float32)
     side = min(w, h)
     n_try = int(rng.integers(num_objects[0], num_objects[1] + 1))
-    annotations = _draw_objects(rng, img, lambda: int(rng.integers(0, len(_CATEGORY_DEFS))), n_try,
-                                scale_range, max_occlusion, min_visible, colour_cue)
+    annotations = _draw_objects(rng, img, lambda: int(rng.integers(0, len(_CATEGORY_DEFS))), n_try, scale_range,
+                                max_occlusion, min_visible, colour_cue)
     # A few thin strokes over everything: clutter that also crosses objects.
     img = np.clip(img, 0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(0, 5))):
         color = tuple(int(c) for c in rng.integers(0, 256, 3))
         p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         a, ln = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.2) * side
-        cv2.line(img, p0, (int(p0[0] + ln * math.cos(a)), int(p0[1] + ln * math.sin(a))), color, 1,
-                 cv2.LINE_AA)
+        cv2.line(img, p0, (int(p0[0] + ln * math.cos(a)), int(p0[1] + ln * math.sin(a))), color, 1, cv2.LINE_AA)
     img = np.clip(img.astype(np.float32) + rng.normal(0.0, 2.0, img.shape), 0, 255).astype(np.uint8)
     return img, annotations
 
@@ -385,8 +387,11 @@ class SceneType:
     pattern: str
 
     def to_json(self) -> dict:
-        return dict(id=self.id, name=self.name, category_ids=[c + 1 for c in self.categories],
-                    background=dict(hue=round(self.hue, 4), pattern=self.pattern))
+        return dict(
+            id=self.id,
+            name=self.name,
+            category_ids=[c + 1 for c in self.categories],
+            background=dict(hue=round(self.hue, 4), pattern=self.pattern))
 
 
 def make_scene_types(num_types: int = 4, categories_per_type: int = 3) -> List[SceneType]:
@@ -406,8 +411,13 @@ def make_scene_types(num_types: int = 4, categories_per_type: int = 3) -> List[S
         start = int(round(t * k / num_types))
         cats = tuple(sorted({(start + j) % k for j in range(categories_per_type)}))
         pattern = BACKGROUND_PATTERNS[t % len(BACKGROUND_PATTERNS)]
-        types.append(SceneType(id=t + 1, name=f'type{t + 1}_{pattern}', categories=cats,
-                               hue=(0.08 + t / num_types) % 1.0, pattern=pattern))
+        types.append(
+            SceneType(
+                id=t + 1,
+                name=f'type{t + 1}_{pattern}',
+                categories=cats,
+                hue=(0.08 + t / num_types) % 1.0,
+                pattern=pattern))
     return types
 
 
@@ -486,8 +496,7 @@ def render_scene_v2(rng: np.random.Generator,
         return stype.categories[int(rng.integers(0, len(stype.categories)))]
 
     n_try = int(rng.integers(num_objects[0], num_objects[1] + 1))
-    annotations = _draw_objects(rng, img, category, n_try, scale_range, max_occlusion, min_visible,
-                                colour_cue)
+    annotations = _draw_objects(rng, img, category, n_try, scale_range, max_occlusion, min_visible, colour_cue)
     img = np.clip(img + rng.normal(0.0, 2.0, img.shape), 0, 255).astype(np.uint8)
     return img, annotations, t
 
@@ -522,20 +531,30 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # parallelism comes from the processes; avoid oversubscribing cores
 
 
-def _coco_subset(images: List[dict], annotations: List[dict], info: dict,
-                 extra: Optional[dict] = None) -> dict:
+def _coco_subset(images: List[dict], annotations: List[dict], info: dict, extra: Optional[dict] = None) -> dict:
     ids = {im['id'] for im in images}
-    out = dict(info=info, licenses=[], images=images,
-               annotations=[a for a in annotations if a['image_id'] in ids], categories=CATEGORIES)
+    out = dict(
+        info=info,
+        licenses=[],
+        images=images,
+        annotations=[a for a in annotations if a['image_id'] in ids],
+        categories=CATEGORIES)
     out.update(extra or {})
     return out
 
 
 #: Version-2 options and their defaults (``None`` passed to :func:`make_synthetic_scenes` means this).
-V2_DEFAULTS: Dict[str, Any] = dict(scene_types=4, categories_per_type=3, out_of_type=0.1, clutter=(0, 3),
-                                   background_texture=1.0, hue_spread=0.05, max_occlusion=0.4)
-_VERSION_DEFAULTS = {1: dict(num_objects=(3, 6), scale_range=(0.15, 0.6)),
-                     2: dict(num_objects=(2, 6), scale_range=(0.15, 0.5))}
+V2_DEFAULTS: Dict[str, Any] = dict(
+    scene_types=4,
+    categories_per_type=3,
+    out_of_type=0.1,
+    clutter=(0, 3),
+    background_texture=1.0,
+    hue_spread=0.05,
+    max_occlusion=0.4)
+_VERSION_DEFAULTS = {
+    1: dict(num_objects=(3, 6), scale_range=(0.15, 0.6)), 2: dict(num_objects=(2, 6), scale_range=(0.15, 0.5))
+}
 
 
 def _check_range(name: str, value: Sequence[float], lo: float, hi: float) -> Tuple:
@@ -606,23 +625,32 @@ def make_synthetic_scenes(out_dir: str,
     w, h = int(img_size[0]), int(img_size[1])
     if min(w, h) < 32:
         raise ValueError(f'img_size must be at least 32x32, got {img_size}')
-    v2_given = dict(scene_types=scene_types, categories_per_type=categories_per_type, out_of_type=out_of_type,
-                    clutter=clutter, background_texture=background_texture, hue_spread=hue_spread,
-                    max_occlusion=max_occlusion)
+    v2_given = dict(
+        scene_types=scene_types,
+        categories_per_type=categories_per_type,
+        out_of_type=out_of_type,
+        clutter=clutter,
+        background_texture=background_texture,
+        hue_spread=hue_spread,
+        max_occlusion=max_occlusion)
     if version == 1 and any(v is not None for v in v2_given.values()):
-        raise ValueError('version 1 scenes take none of the version-2 options; got '
-                         + ', '.join(k for k, v in v2_given.items() if v is not None))
+        raise ValueError('version 1 scenes take none of the version-2 options; got ' +
+                         ', '.join(k for k, v in v2_given.items() if v is not None))
     num_objects = tuple(num_objects) if num_objects is not None else _VERSION_DEFAULTS[version]['num_objects']
     scale_range = tuple(scale_range) if scale_range is not None else _VERSION_DEFAULTS[version]['scale_range']
     t0 = time.perf_counter()
     img_dir = osp.join(out_dir, 'images')
     ann_dir = osp.join(out_dir, 'annotations')
 
-    render_kwargs: Dict[str, Any] = dict(num_objects=num_objects, scale_range=scale_range,
-                                         colour_cue=bool(colour_cue))
-    info: Dict[str, Any] = dict(description='orl_plugin synthetic scenes', version=str(version), seed=int(seed),
-                                img_size=[w, h], num_objects=list(num_objects), scale_range=list(scale_range),
-                                colour_cue=bool(colour_cue))
+    render_kwargs: Dict[str, Any] = dict(num_objects=num_objects, scale_range=scale_range, colour_cue=bool(colour_cue))
+    info: Dict[str, Any] = dict(
+        description='orl_plugin synthetic scenes',
+        version=str(version),
+        seed=int(seed),
+        img_size=[w, h],
+        num_objects=list(num_objects),
+        scale_range=list(scale_range),
+        colour_cue=bool(colour_cue))
     extra: Dict[str, Any] = {}
     types: List[SceneType] = []
     if version == 2:
@@ -635,9 +663,13 @@ def make_synthetic_scenes(out_dir: str,
         if not 0.0 <= opts['max_occlusion'] < 1.0:
             raise ValueError(f'max_occlusion must be in [0, 1), got {opts["max_occlusion"]}')
         types = make_scene_types(int(opts['scene_types']), int(opts['categories_per_type']))
-        render_kwargs.update(types=types, out_of_type=float(opts['out_of_type']), clutter=opts['clutter'],
-                             background_texture=float(opts['background_texture']),
-                             hue_spread=float(opts['hue_spread']), max_occlusion=float(opts['max_occlusion']))
+        render_kwargs.update(
+            types=types,
+            out_of_type=float(opts['out_of_type']),
+            clutter=opts['clutter'],
+            background_texture=float(opts['background_texture']),
+            hue_spread=float(opts['hue_spread']),
+            max_occlusion=float(opts['max_occlusion']))
         info.update({k: list(v) if isinstance(v, tuple) else v for k, v in opts.items()})
         extra['scene_types'] = [t.to_json() for t in types]
 
@@ -667,26 +699,40 @@ def make_synthetic_scenes(out_dir: str,
             record['scene_type'] = types[scene_type].id
         images.append(record)
         for obj in objs:
-            annotations.append(dict(id=len(annotations) + 1, image_id=index + 1,
-                                    category_id=obj['category_id'], bbox=obj['bbox'],
-                                    area=obj['area'], iscrowd=0))
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=index + 1,
+                    category_id=obj['category_id'],
+                    bbox=obj['bbox'],
+                    area=obj['area'],
+                    iscrowd=0))
     num_val = int(round(val_fraction * num_images))
     num_train = num_images - num_val
-    paths = dict(ann_file=osp.join(ann_dir, 'instances.json'),
-                 train_ann_file=osp.join(ann_dir, 'instances_train.json'),
-                 val_ann_file=osp.join(ann_dir, 'instances_val.json'))
+    paths = dict(
+        ann_file=osp.join(ann_dir, 'instances.json'),
+        train_ann_file=osp.join(ann_dir, 'instances_train.json'),
+        val_ann_file=osp.join(ann_dir, 'instances_val.json'))
     _atomic_dump_json(_coco_subset(images, annotations, info, extra), paths['ann_file'])
     _atomic_dump_json(_coco_subset(images[:num_train], annotations, info, extra), paths['train_ann_file'])
     _atomic_dump_json(_coco_subset(images[num_train:], annotations, info, extra), paths['val_ann_file'])
 
     per_cat = np.bincount([a['category_id'] for a in annotations], minlength=len(CATEGORIES) + 1)[1:]
-    summary = dict(out_dir=out_dir, image_dir=img_dir, **paths,
-                   num_images=num_images, num_train=num_train, num_val=num_val,
-                   num_objects=len(annotations),
-                   mean_objects_per_image=len(annotations) / num_images,
-                   num_categories=len(CATEGORIES),
-                   objects_per_category={c['name']: int(n) for c, n in zip(CATEGORIES, per_cat)},
-                   img_size=(w, h), seed=int(seed), workers=workers, version=version)
+    summary = dict(
+        out_dir=out_dir,
+        image_dir=img_dir,
+        **paths,
+        num_images=num_images,
+        num_train=num_train,
+        num_val=num_val,
+        num_objects=len(annotations),
+        mean_objects_per_image=len(annotations) / num_images,
+        num_categories=len(CATEGORIES),
+        objects_per_category={c['name']: int(n) for c, n in zip(CATEGORIES, per_cat)},
+        img_size=(w, h),
+        seed=int(seed),
+        workers=workers,
+        version=version)
     if types:
         per_type = np.bincount([r[3] for r in results], minlength=len(types))
         summary['images_per_scene_type'] = {t.name: int(n) for t, n in zip(types, per_type)}

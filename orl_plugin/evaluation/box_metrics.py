@@ -35,8 +35,7 @@ def box_iou(boxes1_xyxy: np.ndarray, boxes2_xyxy: np.ndarray, mode: str = 'iou')
     return bbox_overlaps(b1, b2, mode=mode).astype(np.float32)
 
 
-def on_object(boxes_xywh: np.ndarray, gt_xyxy: np.ndarray, criterion: str = 'iou',
-              thr: float = 0.5) -> np.ndarray:
+def on_object(boxes_xywh: np.ndarray, gt_xyxy: np.ndarray, criterion: str = 'iou', thr: float = 0.5) -> np.ndarray:
     """``(B, G)`` bool: box b is on GT object g by ``criterion`` (``'iou'`` or ``'inside'``, see
     the module docstring) at threshold ``thr``."""
     if criterion not in OBJECT_CRITERIA:
@@ -45,8 +44,7 @@ def on_object(boxes_xywh: np.ndarray, gt_xyxy: np.ndarray, criterion: str = 'iou
     return box_iou(b, gt_xyxy, mode='iou' if criterion == 'iou' else 'iof') >= thr
 
 
-def gt_recall(proposals_xywh: np.ndarray, gt_xyxy: np.ndarray,
-              iou_thr: float = 0.5) -> Tuple[int, int]:
+def gt_recall(proposals_xywh: np.ndarray, gt_xyxy: np.ndarray, iou_thr: float = 0.5) -> Tuple[int, int]:
     """How many GT boxes have a proposal with IoU >= ``iou_thr``: ``(recalled, num_gt)``."""
     gt = np.asarray(gt_xyxy, dtype=np.float32).reshape(-1, 4)
     if len(gt) == 0:
@@ -57,8 +55,11 @@ def gt_recall(proposals_xywh: np.ndarray, gt_xyxy: np.ndarray,
     return int((ious.max(axis=0) >= iou_thr).sum()), len(gt)
 
 
-def matched_gt_labels(boxes_xywh: np.ndarray, gt_xyxy: np.ndarray, gt_labels: np.ndarray,
-                      iou_thr: float = 0.5, criterion: str = 'iou') -> np.ndarray:
+def matched_gt_labels(boxes_xywh: np.ndarray,
+                      gt_xyxy: np.ndarray,
+                      gt_labels: np.ndarray,
+                      iou_thr: float = 0.5,
+                      criterion: str = 'iou') -> np.ndarray:
     """Category match mask ``(B, C)``: box b is on (:func:`on_object`, ``criterion`` at
     ``iou_thr``) a GT object of category c.
 

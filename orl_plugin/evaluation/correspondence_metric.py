@@ -11,9 +11,8 @@ from .box_metrics import matched_gt_labels
 from .mining_metric import MiningMetric
 
 #: The official correspondence JSON's ``info`` fields, in its order.
-OFFICIAL_INFO_KEYS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_max_iou',
-                      'intra_bbox_num', 'knn_image_num', 'knn_bbox_pair_ratio')
-
+OFFICIAL_INFO_KEYS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_max_iou', 'intra_bbox_num', 'knn_image_num',
+                      'knn_bbox_pair_ratio')
 
 #: Key suffix of each object criterion (:data:`box_metrics.OBJECT_CRITERIA`) in the pair figures.
 CRITERION_SUFFIX = {'iou': '', 'inside': '_inside'}
@@ -72,8 +71,9 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
 
     def masks_of(i: int, crit: str) -> np.ndarray:
         if (i, crit) not in kept_masks:
-            kept_masks[i, crit] = _pad(matched_gt_labels(np.asarray(kept_boxes[i]).reshape(-1, 4), gt_bboxes[i],
-                                                         gt_labels[i], thr[crit], crit), num_cls)
+            kept_masks[i, crit] = _pad(
+                matched_gt_labels(
+                    np.asarray(kept_boxes[i]).reshape(-1, 4), gt_bboxes[i], gt_labels[i], thr[crit], crit), num_cls)
         return kept_masks[i, crit]
 
     for i in range(n):
@@ -177,10 +177,9 @@ class CorrespondenceMetric(MiningMetric):
             counts = np.asarray(r['pair_counts'], dtype=np.int64).reshape(-1)
             flat = np.asarray(r['pairs']).reshape(-1, 8)
             if len(kn) != k or len(counts) != k or counts.sum() != len(flat):
-                raise RuntimeError(
-                    f'correspondence result of image {i} ({r.get("file_name", "")}) has '
-                    f'{len(kn)} neighbours, {len(counts)} pair counts summing to '
-                    f'{int(counts.sum())} and {len(flat)} pairs; expected {k} neighbours')
+                raise RuntimeError(f'correspondence result of image {i} ({r.get("file_name", "")}) has '
+                                   f'{len(kn)} neighbours, {len(counts)} pair counts summing to '
+                                   f'{int(counts.sum())} and {len(flat)} pairs; expected {k} neighbours')
             knn[i] = kn
             boxes.append(np.asarray(r['kept_boxes']).reshape(-1, 4))
             pairs.append(np.split(flat, np.cumsum(counts)[:-1]))
@@ -188,25 +187,34 @@ class CorrespondenceMetric(MiningMetric):
         names, ids = self.image_list(results)
         skipped = self.skipped_list(results)
         path = write_correspondence_store(
-            self.out_file, boxes, knn, pairs, file_names=names, image_ids=ids, params=params,
-            provenance=self.provenance(), skipped=skipped)
+            self.out_file,
+            boxes,
+            knn,
+            pairs,
+            file_names=names,
+            image_ids=ids,
+            params=params,
+            provenance=self.provenance(),
+            skipped=skipped)
         json_path = self.write_json(path)
         num_pairs = int(sum(len(p) for row in pairs for p in row))
         num_boxes = int(sum(len(b) for b in boxes))
-        print_log(f'correspondence: {n} images, {len(skipped)} skipped, {num_boxes} kept boxes, '
-                  f'{num_pairs} RoI pairs -> {path}' + (f' and {json_path}' if json_path else ''),
-                  logger='current')
+        print_log(
+            f'correspondence: {n} images, {len(skipped)} skipped, {num_boxes} kept boxes, '
+            f'{num_pairs} RoI pairs -> {path}' + (f' and {json_path}' if json_path else ''),
+            logger='current')
 
-        metrics = dict(num_images=n, num_skipped=len(skipped), num_pairs=num_pairs,
-                       mean_kept_boxes=num_boxes / max(n - len(skipped), 1))
+        metrics = dict(
+            num_images=n,
+            num_skipped=len(skipped),
+            num_pairs=num_pairs,
+            mean_kept_boxes=num_boxes / max(n - len(skipped), 1))
         gt_b = [r.get('gt_bboxes') for r in results]
         gt_l = [r.get('gt_labels') for r in results]
-        gt_b = [None if b is None else np.asarray(b, dtype=np.float32).reshape(-1, 4)
-                for b in gt_b]
-        gt_l = [None if lab is None else np.asarray(lab, dtype=np.int64).reshape(-1)
-                for lab in gt_l]
-        metrics.update(pair_precision(pairs, knn, gt_b, gt_l, self.iou_thr, kept_boxes=boxes,
-                                      inside_thr=self.inside_thr))
+        gt_b = [None if b is None else np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in gt_b]
+        gt_l = [None if lab is None else np.asarray(lab, dtype=np.int64).reshape(-1) for lab in gt_l]
+        metrics.update(
+            pair_precision(pairs, knn, gt_b, gt_l, self.iou_thr, kept_boxes=boxes, inside_thr=self.inside_thr))
         if all(b is None for b in gt_b):
             self.note_no_ground_truth('pair precision')
         return metrics

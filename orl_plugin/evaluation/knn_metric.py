@@ -19,8 +19,7 @@ def _faiss_gpu_available() -> bool:
         import torch
     except ImportError:
         return False
-    return (hasattr(faiss, 'StandardGpuResources') and faiss.get_num_gpus() > 0
-            and torch.cuda.is_available())
+    return (hasattr(faiss, 'StandardGpuResources') and faiss.get_num_gpus() > 0 and torch.cuda.is_available())
 
 
 def exact_knn(feats: np.ndarray, k: int, use_gpu: bool = False, margin: int = 16) -> np.ndarray:
@@ -63,8 +62,11 @@ def exact_knn(feats: np.ndarray, k: int, use_gpu: bool = False, margin: int = 16
     return out
 
 
-def category_precision(labels: List[np.ndarray], knn: np.ndarray, queries: np.ndarray,
-                       candidates: Optional[np.ndarray] = None, max_random_queries: int = 2000) -> dict:
+def category_precision(labels: List[np.ndarray],
+                       knn: np.ndarray,
+                       queries: np.ndarray,
+                       candidates: Optional[np.ndarray] = None,
+                       max_random_queries: int = 2000) -> dict:
     """Fraction of neighbours sharing at least one GT category with the query.
 
     ``labels[i]``: GT category indices of image i; ``queries``: rows to score (images with
@@ -78,8 +80,7 @@ def category_precision(labels: List[np.ndarray], knn: np.ndarray, queries: np.nd
     hits = np.array([[bool(sets[q] & sets[j]) for j in knn[q]] for q in queries], dtype=bool)
     if hits.size == 0:
         return {}
-    out = {f'category_precision@{knn.shape[1]}': float(hits.mean()),
-           'category_precision@1': float(hits[:, 0].mean())}
+    out = {f'category_precision@{knn.shape[1]}': float(hits.mean()), 'category_precision@1': float(hits[:, 0].mean())}
     if candidates is not None and len(candidates) > 1:
         num_cls = max((max(st) for st in sets if st), default=-1) + 1
         onehot = np.zeros((len(labels), num_cls), dtype=np.float32)
@@ -135,8 +136,7 @@ class KNNMetric(MiningMetric):
     def compute_metrics(self, results: List[dict]) -> dict:
         results = self.ordered(results)
         n = len(results)
-        valid = np.array([i for i, r in enumerate(results) if not self.is_skipped(r)],
-                         dtype=np.int64)
+        valid = np.array([i for i, r in enumerate(results) if not self.is_skipped(r)], dtype=np.int64)
         if valid.size < self.k + 1:
             raise ValueError(f'KNN with k={self.k} needs at least {self.k + 1} readable images, '
                              f'got {valid.size} of {n}')
@@ -148,11 +148,18 @@ class KNNMetric(MiningMetric):
         names, ids = self.image_list(results)
         skipped = self.skipped_list(results)
         path = write_knn_store(
-            self.out_file, knn, file_names=names, image_ids=ids,
-            params=dict(knn_image_num=self.k), provenance=self.provenance(), skipped=skipped)
+            self.out_file,
+            knn,
+            file_names=names,
+            image_ids=ids,
+            params=dict(knn_image_num=self.k),
+            provenance=self.provenance(),
+            skipped=skipped)
         json_path = self.write_json(path)
-        print_log(f'knn: {n} images, {len(skipped)} skipped, k={self.k} -> {path}'
-                  + (f' and {json_path}' if json_path else ''), logger='current')
+        print_log(
+            f'knn: {n} images, {len(skipped)} skipped, k={self.k} -> {path}' +
+            (f' and {json_path}' if json_path else ''),
+            logger='current')
 
         metrics = dict(num_images=n, num_skipped=len(skipped))
         labels = [np.asarray(r.get('gt_labels', []), dtype=np.int64) for r in results]

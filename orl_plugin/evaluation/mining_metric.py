@@ -14,8 +14,7 @@ from mmengine.logging import print_log
 
 from orl_plugin.store import MiningStore, write_official_json
 
-COMMON_KEYS = ('index', 'skipped', 'skip_reason', 'img_path', 'file_name', 'img_id',
-               'gt_bboxes', 'gt_labels')
+COMMON_KEYS = ('index', 'skipped', 'skip_reason', 'img_path', 'file_name', 'img_id', 'gt_bboxes', 'gt_labels')
 
 
 class MiningMetric(BaseMetric):
@@ -74,22 +73,24 @@ class MiningMetric(BaseMetric):
     @staticmethod
     def image_list(results: List[dict]) -> Tuple[List[str], np.ndarray]:
         """File names (as in the annotation file) and image ids, in index order."""
-        names = [str(r.get('file_name') or osp.basename(str(r.get('img_path', ''))))
-                 for r in results]
+        names = [str(r.get('file_name') or osp.basename(str(r.get('img_path', '')))) for r in results]
         ids = np.array([int(r.get('img_id', r['index'])) for r in results], dtype=np.int64)
         return names, ids
 
     @classmethod
     def skipped_list(cls, results: List[dict]) -> List[dict]:
         names, _ = cls.image_list(results)
-        return [dict(index=int(r['index']), file_name=names[i],
-                     reason=str(r.get('skip_reason', '')))
-                for i, r in enumerate(results) if cls.is_skipped(r)]
+        return [
+            dict(index=int(r['index']), file_name=names[i], reason=str(r.get('skip_reason', '')))
+            for i, r in enumerate(results) if cls.is_skipped(r)
+        ]
 
     def note_no_ground_truth(self, scores: str) -> None:
         """Say once, in one line, that the scores needing ground truth are off (a folder of photos)."""
-        print_log(f'{self.default_prefix}: no image has ground-truth boxes, so {scores} is not scored '
-                  '(it needs a COCO-format annotation file)', logger='current')
+        print_log(
+            f'{self.default_prefix}: no image has ground-truth boxes, so {scores} is not scored '
+            '(it needs a COCO-format annotation file)',
+            logger='current')
 
     def provenance(self) -> dict:
         return dict(metric=type(self).__name__, **self.mining_provenance)
@@ -98,5 +99,4 @@ class MiningMetric(BaseMetric):
         """Write the official JSON of the store just written, if ``json_file`` is set."""
         if not self.json_file:
             return None
-        return write_official_json(MiningStore.open(store_path), self.json_file,
-                                   include_meta=self.json_meta)
+        return write_official_json(MiningStore.open(store_path), self.json_file, include_meta=self.json_meta)

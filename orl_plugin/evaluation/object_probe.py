@@ -122,6 +122,9 @@ def object_knn_probe(model: torch.nn.Module,
     device = f_ref.device
     pred = knn_classify(f_ref, torch.from_numpy(ref_labels).to(device), f_q, num_classes, k, temperature)
     top1 = float((pred.cpu().numpy() == q_labels).mean())
-    return dict(top1=top1, chance=float(np.bincount(q_labels).max() / len(q_labels)),
-                num_reference=int(len(ref_labels)), num_query=int(len(q_labels)),
-                num_nonfinite=count_nonfinite(f_ref, f_q))
+    return dict(
+        top1=top1,
+        chance=float(np.bincount(q_labels).max() / len(q_labels)),
+        num_reference=int(len(ref_labels)),
+        num_query=int(len(q_labels)),
+        num_nonfinite=count_nonfinite(f_ref, f_q))

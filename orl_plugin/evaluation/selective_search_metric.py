@@ -67,18 +67,26 @@ class SelectiveSearchMetric(MiningMetric):
 
     def compute_metrics(self, results: List[dict]) -> dict:
         results = self.ordered(results)
-        boxes = [np.zeros((0, 4), np.int32) if self.is_skipped(r) else
-                 np.asarray(r['proposals'], dtype=np.int32).reshape(-1, 4) for r in results]
+        boxes = [
+            np.zeros(
+                (0, 4), np.int32) if self.is_skipped(r) else np.asarray(r['proposals'], dtype=np.int32).reshape(-1, 4)
+            for r in results
+        ]
         names, ids = self.image_list(results)
         skipped = self.skipped_list(results)
         path = write_selective_search_store(
-            self.out_file, boxes, file_names=names, image_ids=ids,
+            self.out_file,
+            boxes,
+            file_names=names,
+            image_ids=ids,
             params=dict(method='opencv_selective_search'),
-            provenance=self.provenance(), skipped=skipped)
+            provenance=self.provenance(),
+            skipped=skipped)
         json_path = self.write_json(path)
-        print_log(f'selective search: {len(results)} images, {len(skipped)} skipped, '
-                  f'{sum(len(b) for b in boxes)} boxes -> {path}'
-                  + (f' and {json_path}' if json_path else ''), logger='current')
+        print_log(
+            f'selective search: {len(results)} images, {len(skipped)} skipped, '
+            f'{sum(len(b) for b in boxes)} boxes -> {path}' + (f' and {json_path}' if json_path else ''),
+            logger='current')
 
         valid = [i for i, r in enumerate(results) if not self.is_skipped(r)]
         metrics = dict(num_images=len(results), num_skipped=len(skipped))
@@ -104,8 +112,8 @@ class SelectiveSearchMetric(MiningMetric):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, i]))
             img_wh = self._image_size(results[i], boxes[i], gt)
             rand = dict(raw=random_placement(boxes[i], img_wh, rng), filtered=random_placement(filt, img_wh, rng))
-            for kind, b in (('raw', boxes[i]), ('filtered', filt), ('raw_random', rand['raw']),
-                            ('filtered_random', rand['filtered'])):
+            for kind, b in (('raw', boxes[i]), ('filtered', filt), ('raw_random', rand['raw']), ('filtered_random',
+                                                                                                 rand['filtered'])):
                 counts[kind] += gt_recall(b, gt, self.iou_thr)[0]
             for crit in OBJECT_CRITERIA:
                 on[names[crit]] += int(on_object(filt, gt, crit, thr[crit]).any(axis=1).sum())

@@ -97,7 +97,7 @@ def effective_rank(feats: torch.Tensor, min_variance: float = 1e-8) -> float:
     if not bool(torch.isfinite(x).all()):
         return float('nan')
     x = x - x.mean(dim=0, keepdim=True)
-    var = torch.linalg.svdvals(x) ** 2
+    var = torch.linalg.svdvals(x)**2
     if float(var.sum()) / max(len(x), 1) < min_variance:
         return 1.0
     p = var / var.sum()
@@ -123,7 +123,10 @@ def view_retrieval(model: torch.nn.Module,
     f1, f2 = encode_in_eval_mode(model, v1, v2, batch_size=batch_size)
     sim = f1 @ f2.t()
     target = torch.arange(len(v1), device=sim.device)
-    top1 = 0.5 * (float((sim.argmax(1) == target).float().mean()) +
-                  float((sim.argmax(0) == target).float().mean()))
-    return dict(top1=top1, chance=1.0 / len(v1), num_images=int(len(v1)),
-                rank=effective_rank(torch.cat([f1, f2]).cpu()), num_nonfinite=count_nonfinite(f1, f2))
+    top1 = 0.5 * (float((sim.argmax(1) == target).float().mean()) + float((sim.argmax(0) == target).float().mean()))
+    return dict(
+        top1=top1,
+        chance=1.0 / len(v1),
+        num_images=int(len(v1)),
+        rank=effective_rank(torch.cat([f1, f2]).cpu()),
+        num_nonfinite=count_nonfinite(f1, f2))

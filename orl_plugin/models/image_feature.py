@@ -44,10 +44,9 @@ class ImageFeature:
         if self.feature == 'backbone':
             return False
         if self.feature == 'neck' and not has_projector(model):
-            raise AttributeError(
-                f"ImageFeature(feature='neck') needs a self-supervised model with a projector "
-                f"(neck); {type(model).__name__} has none (a classifier's pooling neck is no "
-                "projector): use feature='auto' or 'backbone'")
+            raise AttributeError(f"ImageFeature(feature='neck') needs a self-supervised model with a projector "
+                                 f"(neck); {type(model).__name__} has none (a classifier's pooling neck is no "
+                                 "projector): use feature='auto' or 'backbone'")
         return has_projector(model)
 
     def modules(self, model: torch.nn.Module) -> Tuple[str, ...]:

@@ -69,25 +69,20 @@ class ORL(BaseSelfSupervisor):
             pretrained=pretrained,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        self.intra_head = MODELS.build(
-            copy.deepcopy(head) if intra_head is None else intra_head)
-        self.inter_head = MODELS.build(
-            copy.deepcopy(head) if inter_head is None else inter_head)
+        self.intra_head = MODELS.build(copy.deepcopy(head) if intra_head is None else intra_head)
+        self.inter_head = MODELS.build(copy.deepcopy(head) if inter_head is None else inter_head)
         self.global_loss_weight = global_loss_weight
         self.intra_loss_weight = intra_loss_weight
         self.inter_loss_weight = inter_loss_weight
 
         # The target network: EMA of the online backbone + projector.
         self.target_net = CosineEMA(
-            nn.Sequential(self.backbone, self.neck),
-            momentum=base_momentum,
-            end_momentum=end_momentum)
+            nn.Sequential(self.backbone, self.neck), momentum=base_momentum, end_momentum=end_momentum)
 
     def _online(self, view: torch.Tensor) -> torch.Tensor:
         return self.neck(self.backbone(view))[0]
 
-    def _byol_loss(self, head: nn.Module, view1: torch.Tensor,
-                   view2: torch.Tensor) -> torch.Tensor:
+    def _byol_loss(self, head: nn.Module, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """Symmetric BYOL loss of one branch: each view predicts the target
         projection of the other."""
         online1 = self._online(view1)
@@ -97,8 +92,7 @@ class ORL(BaseSelfSupervisor):
             target2 = self.target_net(view2)[0]
         return head.loss(online1, target2) + head.loss(online2, target1)
 
-    def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
-             **kwargs) -> Dict[str, torch.Tensor]:
+    def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample], **kwargs) -> Dict[str, torch.Tensor]:
         """The three ORL losses.
 
         Args:
@@ -112,8 +106,7 @@ class ORL(BaseSelfSupervisor):
             ``loss_inter`` (summed by the optimiser wrapper, logged apart).
         """
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 6:
-            got = f'{len(inputs)} views' if isinstance(
-                inputs, (list, tuple)) else type(inputs).__name__
+            got = f'{len(inputs)} views' if isinstance(inputs, (list, tuple)) else type(inputs).__name__
             raise ValueError('ORL expects a list of 6 view batches (two '
                              'image views, two intra-RoI and two inter-RoI '
                              f'patches, as ORLViews packs them), got {got}')
@@ -121,13 +114,9 @@ class ORL(BaseSelfSupervisor):
 
         # One EMA step per iteration, before the target forwards (as BYOL).
         with torch.no_grad():
-            self.target_net.update_parameters(
-                nn.Sequential(self.backbone, self.neck))
+            self.target_net.update_parameters(nn.Sequential(self.backbone, self.neck))
 
         return dict(
-            loss_global=self.global_loss_weight *
-            self._byol_loss(self.head, img_v1, img_v2),
-            loss_intra=self.intra_loss_weight *
-            self._byol_loss(self.intra_head, intra_v1, intra_v2),
-            loss_inter=self.inter_loss_weight *
-            self._byol_loss(self.inter_head, inter_v1, inter_v2))
+            loss_global=self.global_loss_weight * self._byol_loss(self.head, img_v1, img_v2),
+            loss_intra=self.intra_loss_weight * self._byol_loss(self.intra_head, intra_v1, intra_v2),
+            loss_inter=self.inter_loss_weight * self._byol_loss(self.inter_head, inter_v1, inter_v2))

@@ -41,8 +41,7 @@ class RoIFeature:
         check_interface(model, ('data_preprocessor', 'extract_feat', 'backbone'), 'RoIFeature')
 
     @torch.no_grad()
-    def __call__(self, model: torch.nn.Module, crops: np.ndarray,
-                 batch_size: int = 256) -> torch.Tensor:
+    def __call__(self, model: torch.nn.Module, crops: np.ndarray, batch_size: int = 256) -> torch.Tensor:
         """Embed ``(M, H, W, 3)`` uint8 crops (the loader's channel order), ``batch_size`` per
         forward, on the model's device (eval mode expected). Returns ``(M, D)`` float32."""
         device = next(model.parameters()).device

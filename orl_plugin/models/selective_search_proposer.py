@@ -21,13 +21,16 @@ class SelectiveSearchProposer(BaseModel):
     parameter-free modules unwrapped (plain DDP refuses a module without parameters).
     """
 
-    def __init__(self, mode: str = 'fast', max_size: Optional[int] = None, seed: Optional[int] = 1,
+    def __init__(self,
+                 mode: str = 'fast',
+                 max_size: Optional[int] = None,
+                 seed: Optional[int] = 1,
                  data_preprocessor: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
         # the data pipeline's SelectiveSearch transform, through the registry (models sit above
         # the data sets and do not import them)
-        self._ss = TRANSFORMS.build(dict(type='SelectiveSearch', mode=mode, max_size=max_size,
-                                         num_threads=1, keep_img=False, seed=seed))
+        self._ss = TRANSFORMS.build(
+            dict(type='SelectiveSearch', mode=mode, max_size=max_size, num_threads=1, keep_img=False, seed=seed))
 
     def propose(self, imgs: Sequence[Union[np.ndarray, torch.Tensor]]) -> List[np.ndarray]:
         """Boxes ``(B_i, 4)`` int32 xywh for each ``HxWx3`` BGR image."""
@@ -38,8 +41,7 @@ class SelectiveSearchProposer(BaseModel):
             out.append(self._ss.transform(dict(img=np.asarray(img)))['proposals'])
         return out
 
-    def forward(self, inputs: Sequence[Any], data_samples: Any = None,
-                mode: str = 'tensor') -> List[np.ndarray]:
+    def forward(self, inputs: Sequence[Any], data_samples: Any = None, mode: str = 'tensor') -> List[np.ndarray]:
         if mode not in ('tensor', 'predict'):
             raise ValueError(f"SelectiveSearchProposer has no {mode!r} mode (nothing to train)")
         return self.propose(inputs)

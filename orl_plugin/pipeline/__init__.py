@@ -15,8 +15,7 @@ from .runner import Pipeline, PipelineOptions
 from .stages import STAGE_BY_NAME, STAGES, STORE_OUT_KEY, PipelineError, descendants, resolve_stage
 
 __all__ = [
-    'main', 'data_root_options', 'load_config', 'parse_stage_options', 'schedule_options', 'PRESETS',
-    'FOLDER_PRESETS', 'folder_recipe', 'repo_root',
-    'resolve_configs', 'latest_checkpoint', 'read_run_metrics', 'Pipeline', 'PipelineOptions',
-    'STAGE_BY_NAME', 'STAGES', 'STORE_OUT_KEY', 'PipelineError', 'descendants', 'resolve_stage'
+    'main', 'data_root_options', 'load_config', 'parse_stage_options', 'schedule_options', 'PRESETS', 'FOLDER_PRESETS',
+    'folder_recipe', 'repo_root', 'resolve_configs', 'latest_checkpoint', 'read_run_metrics', 'Pipeline',
+    'PipelineOptions', 'STAGE_BY_NAME', 'STAGES', 'STORE_OUT_KEY', 'PipelineError', 'descendants', 'resolve_stage'
 ]

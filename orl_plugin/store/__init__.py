@@ -11,8 +11,8 @@ Layers inside the package (each module imports only those above it)::
     handle         StoreHandle: a store opened once per process (data-loader workers)
 """
 from .atomic import atomic_open, atomic_write_json  # noqa: F401
-from .format import (KINDS, STORE_FORMAT, STORE_VERSION, OfficialFormatError, StoreFormatError,  # noqa: F401
-                     is_store_dir)
+from .format import is_store_dir  # noqa: F401
+from .format import KINDS, STORE_FORMAT, STORE_VERSION, OfficialFormatError, StoreFormatError  # noqa: F401
 from .handle import StoreHandle  # noqa: F401
 from .image_list import IMG_EXTENSIONS, check_image_list, load_image_list  # noqa: F401
 from .mining_store import MiningStore  # noqa: F401

@@ -39,8 +39,7 @@ def fsync_dir(path: str) -> None:
 
 
 @contextmanager
-def atomic_open(path: PathLike, mode: str = 'wb', *, tmp_prefix: str = '.',
-                **open_kwargs: Any) -> Iterator[IO]:
+def atomic_open(path: PathLike, mode: str = 'wb', *, tmp_prefix: str = '.', **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; on a clean exit it replaces ``path``.
 
     The temporary file is named ``<tmp_prefix><name>.<pid>.<random>.tmp`` in the target folder
@@ -74,8 +73,12 @@ def atomic_open(path: PathLike, mode: str = 'wb', *, tmp_prefix: str = '.',
     fsync_dir(parent)
 
 
-def atomic_write_json(path: PathLike, obj: Any, *, tmp_prefix: str = '.',
-                      default: Optional[Callable[[Any], Any]] = str, **dump_kwargs: Any) -> str:
+def atomic_write_json(path: PathLike,
+                      obj: Any,
+                      *,
+                      tmp_prefix: str = '.',
+                      default: Optional[Callable[[Any], Any]] = str,
+                      **dump_kwargs: Any) -> str:
     """Write ``obj`` as UTF-8 JSON with :func:`atomic_open` (``indent=1`` unless given);
     values JSON cannot encode go through ``default`` (``str``). Returns the absolute path."""
     dump_kwargs.setdefault('indent', 1)

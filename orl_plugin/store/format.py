@@ -42,8 +42,7 @@ BOX_DTYPES = (np.dtype(np.int16), np.dtype(np.int32))
 ARRAYS = {
     'selective_search': ('image_ids', 'file_names', 'boxes', 'box_offsets'),
     'knn': ('image_ids', 'file_names', 'knn'),
-    'correspondence': ('image_ids', 'file_names', 'boxes', 'box_offsets', 'knn', 'pairs',
-                       'pair_offsets'),
+    'correspondence': ('image_ids', 'file_names', 'boxes', 'box_offsets', 'knn', 'pairs', 'pair_offsets'),
 }
 
 PathLike = Union[str, os.PathLike]
@@ -108,8 +107,7 @@ def concat_rows(rows: Sequence[np.ndarray], width: int) -> tuple[np.ndarray, np.
     return flat, offsets
 
 
-def encode_file_names(file_names: Optional[Iterable[str]], n: int, what: str = 'file_names'
-                      ) -> np.ndarray:
+def encode_file_names(file_names: Optional[Iterable[str]], n: int, what: str = 'file_names') -> np.ndarray:
     """Encode names as a fixed-width UTF-8 bytes array (one buffer, no Python object per name)."""
     if file_names is None:
         return np.zeros(n, dtype='S1')
@@ -148,8 +146,7 @@ def _check_skipped(skipped: Optional[Sequence[dict]]) -> list:
     for i, s in enumerate(skipped or []):
         if not isinstance(s, dict) or 'index' not in s:
             raise StoreFormatError(f'skipped[{i}] must be a dict with index, file_name, reason')
-        out.append(dict(index=int(s['index']), file_name=str(s.get('file_name', '')),
-                        reason=str(s.get('reason', ''))))
+        out.append(dict(index=int(s['index']), file_name=str(s.get('file_name', '')), reason=str(s.get('reason', ''))))
     return out
 
 
@@ -169,8 +166,7 @@ def jsonable(obj: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # validation and building
 # --------------------------------------------------------------------------------------------
-def check_arrays(kind: str, n: int, arrays: dict, where: Callable[[str], str],
-                 deep: bool = True) -> None:
+def check_arrays(kind: str, n: int, arrays: dict, where: Callable[[str], str], deep: bool = True) -> None:
     """Shapes, dtypes and CSR offsets consistent; ``where(array name)`` starts each error."""
 
     def fail(name: str, msg: str) -> None:
@@ -191,8 +187,9 @@ def check_arrays(kind: str, n: int, arrays: dict, where: Callable[[str], str],
         if off.shape != (cells + 1, ) or off.dtype != np.int64:
             fail(off_name, f'shape {off.shape} dtype {off.dtype}, expected ({cells + 1},) int64')
         if off[0] != 0 or off[-1] != data.shape[0]:
-            fail(off_name, f'runs from {int(off[0])} to {int(off[-1])}, expected 0 to '
-                 f'{data.shape[0]} (rows of {data_name}.npy)')
+            fail(
+                off_name, f'runs from {int(off[0])} to {int(off[-1])}, expected 0 to '
+                f'{data.shape[0]} (rows of {data_name}.npy)')
         if deep and cells:
             bad = np.flatnonzero(np.diff(off) < 0)
             if bad.size:
@@ -217,19 +214,25 @@ def check_arrays(kind: str, n: int, arrays: dict, where: Callable[[str], str],
         check_offsets('pairs', 'pair_offsets', n * k, 8)
 
 
-def build_parts(kind: str, *, image_ids: Optional[Any] = None, file_names: Optional[Any] = None,
-                num_images: Optional[int] = None, boxes: Optional[np.ndarray] = None,
-                box_offsets: Optional[np.ndarray] = None, knn: Optional[np.ndarray] = None,
-                pairs: Optional[np.ndarray] = None, pair_offsets: Optional[np.ndarray] = None,
-                params: Optional[dict] = None, provenance: Optional[dict] = None,
+def build_parts(kind: str,
+                *,
+                image_ids: Optional[Any] = None,
+                file_names: Optional[Any] = None,
+                num_images: Optional[int] = None,
+                boxes: Optional[np.ndarray] = None,
+                box_offsets: Optional[np.ndarray] = None,
+                knn: Optional[np.ndarray] = None,
+                pairs: Optional[np.ndarray] = None,
+                pair_offsets: Optional[np.ndarray] = None,
+                params: Optional[dict] = None,
+                provenance: Optional[dict] = None,
                 skipped: Optional[Sequence[dict]] = None,
                 has_image_list: Optional[bool] = None) -> StoreParts:
     """Validate CSR arrays and make their dtypes compact (see ``MiningStore.from_arrays``)."""
     if kind not in KINDS:
         raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
     if num_images is None:
-        for src, count in ((image_ids, len), (file_names, len),
-                           (box_offsets, lambda a: len(a) - 1), (knn, len)):
+        for src, count in ((image_ids, len), (file_names, len), (box_offsets, lambda a: len(a) - 1), (knn, len)):
             if src is not None:
                 num_images = count(src)
                 break
@@ -270,9 +273,15 @@ def build_parts(kind: str, *, image_ids: Optional[Any] = None, file_names: Optio
         arrays['pairs'] = p.astype(smallest_int_dtype(p, 'pairs'), copy=False)
         arrays['pair_offsets'] = np.asarray(pair_offsets, dtype=np.int64)
     check_arrays(kind, n, arrays, lambda name: name, deep=True)
-    header = dict(format=STORE_FORMAT, version=STORE_VERSION, kind=kind, num_images=n,
-                  has_image_list=bool(has_image_list), params=jsonable(dict(params or {})),
-                  provenance=jsonable(dict(provenance or {})), skipped=_check_skipped(skipped))
+    header = dict(
+        format=STORE_FORMAT,
+        version=STORE_VERSION,
+        kind=kind,
+        num_images=n,
+        has_image_list=bool(has_image_list),
+        params=jsonable(dict(params or {})),
+        provenance=jsonable(dict(provenance or {})),
+        skipped=_check_skipped(skipped))
     return StoreParts(kind, header, arrays)
 
 
@@ -318,9 +327,8 @@ def read_store_dir(path: PathLike, validate: bool = True) -> StoreParts:
     version = header.get('version')
     if version != STORE_VERSION:
         newer = isinstance(version, int) and version > STORE_VERSION
-        raise StoreFormatError(
-            f'{hp}: field "version" is {version!r}; this orl_plugin reads version '
-            f'{STORE_VERSION}' + (' (written by a newer orl_plugin?)' if newer else ''))
+        raise StoreFormatError(f'{hp}: field "version" is {version!r}; this orl_plugin reads version '
+                               f'{STORE_VERSION}' + (' (written by a newer orl_plugin?)' if newer else ''))
     kind = header.get('kind')
     if kind not in KINDS:
         raise StoreFormatError(f'{hp}: field "kind" is {kind!r}, expected one of {KINDS}')

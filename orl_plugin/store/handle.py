@@ -35,8 +35,7 @@ class StoreHandle:
         """The store, opened in this process (on the first call here)."""
         pid = os.getpid()
         if self._store is None or (self._pid != pid and self._store.source == 'store'):
-            self._store = MiningStore.open(self.path, kind=self.kind,
-                                           validate=not self._validated)
+            self._store = MiningStore.open(self.path, kind=self.kind, validate=not self._validated)
             self._validated = True
             self._pid = pid
         return self._store

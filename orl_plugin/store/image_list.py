@@ -55,7 +55,11 @@ def load_image_list(sources: Union[str, Sequence[str]]) -> tuple[list, np.ndarra
     return names, np.asarray(ids, dtype=np.int64)
 
 
-def check_image_list(store: Any, infos: Sequence[dict], *, store_desc: str, list_desc: str,
+def check_image_list(store: Any,
+                     infos: Sequence[dict],
+                     *,
+                     store_desc: str,
+                     list_desc: str,
                      remedy: str = 'mine stage 2 on the same image list (same ann files, same '
                      'order)') -> None:
     """Raise ``ValueError`` unless ``store`` lists the images of ``infos``, in the same order.

@@ -32,7 +32,11 @@ class MiningStore:
         source: ``'store'``, ``'official_json'`` or ``'memory'``.
     """
 
-    def __init__(self, kind: str, header: dict, arrays: dict, path: Optional[str] = None,
+    def __init__(self,
+                 kind: str,
+                 header: dict,
+                 arrays: dict,
+                 path: Optional[str] = None,
                  source: str = 'memory') -> None:
         self.kind = kind
         self.header = header
@@ -52,8 +56,13 @@ class MiningStore:
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def open(cls, path: PathLike, *, kind: Optional[str] = None, images: ImagesArg = None,
-             validate: bool = True, verbose: bool = False) -> 'MiningStore':
+    def open(cls,
+             path: PathLike,
+             *,
+             kind: Optional[str] = None,
+             images: ImagesArg = None,
+             validate: bool = True,
+             verbose: bool = False) -> 'MiningStore':
         """Open a native store directory, or an official ORL JSON file (path ends in .json).
 
         Args:
@@ -79,19 +88,30 @@ class MiningStore:
         return store
 
     @classmethod
-    def from_official_dict(cls, data: Any, name: str = '<json>', *, kind: Optional[str] = None,
+    def from_official_dict(cls,
+                           data: Any,
+                           name: str = '<json>',
+                           *,
+                           kind: Optional[str] = None,
                            images: ImagesArg = None) -> 'MiningStore':
         """An in-memory store from an already-parsed official JSON object (``name`` for errors)."""
-        return cls(*parse_official_dict(data, name, kind=kind, images=images),
-                   source='official_json')
+        return cls(*parse_official_dict(data, name, kind=kind, images=images), source='official_json')
 
     @classmethod
-    def from_arrays(cls, kind: str, *, image_ids: Optional[Any] = None,
-                    file_names: Optional[Any] = None, num_images: Optional[int] = None,
-                    boxes: Optional[np.ndarray] = None, box_offsets: Optional[np.ndarray] = None,
-                    knn: Optional[np.ndarray] = None, pairs: Optional[np.ndarray] = None,
-                    pair_offsets: Optional[np.ndarray] = None, params: Optional[dict] = None,
-                    provenance: Optional[dict] = None, skipped: Optional[Sequence[dict]] = None,
+    def from_arrays(cls,
+                    kind: str,
+                    *,
+                    image_ids: Optional[Any] = None,
+                    file_names: Optional[Any] = None,
+                    num_images: Optional[int] = None,
+                    boxes: Optional[np.ndarray] = None,
+                    box_offsets: Optional[np.ndarray] = None,
+                    knn: Optional[np.ndarray] = None,
+                    pairs: Optional[np.ndarray] = None,
+                    pair_offsets: Optional[np.ndarray] = None,
+                    params: Optional[dict] = None,
+                    provenance: Optional[dict] = None,
+                    skipped: Optional[Sequence[dict]] = None,
                     has_image_list: Optional[bool] = None) -> 'MiningStore':
         """Build an in-memory store from CSR arrays (validated, dtypes made compact).
 
@@ -99,9 +119,19 @@ class MiningStore:
         N * k + 1 entries). Without an image list, ids are -1 and names empty.
         """
         parts: StoreParts = build_parts(
-            kind, image_ids=image_ids, file_names=file_names, num_images=num_images, boxes=boxes,
-            box_offsets=box_offsets, knn=knn, pairs=pairs, pair_offsets=pair_offsets,
-            params=params, provenance=provenance, skipped=skipped, has_image_list=has_image_list)
+            kind,
+            image_ids=image_ids,
+            file_names=file_names,
+            num_images=num_images,
+            boxes=boxes,
+            box_offsets=box_offsets,
+            knn=knn,
+            pairs=pairs,
+            pair_offsets=pair_offsets,
+            params=params,
+            provenance=provenance,
+            skipped=skipped,
+            has_image_list=has_image_list)
         return cls(*parts)
 
     def save(self, path: PathLike, *, provenance: Optional[dict] = None) -> str:
@@ -113,12 +143,16 @@ class MiningStore:
         if not prov or provenance is not None:
             prov = default_provenance({**prov, **(provenance or {})})
         header = dict(
-            format=STORE_FORMAT, version=STORE_VERSION, kind=self.kind,
-            num_images=self.num_images, has_image_list=self.has_image_list,
-            params=jsonable(self.params), provenance=jsonable(prov), skipped=self.skipped,
+            format=STORE_FORMAT,
+            version=STORE_VERSION,
+            kind=self.kind,
+            num_images=self.num_images,
+            has_image_list=self.has_image_list,
+            params=jsonable(self.params),
+            provenance=jsonable(prov),
+            skipped=self.skipped,
             uid=uuid.uuid4().hex,
-            arrays={name: dict(dtype=arr.dtype.str, shape=list(arr.shape))
-                    for name, arr in self._arrays.items()},
+            arrays={name: dict(dtype=arr.dtype.str, shape=list(arr.shape)) for name, arr in self._arrays.items()},
             counts=self._counts())
         return write_store_dir(path, header, self._arrays)
 

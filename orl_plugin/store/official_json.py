@@ -30,12 +30,11 @@ from .format import KINDS, OfficialFormatError, StoreParts, build_parts, concat_
 from .image_list import load_image_list
 
 __all__ = [
-    'CORRESPONDENCE_INFO_FIELDS', 'detect_kind', 'parse_official_json', 'parse_official_dict',
-    'write_official_json'
+    'CORRESPONDENCE_INFO_FIELDS', 'detect_kind', 'parse_official_json', 'parse_official_dict', 'write_official_json'
 ]
 
-CORRESPONDENCE_INFO_FIELDS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_max_iou',
-                              'intra_bbox_num', 'knn_image_num', 'knn_bbox_pair_ratio')
+CORRESPONDENCE_INFO_FIELDS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_max_iou', 'intra_bbox_num',
+                              'knn_image_num', 'knn_bbox_pair_ratio')
 META_KEY = 'orl_plugin'
 
 ImagesArg = Union[None, str, Sequence[str], tuple]
@@ -67,8 +66,11 @@ def detect_kind(data: Any, name: str = '<json>') -> str:
                               '"bbox" (selective search) found')
 
 
-def parse_official_json(path: Union[str, os.PathLike], *, kind: Optional[str] = None,
-                        images: ImagesArg = None, verbose: bool = False) -> StoreParts:
+def parse_official_json(path: Union[str, os.PathLike],
+                        *,
+                        kind: Optional[str] = None,
+                        images: ImagesArg = None,
+                        verbose: bool = False) -> StoreParts:
     """Parse and validate an official ORL JSON file (use ``MiningStore.open`` to get a store).
 
     Args:
@@ -207,8 +209,12 @@ def _meta(data: dict, name: str) -> tuple[dict, list, dict]:
         dict(meta.get('params') or {})
 
 
-def parse_official_dict(data: Any, name: str = '<json>', *, kind: Optional[str] = None,
-                        images: ImagesArg = None, verbose: bool = False) -> StoreParts:
+def parse_official_dict(data: Any,
+                        name: str = '<json>',
+                        *,
+                        kind: Optional[str] = None,
+                        images: ImagesArg = None,
+                        verbose: bool = False) -> StoreParts:
     """Validate an already-parsed official file (``name``: its path, for the messages) and
     turn it into the parts of an in-memory store."""
     found = detect_kind(data, name)
@@ -233,14 +239,20 @@ def parse_official_dict(data: Any, name: str = '<json>', *, kind: Optional[str] 
         elif given is not None:
             names, ids = given
             if len(names) != n:
-                raise OfficialFormatError(
-                    f'{name}: has boxes for {n} images but the given image list has '
-                    f'{len(names)}; the selective-search file is aligned by position with it')
+                raise OfficialFormatError(f'{name}: has boxes for {n} images but the given image list has '
+                                          f'{len(names)}; the selective-search file is aligned by position with it')
         rows = [_rows(b, 4, name, f'bbox[{i}]') for i, b in _progress(enumerate(bbox), n, 'bbox')]
         flat, off = concat_rows(rows, 4)
         return build_parts(
-            'selective_search', image_ids=ids, file_names=names, num_images=n, boxes=flat,
-            box_offsets=off, params=extra_params, provenance=prov, skipped=skipped,
+            'selective_search',
+            image_ids=ids,
+            file_names=names,
+            num_images=n,
+            boxes=flat,
+            box_offsets=off,
+            params=extra_params,
+            provenance=prov,
+            skipped=skipped,
             has_image_list=names is not None)
 
     info = _field(data, 'info', name, '', dict)
@@ -263,19 +275,18 @@ def parse_official_dict(data: Any, name: str = '<json>', *, kind: Optional[str] 
         i = next(i for i in range(n) if pids[i] != int(ids[i]) or not isinstance(pids[i], int))
         raise OfficialFormatError(f'{name}: pseudo_annotations.image_id[{i}] = {pids[i]!r} '
                                   f'differs from images.id[{i}] = {int(ids[i])}')
-    knn = _knn_rows(_field(pa, 'knn_image_id', name, 'pseudo_annotations.'), n, k, name,
-                    'pseudo_annotations.knn_image_id')
+    knn = _knn_rows(
+        _field(pa, 'knn_image_id', name, 'pseudo_annotations.'), n, k, name, 'pseudo_annotations.knn_image_id')
     params = dict(info)
     if found == 'knn':
-        return build_parts('knn', image_ids=ids, file_names=fns, knn=knn, params=params,
-                           provenance=prov, skipped=skipped)
+        return build_parts(
+            'knn', image_ids=ids, file_names=fns, knn=knn, params=params, provenance=prov, skipped=skipped)
 
     bbox = _field(pa, 'bbox', name, 'pseudo_annotations.', list)
     if len(bbox) != n:
         raise OfficialFormatError(f'{name}: pseudo_annotations.bbox has {len(bbox)} entries, '
                                   f'expected {n} (one per image)')
-    rows = [_rows(b, 4, name, f'pseudo_annotations.bbox[{i}]')
-            for i, b in _progress(enumerate(bbox), n, 'bbox')]
+    rows = [_rows(b, 4, name, f'pseudo_annotations.bbox[{i}]') for i, b in _progress(enumerate(bbox), n, 'bbox')]
     flat_b, off_b = concat_rows(rows, 4)
     del rows
     kbp = _field(pa, 'knn_bbox_pair', name, 'pseudo_annotations.', list)
@@ -298,8 +309,16 @@ def parse_official_dict(data: Any, name: str = '<json>', *, kind: Optional[str] 
     flat_p, off_p = concat_rows(cells, 8)
     del cells
     return build_parts(
-        'correspondence', image_ids=ids, file_names=fns, boxes=flat_b, box_offsets=off_b,
-        knn=knn, pairs=flat_p, pair_offsets=off_p, params=params, provenance=prov,
+        'correspondence',
+        image_ids=ids,
+        file_names=fns,
+        boxes=flat_b,
+        box_offsets=off_b,
+        knn=knn,
+        pairs=flat_p,
+        pair_offsets=off_p,
+        params=params,
+        provenance=prov,
         skipped=skipped)
 
 
@@ -336,8 +355,11 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(',', ':'))
 
 
-def write_official_json(store: Any, path: Union[str, os.PathLike], *,
-                        include_meta: bool = True, verbose: bool = False) -> str:
+def write_official_json(store: Any,
+                        path: Union[str, os.PathLike],
+                        *,
+                        include_meta: bool = True,
+                        verbose: bool = False) -> str:
     """Write ``store`` (a ``MiningStore``) as the official JSON of its kind, streaming image by
     image, atomically. Returns the absolute path.
 
@@ -380,8 +402,7 @@ def write_official_json(store: Any, path: Union[str, os.PathLike], *,
                     offs = poff[i * k:(i + 1) * k + 1]
                     block = np.asarray(pdata[offs[0]:offs[-1]]).tolist()
                     rel = (offs - offs[0]).tolist()
-                    w('[' + ','.join(_dumps(block[rel[j]:rel[j + 1]]) for j in range(k)) +
-                      ']')
+                    w('[' + ','.join(_dumps(block[rel[j]:rel[j + 1]]) for j in range(k)) + ']')
                 w(']')
             w('}')
         if include_meta:

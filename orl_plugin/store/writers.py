@@ -16,7 +16,9 @@ def _csr(chunks: Sequence, width: int, name) -> tuple[np.ndarray, np.ndarray]:
     return concat_rows([as_int_rows(c, width, name(i)) for i, c in enumerate(chunks)], width)
 
 
-def write_selective_search_store(path: PathLike, boxes: Sequence[np.ndarray], *,
+def write_selective_search_store(path: PathLike,
+                                 boxes: Sequence[np.ndarray],
+                                 *,
                                  file_names: Optional[Sequence[str]] = None,
                                  image_ids: Optional[Sequence[int]] = None,
                                  params: Optional[dict] = None,
@@ -25,15 +27,24 @@ def write_selective_search_store(path: PathLike, boxes: Sequence[np.ndarray], *,
     """Write raw selective-search proposals, ``boxes[i]`` (B_i, 4) xywh, as a store."""
     flat, off = _csr(boxes, 4, lambda i: f'boxes[{i}]')
     store = MiningStore.from_arrays(
-        'selective_search', image_ids=image_ids, file_names=file_names, num_images=len(boxes),
-        boxes=flat, box_offsets=off, params=params, provenance=default_provenance(provenance),
+        'selective_search',
+        image_ids=image_ids,
+        file_names=file_names,
+        num_images=len(boxes),
+        boxes=flat,
+        box_offsets=off,
+        params=params,
+        provenance=default_provenance(provenance),
         skipped=skipped)
     return store.save(path)
 
 
-def write_knn_store(path: PathLike, knn: np.ndarray, *,
+def write_knn_store(path: PathLike,
+                    knn: np.ndarray,
+                    *,
                     file_names: Optional[Sequence[str]] = None,
-                    image_ids: Optional[Sequence[int]] = None, params: Optional[dict] = None,
+                    image_ids: Optional[Sequence[int]] = None,
+                    params: Optional[dict] = None,
                     provenance: Optional[dict] = None,
                     skipped: Optional[Sequence[dict]] = None) -> str:
     """Write (N, k) neighbour positions as a store; ``params`` default to the official info."""
@@ -41,16 +52,26 @@ def write_knn_store(path: PathLike, knn: np.ndarray, *,
     p = dict(knn_image_num=int(knn.shape[1]) if knn.ndim == 2 else 0)
     p.update(params or {})
     store = MiningStore.from_arrays(
-        'knn', image_ids=image_ids, file_names=file_names, num_images=len(knn), knn=knn,
-        params=p, provenance=default_provenance(provenance), skipped=skipped)
+        'knn',
+        image_ids=image_ids,
+        file_names=file_names,
+        num_images=len(knn),
+        knn=knn,
+        params=p,
+        provenance=default_provenance(provenance),
+        skipped=skipped)
     return store.save(path)
 
 
-def write_correspondence_store(path: PathLike, boxes: Sequence[np.ndarray], knn: np.ndarray,
-                               pairs: Sequence[Sequence[np.ndarray]], *,
+def write_correspondence_store(path: PathLike,
+                               boxes: Sequence[np.ndarray],
+                               knn: np.ndarray,
+                               pairs: Sequence[Sequence[np.ndarray]],
+                               *,
                                file_names: Optional[Sequence[str]] = None,
                                image_ids: Optional[Sequence[int]] = None,
-                               params: Optional[dict] = None, provenance: Optional[dict] = None,
+                               params: Optional[dict] = None,
+                               provenance: Optional[dict] = None,
                                skipped: Optional[Sequence[dict]] = None) -> str:
     """Write kept boxes, neighbours and ``pairs[i][j]`` (P, 8) per neighbour slot as a store."""
     knn = np.asarray(knn)
@@ -69,7 +90,16 @@ def write_correspondence_store(path: PathLike, boxes: Sequence[np.ndarray], knn:
     p = dict(knn_image_num=int(k))
     p.update(params or {})
     store = MiningStore.from_arrays(
-        'correspondence', image_ids=image_ids, file_names=file_names, num_images=n,
-        boxes=flat_b, box_offsets=off_b, knn=knn, pairs=flat_p, pair_offsets=off_p, params=p,
-        provenance=default_provenance(provenance), skipped=skipped)
+        'correspondence',
+        image_ids=image_ids,
+        file_names=file_names,
+        num_images=n,
+        boxes=flat_b,
+        box_offsets=off_b,
+        knn=knn,
+        pairs=flat_p,
+        pair_offsets=off_p,
+        params=p,
+        provenance=default_provenance(provenance),
+        skipped=skipped)
     return store.save(path)

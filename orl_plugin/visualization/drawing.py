@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 __all__ = [
-    'palette', 'draw_boxes', 'draw_proposals', 'draw_pairs', 'save_image', 'find_image',
-    'load_gt_boxes', 'RAW_COLOR', 'FILTERED_COLOR', 'GT_COLOR'
+    'palette', 'draw_boxes', 'draw_proposals', 'draw_pairs', 'save_image', 'find_image', 'load_gt_boxes', 'RAW_COLOR',
+    'FILTERED_COLOR', 'GT_COLOR'
 ]
 
 RAW_COLOR = (235, 170, 60)  # BGR light blue: raw selective-search boxes
@@ -64,8 +64,7 @@ def _label(img: np.ndarray, text: str, org: tuple, color: tuple, scale: float = 
     cv2.putText(img, text, (x + 1, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
 
 
-def draw_boxes(img: np.ndarray, boxes: np.ndarray, color: tuple, thickness: int = 1,
-               dx: int = 0) -> np.ndarray:
+def draw_boxes(img: np.ndarray, boxes: np.ndarray, color: tuple, thickness: int = 1, dx: int = 0) -> np.ndarray:
     """Draw xywh ``boxes`` on ``img`` in place (shifted right by ``dx``); returns ``img``."""
     for box in np.asarray(boxes).reshape(-1, 4):
         p1, p2 = _xyxy(box, dx)
@@ -73,11 +72,16 @@ def draw_boxes(img: np.ndarray, boxes: np.ndarray, color: tuple, thickness: int 
     return img
 
 
-def draw_proposals(img: np.ndarray, raw_boxes: Optional[np.ndarray] = None,
+def draw_proposals(img: np.ndarray,
+                   raw_boxes: Optional[np.ndarray] = None,
                    filtered_boxes: Optional[np.ndarray] = None,
-                   gt_boxes: Optional[np.ndarray] = None, *, max_raw: Optional[int] = None,
-                   raw_color: tuple = RAW_COLOR, filtered_color: tuple = FILTERED_COLOR,
-                   gt_color: tuple = GT_COLOR, legend: bool = True) -> np.ndarray:
+                   gt_boxes: Optional[np.ndarray] = None,
+                   *,
+                   max_raw: Optional[int] = None,
+                   raw_color: tuple = RAW_COLOR,
+                   filtered_color: tuple = FILTERED_COLOR,
+                   gt_color: tuple = GT_COLOR,
+                   legend: bool = True) -> np.ndarray:
     """An image with its raw proposals (thin), ORL-filtered boxes (thick) and ground truth.
 
     Returns a new BGR image of the input's size.
@@ -88,8 +92,7 @@ def draw_proposals(img: np.ndarray, raw_boxes: Optional[np.ndarray] = None,
         raw = np.asarray(raw_boxes).reshape(-1, 4)
         shown = raw if max_raw is None else raw[:max_raw]
         draw_boxes(out, shown, raw_color, 1)
-        lines.append((f'raw {len(raw)}' + (f' (first {len(shown)} shown)'
-                                           if len(shown) < len(raw) else ''), raw_color))
+        lines.append((f'raw {len(raw)}' + (f' (first {len(shown)} shown)' if len(shown) < len(raw) else ''), raw_color))
     if gt_boxes is not None:
         gt = np.asarray(gt_boxes).reshape(-1, 4)
         draw_boxes(out, gt, gt_color, 2)
@@ -104,10 +107,16 @@ def draw_proposals(img: np.ndarray, raw_boxes: Optional[np.ndarray] = None,
     return out
 
 
-def draw_pairs(query_img: np.ndarray, neighbour_img: np.ndarray, pairs: np.ndarray, *,
+def draw_pairs(query_img: np.ndarray,
+               neighbour_img: np.ndarray,
+               pairs: np.ndarray,
+               *,
                query_boxes: Optional[np.ndarray] = None,
-               neighbour_boxes: Optional[np.ndarray] = None, max_pairs: Optional[int] = None,
-               gap: int = 10, lines: bool = True, legend: bool = True,
+               neighbour_boxes: Optional[np.ndarray] = None,
+               max_pairs: Optional[int] = None,
+               gap: int = 10,
+               lines: bool = True,
+               legend: bool = True,
                title: Optional[str] = None) -> np.ndarray:
     """Query (left) and neighbour (right) side by side; pair ``p`` is drawn in colour ``p`` in
     both images, joined by a line between the box centres.
@@ -142,13 +151,12 @@ def draw_pairs(query_img: np.ndarray, neighbour_img: np.ndarray, pairs: np.ndarr
         if lines:
             qx, qy, qw, qh = (float(v) for v in row[:4])
             nx, ny, nw, nh = (float(v) for v in row[4:])
-            cv2.line(canvas, (int(qx + qw / 2), int(qy + qh / 2)),
-                     (int(nx + nw / 2) + dx, int(ny + nh / 2)), color, 1, cv2.LINE_AA)
+            cv2.line(canvas, (int(qx + qw / 2), int(qy + qh / 2)), (int(nx + nw / 2) + dx, int(ny + nh / 2)), color, 1,
+                     cv2.LINE_AA)
         _label(canvas, str(p), (int(row[0]) + 2, int(row[1]) + 12), color, 0.35)
         _label(canvas, str(p), (int(row[4]) + dx + 2, int(row[5]) + 12), color, 0.35)
     if legend:
-        text = f'{len(pr)} pairs' + (f' (first {len(shown)} shown)' if len(shown) < len(pr)
-                                     else '')
+        text = f'{len(pr)} pairs' + (f' (first {len(shown)} shown)' if len(shown) < len(pr) else '')
         if title:
             text = f'{title}: {text}'
         _label(canvas, text, (2, 14), (255, 255, 255))

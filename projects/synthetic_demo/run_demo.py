@@ -56,9 +56,11 @@ def ensure_data(data_root: str, num_images: int, seed: int) -> Dict[str, Any]:
         counts[split] = dict(images=len(d['images']), objects=len(d.get('annotations', [])))
     total = counts['train']['images'] + counts['val']['images']
     if total > 1.5 * num_images:
-        print(f'[demo] note: {data_root} already holds {total} images; the demo is sized for '
-              f'{num_images} and will take about {total / num_images:.1f}x longer '
-              '(use --data-root to let it make its own)', flush=True)
+        print(
+            f'[demo] note: {data_root} already holds {total} images; the demo is sized for '
+            f'{num_images} and will take about {total / num_images:.1f}x longer '
+            '(use --data-root to let it make its own)',
+            flush=True)
     return counts
 
 
@@ -66,12 +68,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--work-dir', default='work_dirs/demo')
     p.add_argument('--data-root', default=DEFAULT_DATA_ROOT)
-    p.add_argument('--num-images', type=int, default=DEMO_NUM_IMAGES,
-                   help='images to generate when the data root is empty')
+    p.add_argument(
+        '--num-images', type=int, default=DEMO_NUM_IMAGES, help='images to generate when the data root is empty')
     p.add_argument('--fresh', action='store_true', help='rerun every stage even if done')
     p.add_argument('--verbose', action='store_true', help="stream every stage's output")
-    p.add_argument('--cfg-options', nargs='+', default=[], metavar='[STAGE:]KEY=VALUE',
-                   help='more overrides, after the demo ones')
+    p.add_argument(
+        '--cfg-options', nargs='+', default=[], metavar='[STAGE:]KEY=VALUE', help='more overrides, after the demo ones')
     args = p.parse_args(argv)
 
     t0 = time.time()
@@ -85,8 +87,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         schedule=DEMO_SCHEDULE,
         cfg_options=args.cfg_options,
         # the configs' own data root needs no rewriting
-        data_root=None if osp.normpath(args.data_root) == osp.normpath(DEFAULT_DATA_ROOT)
-        else args.data_root,
+        data_root=None if osp.normpath(args.data_root) == osp.normpath(DEFAULT_DATA_ROOT) else args.data_root,
         quiet=not args.verbose)
     pipe = Pipeline(opts)
     try:

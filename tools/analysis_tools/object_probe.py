@@ -61,9 +61,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        splits = [object_crops(scene_data_infos(dict(data_root=args.data_root, ann_file=ann,
-                                                     data_prefix=dict(img_path=args.img_prefix))), args.crop_size)
-                  for ann in (args.reference, args.query)]
+        splits = [
+            object_crops(
+                scene_data_infos(
+                    dict(data_root=args.data_root, ann_file=ann, data_prefix=dict(img_path=args.img_prefix))),
+                args.crop_size) for ann in (args.reference, args.query)
+        ]
         pre_cfg = dict(cfg.model.get('data_preprocessor') or dict(type='SelfSupDataPreprocessor'))
         results = []
         for ckpt in args.checkpoints:
@@ -80,16 +83,22 @@ def main(argv: Optional[List[str]] = None) -> int:
             res = object_knn_probe(model, *splits, k=args.k)
             res['checkpoint'] = ckpt
             results.append(res)
-            print(f'{ckpt}: kNN top-1 {res["top1"]:.4f} ({res["num_query"]} query / {res["num_reference"]} '
-                  f'reference objects; most common class {res["chance"]:.4f})', flush=True)
+            print(
+                f'{ckpt}: kNN top-1 {res["top1"]:.4f} ({res["num_query"]} query / {res["num_reference"]} '
+                f'reference objects; most common class {res["chance"]:.4f})',
+                flush=True)
             if res['num_nonfinite']:
-                print(f'{ckpt}: warning: {res["num_nonfinite"]} of {res["num_query"] + res["num_reference"]} crop '
-                      'features are NaN/inf (diverged weights or broken BN statistics): the score means nothing',
-                      file=sys.stderr, flush=True)
+                print(
+                    f'{ckpt}: warning: {res["num_nonfinite"]} of {res["num_query"] + res["num_reference"]} crop '
+                    'features are NaN/inf (diverged weights or broken BN statistics): the score means nothing',
+                    file=sys.stderr,
+                    flush=True)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        atomic_write_json(args.out, dict(config=args.config, data_root=args.data_root, k=args.k,
-                                         crop_size=args.crop_size, results=results), indent=2)
+        atomic_write_json(
+            args.out,
+            dict(config=args.config, data_root=args.data_root, k=args.k, crop_size=args.crop_size, results=results),
+            indent=2)
     return 0
 
 

@@ -46,22 +46,34 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--num-images', type=int, default=12, help='synthetic images (>= k + 1)')
     p.add_argument('--img-size', type=int, default=256, help='synthetic image side (px)')
     p.add_argument('--config', default=CONFIG, help='stage-2c config (model, pipeline, loop)')
-    p.add_argument('--checkpoint', default=None,
-                   help='stage-1 checkpoint; default: seeded random init, saved to --out-dir')
+    p.add_argument(
+        '--checkpoint', default=None, help='stage-1 checkpoint; default: seeded random init, saved to --out-dir')
     p.add_argument('--k', type=int, default=10, help='neighbours per image')
-    p.add_argument('--threads', type=int, default=1,
-                   help='torch CPU threads for every procedure (1 keeps timings fair on a '
-                   'shared machine: oversubscribed OpenMP threads slow batch-1 forwards most)')
-    p.add_argument('--repeat', type=int, default=3,
-                   help="runs of this project's 2c and of the pure forward (the fastest "
-                   'counts; the slow official procedure runs once)')
-    p.add_argument('--official-batch', choices=['box', 'image', 'both', 'none'], default='box',
-                   help="official encoder batching: 'box' = one box per forward (batch 1), "
-                   "'image' = one image's boxes per forward (the released code); 'none' skips "
-                   'the official procedure (to measure the total/forward ratio on more images)')
-    p.add_argument('--workers', type=int, default=None,
-                   help="data-loader workers of this project's 2c (default: the config's); "
-                   'workers crop while the main process encodes')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch CPU threads for every procedure (1 keeps timings fair on a '
+        'shared machine: oversubscribed OpenMP threads slow batch-1 forwards most)')
+    p.add_argument(
+        '--repeat',
+        type=int,
+        default=3,
+        help="runs of this project's 2c and of the pure forward (the fastest "
+        'counts; the slow official procedure runs once)')
+    p.add_argument(
+        '--official-batch',
+        choices=['box', 'image', 'both', 'none'],
+        default='box',
+        help="official encoder batching: 'box' = one box per forward (batch 1), "
+        "'image' = one image's boxes per forward (the released code); 'none' skips "
+        'the official procedure (to measure the total/forward ratio on more images)')
+    p.add_argument(
+        '--workers',
+        type=int,
+        default=None,
+        help="data-loader workers of this project's 2c (default: the config's); "
+        'workers crop while the main process encodes')
     p.add_argument('--out-dir', default='work_dirs/benchmarks/mining_speed')
     p.add_argument('--json-out', default=None, help='default: <out-dir>/mining_speed.json')
     p.add_argument('--seed', type=int, default=0)
@@ -77,8 +89,7 @@ def make_inputs(args, root: str, cfg: Config) -> dict:
 
     ann = osp.join(root, 'annotations', 'instances.json')
     if not osp.exists(ann):
-        make_synthetic_scenes(root, args.num_images, seed=args.seed,
-                              img_size=(args.img_size, args.img_size))
+        make_synthetic_scenes(root, args.num_images, seed=args.seed, img_size=(args.img_size, args.img_size))
     with open(ann) as f:
         images = json.load(f)['images']
     if len(images) != args.num_images:
@@ -98,8 +109,7 @@ def make_inputs(args, root: str, cfg: Config) -> dict:
         # Any fixed neighbour lists serve the benchmark; random ones avoid depending on 2a.
         rng = np.random.default_rng(args.seed)
         n = len(paths)
-        knn = np.stack([rng.choice(np.delete(np.arange(n), i), args.k, replace=False)
-                        for i in range(n)])
+        knn = np.stack([rng.choice(np.delete(np.arange(n), i), args.k, replace=False) for i in range(n)])
         write_knn_store(knn_path, knn, file_names=names, image_ids=ids)
     return dict(paths=paths, names=names, ss_path=ss_path, knn_path=knn_path, ann=ann)
 
@@ -144,8 +154,10 @@ def official_per_pair(model, paths, ss_store, knn_store, k, filter_kw, crop_size
         for q in range(len(paths)):
             if q and q % max(1, len(paths) // 6) == 0:
                 el = time.perf_counter() - start
-                print(f'  official ({batch_mode}): {q}/{len(paths)} queries, {el:.0f} s, '
-                      f'ETA {el / q * (len(paths) - q):.0f} s', flush=True)
+                print(
+                    f'  official ({batch_mode}): {q}/{len(paths)} queries, {el:.0f} s, '
+                    f'ETA {el / q * (len(paths) - q):.0f} s',
+                    flush=True)
             bq, cq = sample(q)
             nbrs = [sample(int(n)) for n in knn_store.knn(q)[:k]]
             fq = encode(cq)
@@ -195,10 +207,14 @@ def compare(ours, official, smaps, tie_tol=1e-5):
                 if len(o) == len(p) else float('inf')
             worst = max(worst, gap)
             near_ties += gap <= tie_tol
-    return dict(identical=cells_same == cells, lists_identical=cells_same, lists=cells,
-                pairs_identical=pairs_same, pairs=pairs_total,
-                differing_lists_explained_by_near_ties=near_ties,
-                max_similarity_gap_in_differing_lists=worst)
+    return dict(
+        identical=cells_same == cells,
+        lists_identical=cells_same,
+        lists=cells,
+        pairs_identical=pairs_same,
+        pairs=pairs_total,
+        differing_lists_explained_by_near_ties=near_ties,
+        max_similarity_gap_in_differing_lists=worst)
 
 
 # ------------------------------------------------------------------------------- main
@@ -253,8 +269,7 @@ def main() -> None:
     from orl_plugin.datasets.transforms import CropBoxes, FilterBoxes
     filt = next(t for t in pipeline.transforms if isinstance(t, FilterBoxes))
     crop_size = next(t for t in pipeline.transforms if isinstance(t, CropBoxes)).size
-    filter_kw = dict(min_size=filt.min_size, max_ratio=filt.max_ratio, max_iou=filt.max_iou,
-                     topk=filt.topk)
+    filter_kw = dict(min_size=filt.min_size, max_ratio=filt.max_ratio, max_iou=filt.max_iou, topk=filt.topk)
     enc_bs = base_cfg.test_cfg.encode_batch_size
 
     # warm-up of both batch shapes (oneDNN builds kernels on first use), outside all timings
@@ -292,49 +307,60 @@ def main() -> None:
     best = int(np.argmin(ours_runs))
     ours_s, loop_s, pure_s = ours_runs[best], loop_runs[best], min(pure_runs)
     ours = MiningStore.open(out_store)
-    print(f'this project: {ours_s:.2f} s (runs {[round(t, 2) for t in ours_runs]}), pure '
-          f'forward {pure_s:.2f} s (runs {[round(t, 2) for t in pure_runs]}); official '
-          'per-pair procedure next', flush=True)
+    print(
+        f'this project: {ours_s:.2f} s (runs {[round(t, 2) for t in ours_runs]}), pure '
+        f'forward {pure_s:.2f} s (runs {[round(t, 2) for t in pure_runs]}); official '
+        'per-pair procedure next',
+        flush=True)
 
     modes = {'both': ['box', 'image'], 'none': []}.get(args.official_batch, [args.official_batch])
     official = {}
     for mode in modes:
         t0 = time.perf_counter()
-        pairs, forwards, encoded, smaps = official_per_pair(
-            model, inputs['paths'], ss, knn, args.k, filter_kw, crop_size, mode)
-        official[mode] = dict(seconds=time.perf_counter() - t0, forwards=forwards,
-                              crops_encoded=encoded, **compare(ours, pairs, smaps))
+        pairs, forwards, encoded, smaps = official_per_pair(model, inputs['paths'], ss, knn, args.k, filter_kw,
+                                                            crop_size, mode)
+        official[mode] = dict(
+            seconds=time.perf_counter() - t0, forwards=forwards, crops_encoded=encoded, **compare(ours, pairs, smaps))
         official[mode]['speedup'] = official[mode]['seconds'] / ours_s
 
     n = len(inputs['paths'])
     result = dict(
-        num_images=n, k=args.k, img_size=args.img_size, crop_size=crop_size,
-        kept_boxes=int(len(crops)), mean_kept_boxes=len(crops) / n,
-        encode_batch_size=enc_bs, checkpoint=ckpt_note,
+        num_images=n,
+        k=args.k,
+        img_size=args.img_size,
+        crop_size=crop_size,
+        kept_boxes=int(len(crops)),
+        mean_kept_boxes=len(crops) / n,
+        encode_batch_size=enc_bs,
+        checkpoint=ckpt_note,
         loader_workers=probe.cfg.test_dataloader.num_workers if args.workers is None else args.workers,
-        device=str(next(model.parameters()).device), torch_threads=torch.get_num_threads(),
-        cpu_count=os.cpu_count(), load_average=list(os.getloadavg()),
-        ours_seconds=ours_s, ours_runs_seconds=ours_runs,
-        ours_loop_seconds=loop_s, ours_loop_runs_seconds=loop_runs,
+        device=str(next(model.parameters()).device),
+        torch_threads=torch.get_num_threads(),
+        cpu_count=os.cpu_count(),
+        load_average=list(os.getloadavg()),
+        ours_seconds=ours_s,
+        ours_runs_seconds=ours_runs,
+        ours_loop_seconds=loop_s,
+        ours_loop_runs_seconds=loop_runs,
         ours_in_run_forward_seconds=inrun_fwd[best],
         ours_crops_encoded=int(stats['crops_encoded']),
-        pure_forward_seconds=pure_s, pure_forward_runs_seconds=pure_runs,
+        pure_forward_seconds=pure_s,
+        pure_forward_runs_seconds=pure_runs,
         ours_over_pure_forward=ours_s / pure_s,
         loop_over_pure_forward=loop_s / pure_s,
         loop_over_in_run_forward=loop_s / inrun_fwd[best],
-        official=official, input_preparation_seconds=prep_s)
+        official=official,
+        input_preparation_seconds=prep_s)
 
-    rows = [('this project (encode once, batched)', f'{ours_s:.2f}', '1.00x',
-             f'{result["ours_crops_encoded"]} crops', '-')]
+    rows = [('this project (encode once, batched)', f'{ours_s:.2f}', '1.00x', f'{result["ours_crops_encoded"]} crops',
+             '-')]
     for mode, r in official.items():
         same = 'yes' if r['identical'] else 'NO'
-        rows.append((f'official per-pair, {"batch 1" if mode == "box" else "batch = 1 image"}',
-                     f'{r["seconds"]:.2f}', f'{r["speedup"]:.2f}x',
-                     f'{r["crops_encoded"]} crops',
+        rows.append((f'official per-pair, {"batch 1" if mode == "box" else "batch = 1 image"}', f'{r["seconds"]:.2f}',
+                     f'{r["speedup"]:.2f}x', f'{r["crops_encoded"]} crops',
                      f'{same} ({r["pairs_identical"]}/{r["pairs"]} pairs, '
                      f'{r["lists_identical"]}/{r["lists"]} lists)'))
-    rows.append(('pure batched encoder forward', f'{pure_s:.2f}', '-', f'{len(crops)} crops',
-                 '-'))
+    rows.append(('pure batched encoder forward', f'{pure_s:.2f}', '-', f'{len(crops)} crops', '-'))
     head = ('procedure', 'seconds', 'speed-up', 'encoded', 'pairs identical to ours')
     widths = [max(len(str(r[c])) for r in rows + [head]) for c in range(5)]
     line = '  '.join('{:<%d}' % w for w in widths)

@@ -122,11 +122,12 @@ def measure(ann_file: str, image_dir: str, k: int, seed: int, workers: int) -> D
     raw_counts = np.array([b[0] for b in boxes])
     kept = [b[1] for b in boxes]
 
-    out: Dict[str, float] = dict(num_images=len(images),
-                                 objects_per_image=float(np.mean([len(lab) for lab in labels])),
-                                 categories_per_image=float(np.mean([len(set(lab.tolist())) for lab in labels])),
-                                 raw_boxes=float(raw_counts.mean()),
-                                 kept_boxes=float(np.mean([len(b) for b in kept])))
+    out: Dict[str, float] = dict(
+        num_images=len(images),
+        objects_per_image=float(np.mean([len(lab) for lab in labels])),
+        categories_per_image=float(np.mean([len(set(lab.tolist())) for lab in labels])),
+        raw_boxes=float(raw_counts.mean()),
+        kept_boxes=float(np.mean([len(b) for b in kept])))
     queries = np.array([i for i, lab in enumerate(labels) if lab.size], dtype=np.int64)
     candidates = np.arange(len(images))
     if 'scene_type' in images[0]:
@@ -187,8 +188,8 @@ COLUMNS = (('objects_per_image', 'obj/img', '{:.2f}'), ('knn_oracle', 'KNN oracl
            ('knn_random', 'KNN random', '{:.3f}'), ('kept_boxes', 'kept/img', '{:.1f}'),
            ('kept_on_iou', 'on obj IoU (rnd)', None), ('kept_on_inside', 'inside obj (rnd)', None),
            ('kept_holds', 'holds obj', '{:.3f}'), ('kept_background', 'background', '{:.3f}'),
-           ('oracle_pair_object_rate_random', 'rnd obj-pair IoU', '{:.3f}'),
-           ('oracle_pair_object_rate_inside_random', 'rnd obj-pair inside', '{:.3f}'),
+           ('oracle_pair_object_rate_random', 'rnd obj-pair IoU', '{:.3f}'), ('oracle_pair_object_rate_inside_random',
+                                                                              'rnd obj-pair inside', '{:.3f}'),
            ('oracle_pair_precision_on_objects_inside_random', 'rnd same-cat of obj-pairs inside', '{:.3f}'))
 
 
@@ -223,9 +224,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             continue
         t0 = time.time()
         data = osp.join(args.out, 'scenes', name.replace('/', '_per_'))
-        summary = make_synthetic_scenes(data, args.num_images, seed=args.seed,
-                                        img_size=(args.img_size, args.img_size), val_fraction=0.0,
-                                        workers=1, **DESIGNS[name])
+        summary = make_synthetic_scenes(
+            data,
+            args.num_images,
+            seed=args.seed,
+            img_size=(args.img_size, args.img_size),
+            val_fraction=0.0,
+            workers=1,
+            **DESIGNS[name])
         fig = measure(summary['ann_file'], summary['image_dir'], args.k, args.seed, args.workers)
         saved['designs'][name] = dict(options=DESIGNS[name], **fig, elapsed_s=round(time.time() - t0, 1))
         atomic_write_json(res_path, saved)

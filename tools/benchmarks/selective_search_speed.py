@@ -75,14 +75,16 @@ def time_raw(img_paths: list) -> dict:
         decode.append(t1 - t0)
         search.append(t2 - t1)
         boxes.append(len(b))
-    return dict(decode_s=float(np.mean(decode)), search_s=float(np.mean(search)),
-                total_s=float(np.sum(decode) + np.sum(search)),
-                cpu_s_per_image=(_cpu_seconds() - cpu0) / len(img_paths),
-                mean_boxes=float(np.mean(boxes)))
+    return dict(
+        decode_s=float(np.mean(decode)),
+        search_s=float(np.mean(search)),
+        total_s=float(np.sum(decode) + np.sum(search)),
+        cpu_s_per_image=(_cpu_seconds() - cpu0) / len(img_paths),
+        mean_boxes=float(np.mean(boxes)))
 
 
-def time_step(config: str, data_root: str, ann_file: str, img_prefix: str, workers: int,
-              chunk_size: int, tmp: str) -> dict:
+def time_step(config: str, data_root: str, ann_file: str, img_prefix: str, workers: int, chunk_size: int,
+              tmp: str) -> dict:
     cfg = Config.fromfile(config)
     cfg.merge_from_dict({
         'test_dataloader.dataset.data_root': data_root,
@@ -103,8 +105,7 @@ def time_step(config: str, data_root: str, ann_file: str, img_prefix: str, worke
     runner.test()
     elapsed = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0  # main process + data-loader workers (joined by now)
-    return dict(workers=workers, images=n, seconds=elapsed, images_per_s=n / elapsed,
-                cpu_s_per_image=cpu / n)
+    return dict(workers=workers, images=n, seconds=elapsed, images_per_s=n / elapsed, cpu_s_per_image=cpu / n)
 
 
 def main() -> None:
@@ -114,12 +115,15 @@ def main() -> None:
         if data_root is None:
             data_root = osp.join(tmp, 'scenes')
             # all images in the train split (val_fraction 0)
-            make_synthetic_scenes(data_root, args.num_images, seed=0,
-                                  img_size=tuple(args.img_size), val_fraction=0.0)
+            make_synthetic_scenes(data_root, args.num_images, seed=0, img_size=tuple(args.img_size), val_fraction=0.0)
         cfg_ds = dict(data_root=data_root, ann_file=args.ann_file, img_prefix=args.img_prefix)
         with DefaultScope.overwrite_default_scope('mmpretrain'):
-            ds = DATASETS.build(dict(type='SceneImageDataset', data_root=data_root, ann_file=args.ann_file,
-                                     data_prefix=dict(img_path=args.img_prefix)))
+            ds = DATASETS.build(
+                dict(
+                    type='SceneImageDataset',
+                    data_root=data_root,
+                    ann_file=args.ann_file,
+                    data_prefix=dict(img_path=args.img_prefix)))
         paths = [ds.get_data_info(i)['img_path'] for i in range(len(ds))]
         # Raw calls before, between and after the step runs (median counts): the machine's speed
         # drifts over minutes, and a raw figure taken at one end only would charge the drift to
@@ -131,16 +135,20 @@ def main() -> None:
         store = MiningStore.open(osp.join(tmp, f'ss_w{args.workers[0]}.orlstore'))
         assert store.num_images == len(paths)
         raw = sorted(raws, key=lambda r: r['total_s'])[len(raws) // 2]
-        raw = dict(raw, runs_total_s=[r['total_s'] for r in raws],
-                   runs_cpu_s_per_image=[r['cpu_s_per_image'] for r in raws])
+        raw = dict(
+            raw, runs_total_s=[r['total_s'] for r in raws], runs_cpu_s_per_image=[r['cpu_s_per_image'] for r in raws])
 
     n = len(paths)
     raw_ips = n / raw['total_s']
     result = dict(
-        images=n, image_size=list(args.img_size) if args.data_root is None else None,
-        data_root=args.data_root or 'synthetic', cpu_count=os.cpu_count(),
-        machine=platform.machine(), opencv=cv2.__version__,
-        raw=dict(raw, images_per_s=raw_ips), step=runs)
+        images=n,
+        image_size=list(args.img_size) if args.data_root is None else None,
+        data_root=args.data_root or 'synthetic',
+        cpu_count=os.cpu_count(),
+        machine=platform.machine(),
+        opencv=cv2.__version__,
+        raw=dict(raw, images_per_s=raw_ips),
+        step=runs)
     one = [r for r in runs if r['workers'] == 1]
     if one:
         per_image = one[0]['seconds'] / n

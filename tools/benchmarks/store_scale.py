@@ -59,8 +59,7 @@ def dir_bytes(path: str) -> int:
     return sum(osp.getsize(osp.join(path, f)) for f in os.listdir(path))
 
 
-def worker_cost(read_sample, num_samples: int, num_images: int, k: int,
-                num_workers: int = 1) -> list:
+def worker_cost(read_sample, num_samples: int, num_images: int, k: int, num_workers: int = 1) -> list:
     """Fork ``num_workers`` DataLoader workers that each read ``num_samples`` random samples;
     returns each worker's memory growth (measured after all of them finished reading, so pages
     that several workers touch show up as shared)."""
@@ -88,11 +87,10 @@ def worker_cost(read_sample, num_samples: int, num_images: int, k: int,
             dt = time.perf_counter() - t0
             barrier.wait()
             after = smaps()
-            return json.dumps(dict(delta=mem_delta(before, after), seconds=dt, before=before,
-                                   after=after))
+            return json.dumps(dict(delta=mem_delta(before, after), seconds=dt, before=before, after=after))
 
-    loader = DataLoader(OneJobPerWorker(), batch_size=None, num_workers=num_workers,
-                        shuffle=False, multiprocessing_context=ctx)
+    loader = DataLoader(
+        OneJobPerWorker(), batch_size=None, num_workers=num_workers, shuffle=False, multiprocessing_context=ctx)
     return [json.loads(item) for item in loader]
 
 
@@ -100,8 +98,9 @@ def worker_costs(read_sample, args, num_images: int, k: int) -> dict:
     out = {}
     for w in args.workers:
         res = worker_cost(read_sample, args.samples, num_images, k, w)
-        out[str(w)] = dict(per_worker=res, mean_delta={
-            key: float(np.mean([r['delta'][key] for r in res])) for key in res[0]['delta']},
+        out[str(w)] = dict(
+            per_worker=res,
+            mean_delta={key: float(np.mean([r['delta'][key] for r in res])) for key in res[0]['delta']},
             seconds=float(np.mean([r['seconds'] for r in res])))
     return out
 
@@ -128,24 +127,37 @@ def phase_generate(args) -> dict:
     pairs = np.concatenate([boxes[qi], boxes[ni]], 1)
     del qi, ni
     store = MiningStore.from_arrays(
-        'correspondence', image_ids=np.arange(1, n + 1) * 7,
+        'correspondence',
+        image_ids=np.arange(1, n + 1) * 7,
         file_names=[f'{i:012d}.jpg' for i in range(n)],
-        boxes=boxes, box_offsets=np.arange(n + 1, dtype=np.int64) * b, knn=knn, pairs=pairs,
+        boxes=boxes,
+        box_offsets=np.arange(n + 1, dtype=np.int64) * b,
+        knn=knn,
+        pairs=pairs,
         pair_offsets=np.arange(n * k + 1, dtype=np.int64) * p,
-        params=dict(bbox_min_size=96, bbox_max_aspect_ratio=3, bbox_max_iou=0.5,
-                    intra_bbox_num=b, knn_image_num=k, knn_bbox_pair_ratio=p / b),
+        params=dict(
+            bbox_min_size=96,
+            bbox_max_aspect_ratio=3,
+            bbox_max_iou=0.5,
+            intra_bbox_num=b,
+            knn_image_num=k,
+            knn_bbox_pair_ratio=p / b),
         provenance=dict(tool='store_scale.py', synthetic=True))
     t_gen = time.perf_counter() - t0
     t0 = time.perf_counter()
     store.save(args.store)
     t_store = time.perf_counter() - t0
     t0 = time.perf_counter()
-    write_official_json(MiningStore.open(args.store), args.json, include_meta=False,
-                        verbose=args.verbose)
+    write_official_json(MiningStore.open(args.store), args.json, include_meta=False, verbose=args.verbose)
     t_json = time.perf_counter() - t0
-    return dict(generate_s=t_gen, write_store_s=t_store, write_json_s=t_json,
-                store_bytes=dir_bytes(args.store), json_bytes=dir_bytes(args.json),
-                total_boxes=int(boxes.shape[0]), total_pairs=int(pairs.shape[0]))
+    return dict(
+        generate_s=t_gen,
+        write_store_s=t_store,
+        write_json_s=t_json,
+        store_bytes=dir_bytes(args.store),
+        json_bytes=dir_bytes(args.json),
+        total_boxes=int(boxes.shape[0]),
+        total_pairs=int(pairs.shape[0]))
 
 
 def phase_native(args) -> dict:
@@ -172,9 +184,13 @@ def phase_native(args) -> dict:
         store.file_name(int(nb))
 
     cost = worker_costs(read, args, store.num_images, store.num_neighbours)
-    return dict(open_s_first=times[0], open_s_median=float(np.median(times)),
-                open_cpu_s_median=float(np.median(cpu)),
-                open_s_no_validate=t_novalid, parent_load_mem=mem_delta(m0, m1), worker=cost)
+    return dict(
+        open_s_first=times[0],
+        open_s_median=float(np.median(times)),
+        open_cpu_s_median=float(np.median(cpu)),
+        open_s_no_validate=t_novalid,
+        parent_load_mem=mem_delta(m0, m1),
+        worker=cost)
 
 
 def phase_json(args) -> dict:
@@ -205,10 +221,16 @@ def phase_json(args) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     store = MiningStore.from_official_dict(data, osp.abspath(args.json))
     t_convert, c_convert = time.perf_counter() - t0, time.process_time() - c0
-    return dict(json_load_s=t_parse, json_load_cpu_s=c_parse, parent_load_mem=mem_delta(m0, m1),
-                worker=cost, convert_to_store_s=t_convert, convert_to_store_cpu_s=c_convert,
-                open_as_store_s=t_parse + t_convert, open_as_store_cpu_s=c_parse + c_convert,
-                converted_images=store.num_images)
+    return dict(
+        json_load_s=t_parse,
+        json_load_cpu_s=c_parse,
+        parent_load_mem=mem_delta(m0, m1),
+        worker=cost,
+        convert_to_store_s=t_convert,
+        convert_to_store_cpu_s=c_convert,
+        open_as_store_s=t_parse + t_convert,
+        open_as_store_cpu_s=c_parse + c_convert,
+        converted_images=store.num_images)
 
 
 PHASES = dict(generate=phase_generate, native=phase_native, json=phase_json)
@@ -245,14 +267,11 @@ def report(r: dict, args) -> str:
         ('', 'official JSON', 'native store'),
         ('bytes on disk (MiB)', mb(g['json_bytes']), mb(g['store_bytes'])),
         ('write time (s)', fmt(g['write_json_s'], 1), fmt(g['write_store_s'], 2)),
-        ('load wall: json.load | MiningStore.open (s)', f"{js['json_load_s']:.2f}",
-         f"{nat['open_s_median']:.4f}"),
+        ('load wall: json.load | MiningStore.open (s)', f"{js['json_load_s']:.2f}", f"{nat['open_s_median']:.4f}"),
         ('load CPU:  json.load | MiningStore.open (s)', f"{js['json_load_cpu_s']:.2f}",
          f"{nat['open_cpu_s_median']:.4f}"),
-        ('load wall: MiningStore.open of each (s)', f"{js['open_as_store_s']:.2f}",
-         f"{nat['open_s_median']:.4f}"),
-        ('parent memory after load (MiB, USS)', mb(js['parent_load_mem']['USS']),
-         mb(nat['parent_load_mem']['USS'])),
+        ('load wall: MiningStore.open of each (s)', f"{js['open_as_store_s']:.2f}", f"{nat['open_s_median']:.4f}"),
+        ('parent memory after load (MiB, USS)', mb(js['parent_load_mem']['USS']), mb(nat['parent_load_mem']['USS'])),
     ]
     for w in args.workers:
         jd, nd = js['worker'][str(w)]['mean_delta'], nat['worker'][str(w)]['mean_delta']
@@ -260,11 +279,9 @@ def report(r: dict, args) -> str:
             (f'{w} worker(s), {args.samples} samples each, per worker:', '', ''),
             ('  +USS (MiB)', mb(jd['USS']), mb(nd['USS'])),
             ('  +PSS (MiB)', mb(jd['Pss']), mb(nd['Pss'])),
-            ('    private copies: +Private_Dirty (MiB)', mb(jd['Private_Dirty']),
-             mb(nd['Private_Dirty'])),
+            ('    private copies: +Private_Dirty (MiB)', mb(jd['Private_Dirty']), mb(nd['Private_Dirty'])),
             ('    mapped page cache: +PSS file (MiB)', mb(jd['Pss_File']), mb(nd['Pss_File'])),
-            ('  read rate (samples/s)',
-             f"{args.samples / js['worker'][str(w)]['seconds']:,.0f}",
+            ('  read rate (samples/s)', f"{args.samples / js['worker'][str(w)]['seconds']:,.0f}",
              f"{args.samples / nat['worker'][str(w)]['seconds']:,.0f}"),
         ]
     wid = [max(len(str(row[c])) for row in rows) for c in range(3)]
@@ -295,12 +312,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--neighbours', type=int, default=10)
     p.add_argument('--pairs', type=int, default=10, help='pairs per (image, neighbour)')
     p.add_argument('--samples', type=int, default=10000, help='samples each worker reads')
-    p.add_argument('--workers', type=int, nargs='+', default=[1, 2],
-                   help='data-loader worker counts to measure (default: 1 and 2)')
-    p.add_argument('--reuse', action='store_true',
-                   help='reuse the data files in --work-dir when present (skip generation)')
-    p.add_argument('--work-dir', default=None,
-                   help='where the data files go (default: a temp dir, removed afterwards)')
+    p.add_argument(
+        '--workers',
+        type=int,
+        nargs='+',
+        default=[1, 2],
+        help='data-loader worker counts to measure (default: 1 and 2)')
+    p.add_argument(
+        '--reuse', action='store_true', help='reuse the data files in --work-dir when present (skip generation)')
+    p.add_argument('--work-dir', default=None, help='where the data files go (default: a temp dir, removed afterwards)')
     p.add_argument('--keep', action='store_true', help='keep the generated files')
     p.add_argument('--out', default=None, help='write the results as JSON here')
     p.add_argument('--verbose', action='store_true', help='progress bars while writing JSON')
@@ -321,18 +341,27 @@ def main() -> None:
     args.store = osp.join(work, 'correspondence.orlstore')
     args.json = osp.join(work, 'correspondence.json')
     try:
-        results = dict(config=dict(num_images=args.num_images, boxes=args.boxes,
-                                   neighbours=args.neighbours, pairs=args.pairs,
-                                   samples=args.samples, python=sys.version.split()[0],
-                                   cpus=os.cpu_count()))
+        results = dict(
+            config=dict(
+                num_images=args.num_images,
+                boxes=args.boxes,
+                neighbours=args.neighbours,
+                pairs=args.pairs,
+                samples=args.samples,
+                python=sys.version.split()[0],
+                cpus=os.cpu_count()))
         for name in ('generate', 'native', 'json'):
             if name == 'generate' and args.reuse and osp.isdir(args.store) and \
                     osp.isfile(args.json):
                 with open(osp.join(args.store, 'header.json')) as f:
                     counts = json.load(f)['counts']
-                results[name] = dict(reused=True, store_bytes=dir_bytes(args.store),
-                                     json_bytes=dir_bytes(args.json), write_store_s=None,
-                                     write_json_s=None, total_pairs=counts['pairs'])
+                results[name] = dict(
+                    reused=True,
+                    store_bytes=dir_bytes(args.store),
+                    json_bytes=dir_bytes(args.json),
+                    write_store_s=None,
+                    write_json_s=None,
+                    total_pairs=counts['pairs'])
                 print('[generate] reusing the files in', work, flush=True)
                 continue
             results[name] = run_phase(name, args)

@@ -21,8 +21,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('input', help='official ORL .json file')
     p.add_argument('output', help='store directory to write (e.g. data/coco/orl/knn.orlstore)')
-    p.add_argument('--images', nargs='+', default=None,
-                   help='COCO-format annotation JSON(s) or an image folder giving the image list')
+    p.add_argument(
+        '--images',
+        nargs='+',
+        default=None,
+        help='COCO-format annotation JSON(s) or an image folder giving the image list')
     p.add_argument('--kind', choices=KINDS, default=None, help='expected kind (default: detect)')
     return p.parse_args(argv)
 
@@ -32,9 +35,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     t0 = time.time()
     store = MiningStore.open(args.input, kind=args.kind, images=args.images, verbose=True)
     t1 = time.time()
-    out = store.save(args.output, provenance=dict(
-        converted_from=osp.abspath(args.input),
-        images=[osp.abspath(p) for p in args.images] if args.images else None))
+    out = store.save(
+        args.output,
+        provenance=dict(
+            converted_from=osp.abspath(args.input),
+            images=[osp.abspath(p) for p in args.images] if args.images else None))
     print(f'{store.kind}: {store.num_images} images, {store.total_boxes} boxes, '
           f'{store.num_neighbours} neighbours, {store.total_pairs} pairs '
           f'(parsed in {t1 - t0:.1f} s, written in {time.time() - t1:.1f} s) -> {out}')

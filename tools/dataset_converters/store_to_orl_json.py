@@ -18,8 +18,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('input', help='store directory (*.orlstore)')
     p.add_argument('output', help='.json file to write')
-    p.add_argument('--official-only', action='store_true',
-                   help='omit the extra "orl_plugin" / selective-search "images" keys')
+    p.add_argument(
+        '--official-only', action='store_true', help='omit the extra "orl_plugin" / selective-search "images" keys')
     return p.parse_args(argv)
 
 
@@ -28,8 +28,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     t0 = time.time()
     store = MiningStore.open(args.input)
     print(f'writing {store!r} as official JSON ...', flush=True)
-    out = write_official_json(store, args.output, include_meta=not args.official_only,
-                              verbose=True)
+    out = write_official_json(store, args.output, include_meta=not args.official_only, verbose=True)
     print(f'done in {time.time() - t0:.1f} s -> {out}')
 
 

@@ -30,8 +30,11 @@ from orl_plugin.checkpoint_convert import (atomic_torch_save, convert_state_dict
 from orl_plugin.cli import InputError, run_cli
 
 
-def convert(in_file: str, out_file: Optional[str] = None, backbone_out: Optional[str] = None,
-            bare_keys: bool = False, verify: bool = True) -> dict:
+def convert(in_file: str,
+            out_file: Optional[str] = None,
+            backbone_out: Optional[str] = None,
+            bare_keys: bool = False,
+            verify: bool = True) -> dict:
     """Convert ``in_file``; write the project-layout and/or backbone-only checkpoint.
 
     Returns:
@@ -42,43 +45,43 @@ def convert(in_file: str, out_file: Optional[str] = None, backbone_out: Optional
     ckpt = load_checkpoint_file(in_file)
     sd = get_state_dict(ckpt, in_file)
     converted, dropped = convert_state_dict(sd, in_file)
-    backbone = OrderedDict((k[len('backbone.'):], v) for k, v in converted.items()
-                           if k.startswith('backbone.'))
+    backbone = OrderedDict((k[len('backbone.'):], v) for k, v in converted.items() if k.startswith('backbone.'))
     depth = verify_resnet(backbone, in_file) if verify else None
-    meta = dict(converted_from=osp.basename(in_file), converter='orl_plugin convert_official_orl',
-                source_meta={k: v for k, v in (ckpt.get('meta') or {}).items()
-                             if isinstance(v, (str, int, float, bool))})
+    meta = dict(
+        converted_from=osp.basename(in_file),
+        converter='orl_plugin convert_official_orl',
+        source_meta={k: v for k, v in (ckpt.get('meta') or {}).items() if isinstance(v, (str, int, float, bool))})
     if out_file is not None:
         atomic_torch_save(dict(meta=meta, state_dict=converted), out_file)
     if backbone_out is not None:
-        keys = backbone if bare_keys else OrderedDict(('backbone.' + k, v)
-                                                      for k, v in backbone.items())
+        keys = backbone if bare_keys else OrderedDict(('backbone.' + k, v) for k, v in backbone.items())
         atomic_torch_save(dict(meta=dict(meta, backbone_only=True), state_dict=keys), backbone_out)
     prefix, _ = extract_backbone(sd, in_file)
-    return dict(backbone_prefix=prefix or '<bare>', depth=depth, num_converted=len(converted),
-                num_backbone=len(backbone), dropped=dropped,
-                groups=sorted({k.split('.')[0] for k in converted}))
+    return dict(
+        backbone_prefix=prefix or '<bare>',
+        depth=depth,
+        num_converted=len(converted),
+        num_backbone=len(backbone),
+        dropped=dropped,
+        groups=sorted({k.split('.')[0] for k in converted}))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Import an official ORL/BYOL (OpenSelfSup) checkpoint into this project.')
     parser.add_argument('in_file', help='official checkpoint (.pth)')
-    parser.add_argument('out_file', nargs='?', default=None,
-                        help='output in this project\'s layout (backbone, neck, target, heads)')
-    parser.add_argument('--backbone-out', default=None,
-                        help='also write a backbone-only checkpoint for mmdet (backbone.* keys)')
-    parser.add_argument('--bare-keys', action='store_true',
-                        help='backbone-only output without the "backbone." prefix')
-    parser.add_argument('--no-verify', action='store_true',
-                        help='skip the strict load into mmdet ResNet')
+    parser.add_argument(
+        'out_file', nargs='?', default=None, help='output in this project\'s layout (backbone, neck, target, heads)')
+    parser.add_argument(
+        '--backbone-out', default=None, help='also write a backbone-only checkpoint for mmdet (backbone.* keys)')
+    parser.add_argument('--bare-keys', action='store_true', help='backbone-only output without the "backbone." prefix')
+    parser.add_argument('--no-verify', action='store_true', help='skip the strict load into mmdet ResNet')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    summary = convert(args.in_file, args.out_file, args.backbone_out, args.bare_keys,
-                      verify=not args.no_verify)
+    summary = convert(args.in_file, args.out_file, args.backbone_out, args.bare_keys, verify=not args.no_verify)
     depth = f'ResNet-{summary["depth"]}' if summary['depth'] else 'backbone (not verified)'
     print(f'{depth} from "{summary["backbone_prefix"]}": {summary["num_backbone"]} backbone '
           f'tensors, {summary["num_converted"]} in total ({", ".join(summary["groups"])})')

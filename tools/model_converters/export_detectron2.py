@@ -68,8 +68,8 @@ def to_detectron2(backbone: Dict[str, torch.Tensor]) -> 'OrderedDict[str, np.nda
     return out
 
 
-def select_backbone(sd: Dict[str, torch.Tensor], prefix: Optional[str], path: str
-                    ) -> Tuple[str, 'OrderedDict[str, torch.Tensor]']:
+def select_backbone(sd: Dict[str, torch.Tensor], prefix: Optional[str],
+                    path: str) -> Tuple[str, 'OrderedDict[str, torch.Tensor]']:
     """Backbone tensors without prefix: the given ``prefix``, else found automatically."""
     if prefix is None:
         return extract_backbone(sd, path)
@@ -80,8 +80,7 @@ def select_backbone(sd: Dict[str, torch.Tensor], prefix: Optional[str], path: st
     return prefix, part
 
 
-def export(in_file: str, out_file: str, prefix: Optional[str] = None,
-           author: str = 'orl_plugin') -> dict:
+def export(in_file: str, out_file: str, prefix: Optional[str] = None, author: str = 'orl_plugin') -> dict:
     """Write ``out_file`` (.pkl) from the backbone in ``in_file``; return a summary."""
     ckpt = load_checkpoint_file(in_file)
     sd = get_state_dict(ckpt, in_file)
@@ -107,9 +106,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Export a ResNet backbone to detectron2 (.pkl).')
     parser.add_argument('in_file', help='checkpoint (.pth)')
     parser.add_argument('out_file', help='detectron2 weights (.pkl)')
-    parser.add_argument('--prefix', default=None,
-                        help="backbone key prefix (default: 'backbone.', then 'online_net.0.', "
-                        "then bare ResNet keys); e.g. 'target_net.module.0.' for the EMA target")
+    parser.add_argument(
+        '--prefix',
+        default=None,
+        help="backbone key prefix (default: 'backbone.', then 'online_net.0.', "
+        "then bare ResNet keys); e.g. 'target_net.module.0.' for the EMA target")
     parser.add_argument('--author', default='orl_plugin', help='the "__author__" field')
     return parser.parse_args(argv)
 
@@ -121,8 +122,8 @@ def main(argv=None) -> int:
           f'-> {args.out_file}')
     print(f'detectron2 config: MODEL.WEIGHTS={args.out_file} MODEL.RESNETS.DEPTH={summary["depth"]} '
           'MODEL.RESNETS.STRIDE_IN_1X1=False INPUT.FORMAT=RGB '
-          'MODEL.PIXEL_MEAN=[123.675,116.280,103.530] MODEL.PIXEL_STD=[58.395,57.120,57.375]'
-          + (' MODEL.RESNETS.RES2_OUT_CHANNELS=64' if summary['depth'] in (18, 34) else ''))
+          'MODEL.PIXEL_MEAN=[123.675,116.280,103.530] MODEL.PIXEL_STD=[58.395,57.120,57.375]' +
+          (' MODEL.RESNETS.RES2_OUT_CHANNELS=64' if summary['depth'] in (18, 34) else ''))
     return 0
 
 

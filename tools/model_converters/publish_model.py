@@ -52,8 +52,7 @@ def sha256_of(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def publish(in_file: str, out_file: str, backbone_only: bool = False,
-            date: Optional[str] = None) -> str:
+def publish(in_file: str, out_file: str, backbone_only: bool = False, date: Optional[str] = None) -> str:
     """Write the release checkpoint; return its final path (``<stem>[_date]-<sha8>.pth``)."""
     return write_release(release_checkpoint(in_file, out_file, backbone_only), out_file, date)
 
@@ -121,7 +120,9 @@ def parse_metrics(items: List[str]) -> OrderedDict:
     return metrics
 
 
-def metafile_entry(name: str, weights: str, results: Optional[list] = None,
+def metafile_entry(name: str,
+                   weights: str,
+                   results: Optional[list] = None,
                    root: Optional[str] = None) -> Tuple[str, dict]:
     """The metafile entry of model ``name`` with ``Weights`` (and ``Results``) set.
 
@@ -156,19 +157,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Process a checkpoint to be published')
     parser.add_argument('in_file', help='input checkpoint')
     parser.add_argument('out_file', help='output name; the sha256 suffix is added to it')
-    parser.add_argument('--backbone-only', action='store_true',
-                        help="keep only the 'backbone.*' tensors")
-    parser.add_argument('--date', action='store_true',
-                        help='add _YYYYMMDD (today) before the hash, as mmpretrain does')
-    parser.add_argument('--config', default=None,
-                        help="the model's Name in the metafiles (default: the config the "
-                        'checkpoint was trained with)')
-    parser.add_argument('--url-prefix', default=None,
-                        help='where the file will be downloadable; Weights is PREFIX/FILE_NAME')
+    parser.add_argument('--backbone-only', action='store_true', help="keep only the 'backbone.*' tensors")
+    parser.add_argument('--date', action='store_true', help='add _YYYYMMDD (today) before the hash, as mmpretrain does')
+    parser.add_argument(
+        '--config',
+        default=None,
+        help="the model's Name in the metafiles (default: the config the "
+        'checkpoint was trained with)')
+    parser.add_argument(
+        '--url-prefix', default=None, help='where the file will be downloadable; Weights is PREFIX/FILE_NAME')
     parser.add_argument('--task', default=None, help='Results: the task, e.g. "Object Detection"')
     parser.add_argument('--dataset', default=None, help='Results: the data set, e.g. COCO')
-    parser.add_argument('--metric', action='append', default=[], metavar='NAME=VALUE',
-                        help='Results: a metric, e.g. "box AP=40.3" (repeat for more)')
+    parser.add_argument(
+        '--metric',
+        action='append',
+        default=[],
+        metavar='NAME=VALUE',
+        help='Results: a metric, e.g. "box AP=40.3" (repeat for more)')
     return parser.parse_args(argv)
 
 

@@ -22,12 +22,12 @@ from orl_plugin.visualization.drawing import draw_proposals, find_image, load_gt
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('store', help='selective-search or correspondence store / official JSON')
-    p.add_argument('--filtered', default=None,
-                   help='correspondence store/JSON whose kept boxes to draw over the raw ones')
-    p.add_argument('--images', nargs='+', default=None,
-                   help='COCO-format JSON(s) or image folder giving the image list')
-    p.add_argument('--img-root', nargs='+', default=None,
-                   help='folder(s) holding the images (default: the --images folder)')
+    p.add_argument(
+        '--filtered', default=None, help='correspondence store/JSON whose kept boxes to draw over the raw ones')
+    p.add_argument(
+        '--images', nargs='+', default=None, help='COCO-format JSON(s) or image folder giving the image list')
+    p.add_argument(
+        '--img-root', nargs='+', default=None, help='folder(s) holding the images (default: the --images folder)')
     p.add_argument('--index', type=int, nargs='+', required=True, help='image positions')
     p.add_argument('--out', required=True, help='output folder for the PNGs')
     p.add_argument('--max-raw', type=int, default=None, help='draw only the first N raw boxes')
@@ -76,9 +76,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             raise InputError(f'--index {i} out of range [0, {main_store.num_images})')
         img = read_image(find_image(names[i], roots))
         vis = draw_proposals(
-            img, raw_boxes=raw.boxes(i) if raw is not None else None,
+            img,
+            raw_boxes=raw.boxes(i) if raw is not None else None,
             filtered_boxes=filtered.boxes(i) if filtered is not None else None,
-            gt_boxes=gt.get(int(ids[i])) if args.gt else None, max_raw=args.max_raw)
+            gt_boxes=gt.get(int(ids[i])) if args.gt else None,
+            max_raw=args.max_raw)
         stem = osp.splitext(osp.basename(names[i]))[0]
         out = save_image(vis, osp.join(args.out, f'proposals_{i:06d}_{stem}.png'))
         print(out)

@@ -59,8 +59,7 @@ def filter_boxes(boxes_xywh: np.ndarray,
     if boxes.size == 0:
         return boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(
-            f'filter_boxes expects (N, 4) xywh boxes, got shape {boxes.shape}')
+        raise ValueError(f'filter_boxes expects (N, 4) xywh boxes, got shape {boxes.shape}')
     b = boxes.astype(np.float64)
     w, h = b[:, 2], b[:, 3]
     ok = np.ones(len(b), dtype=bool)
@@ -125,23 +124,19 @@ class FilterBoxes(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         if 'proposals' not in results:
-            raise KeyError(
-                'FilterBoxes needs results["proposals"] (raw xywh boxes) for '
-                f'image {results.get("img_path", "?")}')
+            raise KeyError('FilterBoxes needs results["proposals"] (raw xywh boxes) for '
+                           f'image {results.get("img_path", "?")}')
         raw = np.asarray(results['proposals']).reshape(-1, 4)
-        proposals, dropped = fit_boxes(type(self).__name__, results, raw,
-                                       self.num_dropped_boxes)
+        proposals, dropped = fit_boxes(type(self).__name__, results, raw, self.num_dropped_boxes)
         self.num_dropped_boxes += dropped
         if len(proposals) == 0:
             shape = image_shape(results)
             if shape is None:
-                raise KeyError(
-                    'FilterBoxes: no proposals and no img/img_shape to make '
-                    f'the whole-image box for {results.get("img_path", "?")}')
+                raise KeyError('FilterBoxes: no proposals and no img/img_shape to make '
+                               f'the whole-image box for {results.get("img_path", "?")}')
             kept = np.array([[0, 0, shape[1], shape[0]]], dtype=np.int64)
         else:
-            kept = filter_boxes(proposals, self.min_size, self.max_ratio,
-                                self.max_iou, self.topk).astype(np.int64)
+            kept = filter_boxes(proposals, self.min_size, self.max_ratio, self.max_iou, self.topk).astype(np.int64)
         results['kept_boxes'] = kept
         return results
 

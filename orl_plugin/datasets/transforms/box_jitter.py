@@ -54,8 +54,7 @@ def jitter_box(box: Sequence[float],
     # All attempts drawn at once; taking the first valid one is the same
     # rule as drawing them one by one.
     area = w * h * rng.uniform(scale[0], scale[1], size=n)
-    aspect = np.exp(
-        rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=n))
+    aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=n))
     cx = x + 0.5 * w + rng.uniform(shift[0], shift[1], size=n) * w
     cy = y + 0.5 * h + rng.uniform(shift[0], shift[1], size=n) * h
     aw = np.round(np.sqrt(area * aspect))
@@ -125,9 +124,8 @@ class BoxJitter(BaseTransform):
         if not valid[0]:
             results[self.out_key] = box.round().astype(np.int64)
             return results
-        results[self.out_key] = jitter_box(
-            clipped[0], img_w, img_h, self.scale, self.ratio, self.shift,
-            self.iou_thr, self.max_attempts)
+        results[self.out_key] = jitter_box(clipped[0], img_w, img_h, self.scale, self.ratio, self.shift, self.iou_thr,
+                                           self.max_attempts)
         return results
 
     def __repr__(self) -> str:

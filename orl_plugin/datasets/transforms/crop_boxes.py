@@ -9,9 +9,7 @@ from PIL import Image
 from .box_ops import fit_boxes
 
 
-def crop_boxes(img: np.ndarray,
-               boxes_xywh: np.ndarray,
-               size: Union[int, Sequence[int]] = 224) -> np.ndarray:
+def crop_boxes(img: np.ndarray, boxes_xywh: np.ndarray, size: Union[int, Sequence[int]] = 224) -> np.ndarray:
     """Crop every box from ``img`` and resize it, as the official ORL code does.
 
     The official ``CorrespondenceDataset`` calls torchvision's
@@ -84,9 +82,7 @@ class CropBoxes(BaseTransform):
             raise KeyError(f'CropBoxes needs results["{self.boxes_key}"] for '
                            f'image {results.get("img_path", "?")}')
         img = results['img']
-        boxes, dropped = fit_boxes(type(self).__name__, results,
-                                   results[self.boxes_key],
-                                   self.num_dropped_boxes)
+        boxes, dropped = fit_boxes(type(self).__name__, results, results[self.boxes_key], self.num_dropped_boxes)
         self.num_dropped_boxes += dropped
         if len(boxes) == 0:
             boxes = np.array([[0, 0, img.shape[1], img.shape[0]]], np.int64)

@@ -186,8 +186,8 @@ class LoadImageOrSkip(LoadImageFromFile):
                  ignore_orientation: bool = True,
                  *,
                  backend_args: Optional[dict] = None) -> None:
-        super().__init__(to_float32=to_float32, color_type=color_type,
-                         imdecode_backend=imdecode_backend, backend_args=backend_args)
+        super().__init__(
+            to_float32=to_float32, color_type=color_type, imdecode_backend=imdecode_backend, backend_args=backend_args)
         # Checked here, not on the first image.
         if color_type.replace('_ignore_orientation', '') not in COLOR_TYPES:
             raise ValueError(f'LoadImageOrSkip: color_type must be one of {COLOR_TYPES}, '
@@ -198,8 +198,12 @@ class LoadImageOrSkip(LoadImageFromFile):
         self.ignore_orientation = ignore_orientation
 
     def transform(self, results: dict) -> dict:
-        img = read_image(results['img_path'], self.backend_args, backend=self.imdecode_backend,
-                         color_type=self.color_type, ignore_orientation=self.ignore_orientation)
+        img = read_image(
+            results['img_path'],
+            self.backend_args,
+            backend=self.imdecode_backend,
+            color_type=self.color_type,
+            ignore_orientation=self.ignore_orientation)
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img

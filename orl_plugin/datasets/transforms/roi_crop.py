@@ -48,9 +48,7 @@ class RoICrop(BaseTransform):
         box_key (str): Key of the box. Defaults to ``'roi_bbox'``.
     """
 
-    def __init__(self,
-                 size: Union[int, Sequence[int]] = 96,
-                 box_key: str = 'roi_bbox') -> None:
+    def __init__(self, size: Union[int, Sequence[int]] = 96, box_key: str = 'roi_bbox') -> None:
         self.size = size if isinstance(size, int) else tuple(size)
         self.box_key = box_key
 

@@ -65,8 +65,7 @@ def selective_search(img: np.ndarray, mode: str = 'fast', seed: Optional[int] = 
     return np.asarray(rects, dtype=np.int32).reshape(-1, 4)
 
 
-def scale_boxes_back(boxes: np.ndarray, small_shape: Tuple[int, int],
-                     shape: Tuple[int, int]) -> np.ndarray:
+def scale_boxes_back(boxes: np.ndarray, small_shape: Tuple[int, int], shape: Tuple[int, int]) -> np.ndarray:
     """Map ``xywh`` boxes found on a resized ``small_shape`` (h, w) copy to ``shape`` pixels.
 
     Each axis uses its own factor (the two are rounded to integer sizes separately); the box edges
@@ -131,8 +130,7 @@ class SelectiveSearch(BaseTransform):
         h, w = img.shape[:2]
         if self.max_size is not None and max(h, w) > self.max_size:
             scale = self.max_size / max(h, w)
-            img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))),
-                             interpolation=cv2.INTER_AREA)
+            img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         boxes = selective_search(img, self.mode, self.seed)
         shape = tuple(results.get('ori_shape') or (h, w))[:2]
         if tuple(img.shape[:2]) != shape:

@@ -56,8 +56,8 @@ class ObjectProbeHook(HeldOutProbeHook):
     def _load(self, cfg: Union[Dict[str, Any], Any]) -> tuple:
         crops = object_crops(scene_data_infos(cfg), self.crop_size, max_objects=self.max_objects)
         if len(crops[0]) == 0:
-            where = (f'{cfg.get("ann_file")!r} (data_root {cfg.get("data_root")!r})' if cfg.get('ann_file') else
-                     f'the image folder {cfg.get("data_prefix")} (no annotation file)')
+            where = (f'{cfg.get("ann_file")!r} (data_root {cfg.get("data_root")!r})'
+                     if cfg.get('ann_file') else f'the image folder {cfg.get("data_prefix")} (no annotation file)')
             raise ValueError(f'ObjectProbeHook: no annotated objects in {where}; the probe needs a COCO JSON '
                              'with boxes')
         return crops
@@ -70,8 +70,10 @@ class ObjectProbeHook(HeldOutProbeHook):
         return object_knn_probe(model, *data, k=self.k, temperature=self.temperature)
 
     def report(self, res: Dict[str, Any], init: Dict[str, Any]) -> Tuple[Dict[str, float], str, int]:
-        scalars = {'probe/object_knn_top1': res['top1'], 'probe/object_knn_top1_init': init['top1'],
-                   'probe/object_knn_chance': res['chance']}
+        scalars = {
+            'probe/object_knn_top1': res['top1'], 'probe/object_knn_top1_init': init['top1'],
+            'probe/object_knn_chance': res['chance']
+        }
         text = (f'kNN top-1 {res["top1"]:.4f} on {res["num_query"]} held-out objects (at start {init["top1"]:.4f}, '
                 f'most common class {res["chance"]:.4f}; {res["num_reference"]} reference crops)')
         return scalars, text, res['num_reference'] + res['num_query']

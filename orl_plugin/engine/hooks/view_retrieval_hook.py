@@ -104,9 +104,10 @@ class ViewRetrievalHook(HeldOutProbeHook):
         return view_retrieval(model, data)
 
     def report(self, res: Dict[str, Any], init: Dict[str, Any]) -> Tuple[Dict[str, float], str, int]:
-        scalars = {'probe/view_top1': res['top1'], 'probe/view_top1_init': init['top1'],
-                   'probe/view_chance': res['chance'], 'probe/view_rank': res['rank'],
-                   'probe/view_rank_init': init['rank']}
+        scalars = {
+            'probe/view_top1': res['top1'], 'probe/view_top1_init': init['top1'], 'probe/view_chance': res['chance'],
+            'probe/view_rank': res['rank'], 'probe/view_rank_init': init['rank']
+        }
         text = (f'top-1 {res["top1"]:.4f} on {res["num_images"]} {self.split} images (at start {init["top1"]:.4f}, '
                 f'chance {res["chance"]:.4f}); feature rank {res["rank"]:.1f} (at start {init["rank"]:.1f})')
         return scalars, text, 2 * res['num_images']

@@ -30,8 +30,7 @@ def _state_dict(path: str) -> Dict[str, torch.Tensor]:
     return {re.sub(r'^module\.', '', k): v for k, v in sd.items()}
 
 
-def check_checkpoint_keys(model: torch.nn.Module, modules: Sequence[str], path: str,
-                          step: str = 'mining') -> None:
+def check_checkpoint_keys(model: torch.nn.Module, modules: Sequence[str], path: str, step: str = 'mining') -> None:
     """Raise ``CheckpointFormatError`` unless checkpoint ``path`` holds every weight of
     ``modules`` of ``model`` with the model's shapes; the message names the file, the keys
     expected and missing (or mis-shaped), and what the file holds instead."""
@@ -40,8 +39,7 @@ def check_checkpoint_keys(model: torch.nn.Module, modules: Sequence[str], path: 
         return
     sd = _state_dict(path)
     missing = [k for k, _ in expected if k not in sd]
-    wrong = [(k, shape, tuple(sd[k].shape)) for k, shape in expected
-             if k in sd and tuple(sd[k].shape) != shape]
+    wrong = [(k, shape, tuple(sd[k].shape)) for k, shape in expected if k in sd and tuple(sd[k].shape) != shape]
     if not missing and not wrong:
         return
     shown = osp.abspath(path) if osp.exists(path) else path

@@ -130,8 +130,8 @@ class CorrespondenceLoop(MiningLoop):
                  chunk_size: int = 256,
                  cache_dir: Optional[str] = None,
                  log_interval: float = 30.0) -> None:
-        super().__init__(runner, dataloader, evaluator, chunk_size=chunk_size,
-                         cache_dir=cache_dir, log_interval=log_interval)
+        super().__init__(
+            runner, dataloader, evaluator, chunk_size=chunk_size, cache_dir=cache_dir, log_interval=log_interval)
         if embed_cache not in ('auto', 'disk', 'memory'):
             raise ValueError(f"embed_cache must be 'auto', 'disk' or 'memory', got {embed_cache!r}")
         if embed_dtype not in ('float32', 'float16'):
@@ -159,16 +159,17 @@ class CorrespondenceLoop(MiningLoop):
         self._filter = _find_transform(pipeline, FilterBoxes)
         self._crop = _find_transform(pipeline, CropBoxes)
         if self._filter is None or self._crop is None:
-            raise ValueError(
-                'CorrespondenceLoop: the test_dataloader pipeline must contain FilterBoxes and '
-                f'CropBoxes (after the image loading); got {pipeline}')
+            raise ValueError('CorrespondenceLoop: the test_dataloader pipeline must contain FilterBoxes and '
+                             f'CropBoxes (after the image loading); got {pipeline}')
 
     def _open_knn(self) -> None:
         store = MiningStore.open(self.knn_file, kind='knn')
         infos = [self.dataset.get_data_info(i) for i in range(len(self.dataset))]
         ann = getattr(self.dataset, 'image_list_cfg', {}).get('ann_file')
         check_image_list(
-            store, infos, store_desc=f'KNN file {store.path}',
+            store,
+            infos,
+            store_desc=f'KNN file {store.path}',
             list_desc=f'image list {ann}' if ann else "the data set's image list",
             remedy='mine the neighbours on the same image list (same ann files, same order)')
         k = store.num_neighbours
@@ -242,23 +243,24 @@ class CorrespondenceLoop(MiningLoop):
         rank, world_size = get_dist_info()
         n = len(self.dataset)
         fp = self._embed_fingerprint()
-        self._embed_key = hashlib.sha1(
-            json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
+        self._embed_key = hashlib.sha1(json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
         mode = self.embed_cache_mode
         if mode == 'auto':
             mode = 'memory' if n <= self.memory_max_images else 'disk'
         cache_dir = None
         if mode == 'disk':
             cache_dir = osp.join(
-                self.embed_cache_dir or osp.join(self.runner.work_dir, 'mining_cache',
-                                                 'correspondence_embed'), self._embed_key[:16])
-        self.embeddings = EmbeddingCache(n, self.chunk_size, cache_dir, dtype=self.embed_dtype,
-                                         tmp_prefix=f'.tmp_rank{rank}_')
+                self.embed_cache_dir or osp.join(self.runner.work_dir, 'mining_cache', 'correspondence_embed'),
+                self._embed_key[:16])
+        self.embeddings = EmbeddingCache(
+            n, self.chunk_size, cache_dir, dtype=self.embed_dtype, tmp_prefix=f'.tmp_rank{rank}_')
         self.embeddings.remove_stale_tmp()
         if cache_dir is not None and rank == 0:
-            atomic_write_json(osp.join(cache_dir, 'fingerprint.json'),
-                              dict(sha1=self._embed_key, **fp), sort_keys=True,
-                              default=_json_default)
+            atomic_write_json(
+                osp.join(cache_dir, 'fingerprint.json'),
+                dict(sha1=self._embed_key, **fp),
+                sort_keys=True,
+                default=_json_default)
 
         mine = [c for c in range(self.embeddings.num_chunks) if c % world_size == rank]
         pending = [c for c in mine if not self.embeddings.is_done(c)]
@@ -266,7 +268,8 @@ class CorrespondenceLoop(MiningLoop):
             f'[{self.step_name}] phase 1 (encode every image\'s boxes once): {n} images, '
             f'{mode} embedding cache{"" if cache_dir is None else " " + cache_dir}; rank '
             f'{rank}/{world_size}: {len(mine) - len(pending)} chunks cached, {len(pending)} '
-            'to compute', logger='current')
+            'to compute',
+            logger='current')
         self.stats.update(encode_forward_s=0.0, crops_encoded=0)
         start = time.perf_counter()
         if pending:
@@ -278,7 +281,8 @@ class CorrespondenceLoop(MiningLoop):
         print_log(
             f'[{self.step_name}] phase 1: {self.stats["crops_encoded"]} boxes encoded in '
             f'{self.stats["phase1_s"]:.1f} s ({self.stats["encode_forward_s"]:.1f} s in the '
-            'encoder)', logger='current')
+            'encoder)',
+            logger='current')
 
     def _store_chunk(self, c: int, results: List[dict]) -> None:
         embeds, boxes, reasons = [], [], []
@@ -333,10 +337,14 @@ class CorrespondenceLoop(MiningLoop):
             knn = self.knn_store.knn(i)[:k].astype(np.int64)
             reason = cache.skip_reason(i)
             if reason is not None:
-                results.append(dict(
-                    skipped=True, skip_reason=reason, kept_boxes=np.zeros((0, 4), np.int32),
-                    knn=knn, pairs=np.zeros((0, 8), np.int32),
-                    pair_counts=np.zeros(k, np.int64)))
+                results.append(
+                    dict(
+                        skipped=True,
+                        skip_reason=reason,
+                        kept_boxes=np.zeros((0, 4), np.int32),
+                        knn=knn,
+                        pairs=np.zeros((0, 8), np.int32),
+                        pair_counts=np.zeros(k, np.int64)))
                 continue
             eq, bq = cache.get(i)
             tq = torch.from_numpy(eq).to(device)
@@ -347,10 +355,12 @@ class CorrespondenceLoop(MiningLoop):
                     per.append(np.zeros((0, 8), np.int32))
                     continue
                 per.append(self.pair_rule(tq, torch.from_numpy(en).to(device), bq, bn))
-            results.append(dict(
-                kept_boxes=bq.astype(np.int32), knn=knn,
-                pairs=np.concatenate(per, axis=0).astype(np.int32),
-                pair_counts=np.array([len(p) for p in per], dtype=np.int64)))
+            results.append(
+                dict(
+                    kept_boxes=bq.astype(np.int32),
+                    knn=knn,
+                    pairs=np.concatenate(per, axis=0).astype(np.int32),
+                    pair_counts=np.array([len(p) for p in per], dtype=np.int64)))
         return results
 
 

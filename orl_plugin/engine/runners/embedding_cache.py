@@ -33,8 +33,8 @@ class _Chunk:
 
     __slots__ = ('emb', 'offsets', 'boxes', 'skipped', 'reasons')
 
-    def __init__(self, emb: np.ndarray, offsets: np.ndarray, boxes: np.ndarray,
-                 skipped: np.ndarray, reasons: np.ndarray) -> None:
+    def __init__(self, emb: np.ndarray, offsets: np.ndarray, boxes: np.ndarray, skipped: np.ndarray,
+                 reasons: np.ndarray) -> None:
         self.emb, self.offsets, self.boxes = emb, offsets, boxes
         self.skipped, self.reasons = skipped, reasons
 
@@ -151,8 +151,14 @@ class EmbeddingCache:
             np.save(f, emb)
         # the done marker goes last: a chunk without it is computed again
         with atomic_open(self._done_path(c), 'wb', tmp_prefix=self.tmp_prefix) as f:
-            np.savez(f, offsets=offsets, boxes=box, skipped=skipped, reasons=reason_arr,
-                     dim=np.int64(emb.shape[1]), dtype=np.array(str(self.dtype)))
+            np.savez(
+                f,
+                offsets=offsets,
+                boxes=box,
+                skipped=skipped,
+                reasons=reason_arr,
+                dim=np.int64(emb.shape[1]),
+                dtype=np.array(str(self.dtype)))
         self._chunks.pop(c, None)
 
     def all_gather(self) -> None:
@@ -160,8 +166,7 @@ class EmbeddingCache:
         from mmengine.dist import all_gather_object, get_world_size
         if not self.in_memory or get_world_size() == 1:
             return
-        mine = {c: (ch.emb, ch.offsets, ch.boxes, ch.skipped, ch.reasons)
-                for c, ch in self._chunks.items()}
+        mine = {c: (ch.emb, ch.offsets, ch.boxes, ch.skipped, ch.reasons) for c, ch in self._chunks.items()}
         for part in all_gather_object(mine):
             for c, arrays in part.items():
                 if c not in self._chunks:
@@ -176,8 +181,8 @@ class EmbeddingCache:
             return ch
         if self.in_memory or not self.is_done(c):
             raise KeyError(f'embedding chunk {c} (images {self.chunk_range(c).start}..'
-                           f'{self.chunk_range(c).stop - 1}) has not been computed'
-                           + ('' if self.in_memory else f' (no {self._done_path(c)})'))
+                           f'{self.chunk_range(c).stop - 1}) has not been computed' +
+                           ('' if self.in_memory else f' (no {self._done_path(c)})'))
         with np.load(self._done_path(c), allow_pickle=False) as z:
             meta = {k: z[k] for k in z.files}
         if str(meta['dtype']) != str(self.dtype):
@@ -216,5 +221,4 @@ class EmbeddingCache:
     def chunk_arrays(self, c: int) -> Dict[str, np.ndarray]:
         """The stored arrays of chunk ``c`` (for tests and tools)."""
         ch = self._chunk(c)
-        return dict(emb=np.asarray(ch.emb), offsets=ch.offsets, boxes=ch.boxes,
-                    skipped=ch.skipped, reasons=ch.reasons)
+        return dict(emb=np.asarray(ch.emb), offsets=ch.offsets, boxes=ch.boxes, skipped=ch.skipped, reasons=ch.reasons)

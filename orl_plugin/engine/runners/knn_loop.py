@@ -26,8 +26,7 @@ class KNNMiningLoop(MiningLoop):
 
     step_name = 'knn'
 
-    def __init__(self, runner, dataloader, evaluator, feature: Union[str, dict] = 'auto',
-                 **kwargs) -> None:
+    def __init__(self, runner, dataloader, evaluator, feature: Union[str, dict] = 'auto', **kwargs) -> None:
         cfg = dict(type='ImageFeature', feature=feature) if isinstance(feature, str) else feature
         self.feature = MODELS.build(cfg)
         super().__init__(runner, dataloader, evaluator, **kwargs)

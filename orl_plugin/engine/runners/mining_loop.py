@@ -237,8 +237,7 @@ class MiningLoop(BaseLoop):
     # ------------------------------------------------------------------ extension points
     def process_batch(self, data_batch: Any) -> List[dict]:
         """Compute the results of one collated batch of readable images (one dict each)."""
-        raise NotImplementedError(
-            f'{type(self).__name__} must implement process_batch() or process_chunk()')
+        raise NotImplementedError(f'{type(self).__name__} must implement process_batch() or process_chunk()')
 
     def process_chunk(self, indices: List[int]) -> List[dict]:
         """Compute the results of one chunk of global indices (one dict each, in order).
@@ -312,10 +311,8 @@ class MiningLoop(BaseLoop):
         num_images = len(self.dataset)
         num_chunks = math.ceil(num_images / self.chunk_size)
         fp = self.fingerprint()
-        key = hashlib.sha1(
-            json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
-        base = self._cache_dir_cfg or osp.join(self.runner.work_dir, 'mining_cache',
-                                               self.step_name)
+        key = hashlib.sha1(json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
+        base = self._cache_dir_cfg or osp.join(self.runner.work_dir, 'mining_cache', self.step_name)
         self.cache_dir = osp.join(base, key[:16])
         os.makedirs(self.cache_dir, exist_ok=True)
         if rank == 0:
@@ -333,7 +330,8 @@ class MiningLoop(BaseLoop):
         print_log(
             f'[{self.step_name}] {num_images} images in {num_chunks} chunks of {self.chunk_size}; '
             f'rank {rank}/{world_size}: {len(done)} chunks cached, {len(pending)} to compute; '
-            f'cache {self.cache_dir}', logger='current')
+            f'cache {self.cache_dir}',
+            logger='current')
 
         for c in done:
             self._feed(load_chunk(self.chunk_path(c)), c)
@@ -342,13 +340,18 @@ class MiningLoop(BaseLoop):
             self._feed(results, c)
         if self.num_skipped:
             more = self.num_skipped - len(self.skipped_named)
-            print_log(f'[{self.step_name}] rank {rank}: {self.num_skipped} images skipped: '
-                      + '; '.join(self.skipped_named) + (f'; and {more} more' if more else ''),
-                      logger='current', level=logging.WARNING)
+            print_log(
+                f'[{self.step_name}] rank {rank}: {self.num_skipped} images skipped: ' + '; '.join(self.skipped_named) +
+                (f'; and {more} more' if more else ''),
+                logger='current',
+                level=logging.WARNING)
 
-        prov = dict(step=self.step_name, loop=type(self).__name__, cache_key=key,
-                    config=getattr(self.runner.cfg, 'filename', None),
-                    fingerprint=json.loads(json.dumps(fp, default=_json_default)))
+        prov = dict(
+            step=self.step_name,
+            loop=type(self).__name__,
+            cache_key=key,
+            config=getattr(self.runner.cfg, 'filename', None),
+            fingerprint=json.loads(json.dumps(fp, default=_json_default)))
         for metric in self.evaluator.metrics:
             if hasattr(metric, 'mining_provenance'):
                 metric.mining_provenance = prov
@@ -362,8 +365,7 @@ class MiningLoop(BaseLoop):
         if not chunks:
             return
         if type(self).process_chunk is not MiningLoop.process_chunk:
-            progress = _Progress(self.step_name, sum(len(self.chunk_indices(c)) for c in chunks),
-                                 self.log_interval)
+            progress = _Progress(self.step_name, sum(len(self.chunk_indices(c)) for c in chunks), self.log_interval)
             for c in chunks:
                 indices = self.chunk_indices(c)
                 results = self.process_chunk(indices)
@@ -467,8 +469,8 @@ class MiningLoop(BaseLoop):
         return dict(path=str(path))  # remote checkpoints: the URL is the identity
 
     def _write_fingerprint(self, fp: dict, key: str) -> None:
-        atomic_write_json(osp.join(self.cache_dir, 'fingerprint.json'), dict(sha1=key, **fp),
-                          sort_keys=True, default=_json_default)
+        atomic_write_json(
+            osp.join(self.cache_dir, 'fingerprint.json'), dict(sha1=key, **fp), sort_keys=True, default=_json_default)
 
 
 class _Progress:
@@ -488,10 +490,13 @@ class _Progress:
             eta = timedelta(seconds=int((self.total - self.done) / max(rate, 1e-9)))
             rank, _ = get_dist_info()
             print_log(f'[{self.name}] rank {rank}: {self.done}/{self.total} images, '
-                      f'{rate:.2f} img/s, ETA {eta}', logger='current')
+                      f'{rate:.2f} img/s, ETA {eta}',
+                      logger='current')
 
     def finish(self) -> None:
         elapsed = time.monotonic() - self.start
         rank, _ = get_dist_info()
-        print_log(f'[{self.name}] rank {rank}: computed {self.done} images in {elapsed:.1f} s '
-                  f'({self.done / max(elapsed, 1e-9):.2f} img/s)', logger='current')
+        print_log(
+            f'[{self.name}] rank {rank}: computed {self.done} images in {elapsed:.1f} s '
+            f'({self.done / max(elapsed, 1e-9):.2f} img/s)',
+            logger='current')
