@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.orl-install-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lint clean-install
+.PHONY: install test demo lint format clean-install
 
 install: $(STAMP)
 
@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml tools/install/install.sh tools/install/cxx20.sh
 	bash tools/install/install.sh
 	@touch $@
 
-test: install
+# The style checks run first: they take seconds and name the file and line.
+test: install lint
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 demo: install
@@ -26,6 +27,11 @@ lint: install
 	$(PYTHON) -m flake8 $(LINT_PATHS)
 	$(PYTHON) -m isort --check-only --diff $(LINT_PATHS)
 	$(PYTHON) -m yapf --diff --recursive $(LINT_PATHS)
+
+# Rewrites the tree in the lint's style (isort, then yapf).
+format: install
+	$(PYTHON) -m isort $(LINT_PATHS)
+	$(PYTHON) -m yapf --in-place --recursive $(LINT_PATHS)
 
 clean-install:
 	rm -f $(STAMP)
