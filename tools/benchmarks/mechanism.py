@@ -194,11 +194,27 @@ class Prober:
                 for step in view:
                     if step.get('type') == 'RandomResizedCrop':
                         step['scale'] = view_size
-        val = curve._split_infos(data_root, 'val')
-        self.splits = (object_crops(curve._split_infos(data_root, 'train'), 64, max_objects=max_objects),
-                       object_crops(val, 64, max_objects=max_objects))
-        self.views = make_view_pairs([i['img_path'] for i in val[:256]], pipelines, seed=0)
         self.device = device
+        self._data: Optional[tuple] = None
+
+        def load() -> tuple:  # on first use: a resumed run that probes nothing does not read the crops
+            val = curve._split_infos(data_root, 'val')
+            splits = (object_crops(curve._split_infos(data_root, 'train'), 64, max_objects=max_objects),
+                      object_crops(val, 64, max_objects=max_objects))
+            return splits, make_view_pairs([i['img_path'] for i in val[:256]], pipelines, seed=0)
+        self._load = load
+
+    @property
+    def splits(self) -> tuple:
+        if self._data is None:
+            self._data = self._load()
+        return self._data[0]
+
+    @property
+    def views(self) -> tuple:
+        if self._data is None:
+            self._data = self._load()
+        return self._data[1]
 
     def build(self, seed: int):
         """The BYOL model as initialised with ``seed`` (mmengine's init_weights)."""
@@ -263,16 +279,22 @@ class Run:
         self.t0 = time.time()
         self.log = osp.join(args.out, 'pipeline.log')
         self.results_path = osp.join(args.out, 'results.json')
-        self.results: Dict[str, Any] = dict(setup={}, data={}, arms={}, byol_matched={}, characterisation={},
-                                            failures=[], step_seconds={})
+        self.results: Dict[str, Any] = dict(setup={}, data={}, random_init={}, arms={}, byol_matched={},
+                                            characterisation={}, failures=[], step_seconds={})
         self.shared_ss: Dict[str, str] = {}
         # the seconds a step took when it ran, kept across resumed invocations (for the cost estimate)
         self.first_seconds: Dict[Tuple[str, str], float] = {}
         if osp.isfile(self.results_path):
             with open(self.results_path) as f:
-                for step, recs in (json.load(f).get('step_seconds') or {}).items():
-                    for r in recs:
-                        self.first_seconds[r['who'], step] = r.get('first_run_seconds', r['seconds'])
+                previous = json.load(f)
+            for step, recs in (previous.get('step_seconds') or {}).items():
+                for r in recs:
+                    self.first_seconds[r['who'], step] = r.get('first_run_seconds', r['seconds'])
+            # 2b does not depend on the arm: a store made by an earlier invocation (another arm) is reused
+            ss = (previous.get('data') or {}).get('selective_search')
+            if ss and osp.exists(ss.get('store', '')):
+                self.shared_ss['selective_search'] = ss['store']
+                self.results['data']['selective_search'] = ss
 
     def say(self, msg: str) -> None:
         print(f'[mech {time.time() - self.t0:7.0f} s] {msg}', flush=True)
@@ -351,11 +373,9 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
     def pipe(stage: str) -> Dict[str, Any]:
         return run.pipeline(work, recipe, stage, options, data_root, dict(use, **run.shared_ss), schedule)
 
-    if arm == 'random':
-        path = osp.join(work, 'random_init.pth')
-        made = run.step(who, 'stage1', lambda: dict(resumed=osp.isfile(path),
-                                                    checkpoint=save_random_init(prober, seed, path)))
-        ckpt = made and made['checkpoint']
+    if arm == 'random':  # the seed's random-init baseline is the arm's stage 1
+        base = run.results['random_init'].get(str(seed)) or {}
+        ckpt = base.get('checkpoint')
     else:
         rec = run.step(who, 'stage1', lambda: pipe('stage1'))
         ckpt = rec and rec['outputs']['checkpoint']
@@ -366,8 +386,8 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
         return res
     use['stage1'] = ckpt  # the later pipeline calls take it as given (no re-check of stage 1)
     res['stage1_checkpoint'] = ckpt
-    probe = run.step(who, 'probe_stage1', lambda: marker_step(
-        osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(ckpt, recalibrate=arm == 'random')))
+    probe = base.get('probe') if arm == 'random' else run.step(who, 'probe_stage1', lambda: marker_step(
+        osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(ckpt)))
     if probe:
         res['stage1_probe'] = {k: v for k, v in probe.items() if k != 'resumed'}
     run.save()
@@ -409,6 +429,24 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
                 res[f'finetune_{what}'] = ft['metrics']
         run.save()
     return res
+
+
+def random_baseline(run: Run, seed: int, prober: Prober) -> None:
+    """The seed's random initialisation of the BYOL model (a portable checkpoint) probed as
+    initialised and with BN statistics recalibrated on the data: every arm's stage-1 baseline."""
+    who = f'random seed {seed}'
+    work = osp.join(run.args.out, 'runs', f'random_seed{seed}')
+    os.makedirs(work, exist_ok=True)
+    path = osp.join(work, 'random_init.pth')
+    made = run.step(who, 'stage1', lambda: dict(resumed=osp.isfile(path),
+                                                checkpoint=save_random_init(prober, seed, path)))
+    if not made:
+        return
+    probe = run.step(who, 'probe_stage1', lambda: marker_step(osp.join(work, 'probe_stage1.done.json'),
+                                                              lambda: prober.probe_checkpoint(path, recalibrate=True)))
+    run.results['random_init'][str(seed)] = dict(checkpoint=path, probe=probe and {
+        k: v for k, v in probe.items() if k != 'resumed'})
+    run.save()
 
 
 def finetune(run: Run, config: str, pretrained: str, work_dir: str, seed: int, data_root: str) -> Dict[str, Any]:
@@ -524,9 +562,7 @@ def _get(rec: Dict[str, Any], path: str) -> Optional[float]:
 #: Table figures: (key, path in an arm's per-seed record).
 FIGURES: Tuple[Tuple[str, str], ...] = (
     ('stage1_object_probe', 'stage1_probe/object_probe'),
-    ('stage1_object_probe_bn_recalibrated', 'stage1_probe/object_probe_bn_recalibrated'),
     ('stage1_view_retrieval', 'stage1_probe/view_retrieval'),
-    ('stage1_view_retrieval_bn_recalibrated', 'stage1_probe/view_retrieval_bn_recalibrated'),
     ('object_probe_chance', 'stage1_probe/object_probe_chance'),
     ('object_probe_queries', 'stage1_probe/object_probe_queries'),
     ('view_retrieval_images', 'stage1_probe/view_retrieval_images'),
@@ -548,6 +584,11 @@ def build_table(results: Dict[str, Any]) -> Dict[str, Any]:
     table: Dict[str, Any] = {}
     for arm, seeds in results['arms'].items():
         table[arm] = {k: summarise([_get(r, p) for r in seeds.values()]) for k, p in FIGURES}
+    base = list(results['random_init'].values())
+    table['random_init'] = {k: summarise([_get(r, f'probe/{k}') for r in base])
+                            for k in ('object_probe', 'object_probe_bn_recalibrated', 'view_retrieval',
+                                      'view_retrieval_bn_recalibrated', 'object_probe_chance', 'object_probe_queries',
+                                      'view_retrieval_images')}
     byol = list(results['byol_matched'].values())
     table['byol_matched'] = dict(
         object_probe=summarise([_get(r, 'probe/object_probe') for r in byol]),
@@ -597,17 +638,17 @@ def evaluate_targets(table: Dict[str, Any]) -> List[Dict[str, Any]]:
         ok, text = _two_std_apart(inst.get(key_a), byol.get(key_b))
         out.append(_target(f'stage 3 on instrument pairs >= BYOL at matched compute, means 2 std apart ({fig})',
                            'primary', ok, text))
-    rnd = table.get('random', {})
+    rnd = table.get('random_init', {})
     best: Tuple[Optional[bool], str] = (None, 'no self-supervised arm measured')
     for arm in SELF_SUPERVISED:
         a = table.get(arm)
-        if not a or rnd.get('stage1_object_probe_bn_recalibrated') is None:
+        if not a or rnd.get('object_probe_bn_recalibrated') is None:
             continue
         knn, knn_r = _mean(a.get('knn_precision')), _mean(a.get('knn_precision_random'))
         knn_ok = knn is not None and knn_r is not None and knn >= knn_r + 0.10
         parts, any_probe = [], False
         for fig, n_key in (('object_probe', 'object_probe_queries'), ('view_retrieval', 'view_retrieval_images')):
-            v, base = _mean(a.get(f'stage1_{fig}')), _mean(rnd.get(f'stage1_{fig}_bn_recalibrated'))
+            v, base = _mean(a.get(f'stage1_{fig}')), _mean(rnd.get(f'{fig}_bn_recalibrated'))
             n = _mean(rnd.get(n_key))
             if v is None or base is None or not n:
                 continue
@@ -648,15 +689,15 @@ def markdown(results: Dict[str, Any]) -> str:
         '2a KNN P@10 (random) | 2c pair precision (random) | obj-pair rate IoU (random) | obj-pair rate inside '
         '(random) | same-cat of obj-pairs IoU (random) | same-cat of obj-pairs inside (random) | stage-3 object '
         'probe | stage-3 det mAP | stage-1 alone det mAP |', '|' + '---|' * 12]
-    rnd = t.get('random', {})
+    rnd = t.get('random_init', {})
     for arm in ARMS:
         a = t.get(arm)
         if a is None:
             continue
-        probe = f"{_fmt(a['stage1_object_probe'])} ({_fmt(rnd.get('stage1_object_probe'))} / " \
-                f"{_fmt(rnd.get('stage1_object_probe_bn_recalibrated'))})"
+        probe = f"{_fmt(a['stage1_object_probe'])} ({_fmt(rnd.get('object_probe'))} / " \
+                f"{_fmt(rnd.get('object_probe_bn_recalibrated'))})"
         cells = [arm + (' (instrument, not ORL)' if arm == 'instrument' else ''), probe,
-                 _pair(a['stage1_view_retrieval'], rnd.get('stage1_view_retrieval_bn_recalibrated')),
+                 _pair(a['stage1_view_retrieval'], rnd.get('view_retrieval_bn_recalibrated')),
                  _pair(a['knn_precision'], a['knn_precision_random']),
                  _pair(a['pair_precision'], a['pair_precision_random'], 4),
                  _pair(a['pair_object_rate'], a['pair_object_rate_random']),
@@ -669,8 +710,7 @@ def markdown(results: Dict[str, Any]) -> str:
     lines.append(f"| BYOL matched compute ({', '.join(map(str, b.get('epochs') or [])) or '-'} ep) | "
                  f"{_fmt(b.get('object_probe'))} | {_fmt(b.get('view_retrieval'))} | | | | | | | "
                  f"{_fmt(b.get('object_probe'))} | {_fmt(b.get('det_mAP'), 4)} | |")
-    chance = rnd.get('object_probe_chance') or next((v.get('object_probe_chance') for v in t.values()
-                                                     if isinstance(v, dict) and v.get('object_probe_chance')), None)
+    chance = rnd.get('object_probe_chance')
     lines += ['', f"Object probe chance (most common class): {_fmt(chance)}; 2b proposal recall@0.5: raw "
               f"{ss.get('recall@0.5_raw', float('nan')):.3f} (random boxes {ss.get('recall@0.5_raw_random', float('nan')):.3f}), "
               f"kept {ss.get('recall@0.5_filtered', float('nan')):.3f} "
@@ -723,6 +763,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     prober = Prober(data_root, args.max_probe_objects, args.device, 32 if args.quick else None)
     order = [a for a in ARMS if a in args.arms]  # random first: its 2b is the cheapest to reach
     for seed in args.seeds:
+        random_baseline(run, seed, prober)
         for arm in order:
             run_arm(run, arm, seed, data_root, prober, preset['finetune'])
         # BYOL at ORL's matched compute: E1 + E3 * r * N3 / N epochs, per arm's N3 (runs shared by epoch count)
