@@ -92,7 +92,7 @@ premise = _load_benchmark('scene_premise')
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='work_dirs/mechanism', help='output folder (scenes, runs, results.json)')
-    p.add_argument('--arms', nargs='+', default=list(ARMS), choices=ARMS)
+    p.add_argument('--arms', nargs='+', default=list(ARMS), choices=ARMS, help='stage-1 arms, run in this order')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--num-images', type=int, default=600, help='v2 scenes generated (20 %% held out)')
     p.add_argument('--img-size', type=int, default=256)
@@ -761,7 +761,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.device == 'cpu':
         os.environ['CUDA_VISIBLE_DEVICES'] = ''  # the stages' processes too
     prober = Prober(data_root, args.max_probe_objects, args.device, 32 if args.quick else None)
-    order = [a for a in ARMS if a in args.arms]  # random first: its 2b is the cheapest to reach
+    order = list(dict.fromkeys(args.arms))  # as given: the first arm to reach 2b runs it for all
     for seed in args.seeds:
         random_baseline(run, seed, prober)
         for arm in order:
