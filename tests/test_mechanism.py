@@ -99,6 +99,15 @@ def test_second_invocation_resumes_without_training(quick_run):
     assert steps and all(r['resumed'] for r in steps), [r for r in steps if not r['resumed']]
     assert again['table'] == first['table']
 
+    # --collect runs nothing: a step not done yet (a third ratio) is listed as pending, not run
+    proc = _run(['--out', out, *QUICK_ARGS, '--collect', '--ratios', '0.1', '0.2', '0.05'])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not osp.exists(osp.join(out, 'characterise', 'ratio_0.05'))
+    with open(osp.join(out, 'results.json')) as f:
+        collected = json.load(f)
+    assert collected['pending'] == [dict(who='instrument characterisation', step='correspondence ratio=0.05')]
+    assert collected['table'] == first['table'] and 'Pending steps' in proc.stdout
+
 
 def test_targets_are_computed_from_the_numbers():
     mech = _load()

@@ -110,6 +110,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='cuda: the stages run on the visible GPU and the in-process probes too')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='[STAGE:]KEY=VALUE',
                    help='extra pipeline overrides for every arm (STAGE=ft: the fine-tunes)')
+    p.add_argument('--collect', action='store_true',
+                   help='run nothing: read the finished steps (their markers) and print the table and targets of a '
+                        'run in progress or cut off; steps not done are listed as pending')
     p.add_argument('--quick', action='store_true',
                    help='tiny smoke run: 24 images of 128 px, 1 seed, 1 epoch, 32 px views, 2 fine-tune iterations')
     p.add_argument('--verbose', action='store_true', help="stream the stages' output")
@@ -309,6 +312,10 @@ class Run:
         t = time.time()
         try:
             value = fn()
+        except NotDone as e:
+            self.say(f'{who} {step}: not done yet ({e})')
+            self.results.setdefault('pending', []).append(dict(who=who, step=step))
+            return None
         except Exception as e:  # noqa: BLE001  (any failure: record it, go on with the other arms)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             where = getattr(e, 'log', None) or log or self.log
@@ -329,6 +336,8 @@ class Run:
     def pipeline(self, work_dir: str, recipe: str, to_stage: str, options: List[str], data_root: str,
                  use: Dict[str, str], schedule: Dict[str, int]) -> Dict[str, Any]:
         """One stage through ``orl-pipeline`` (earlier stages skipped by their markers); its record."""
+        if self.args.collect:
+            return collected(osp.join(work_dir, to_stage, 'pipeline_done.json'))
         opts = PipelineOptions(recipe, work_dir=work_dir, to_stage=to_stage, schedule=schedule, cfg_options=options,
                                data_root=data_root, use=use, quiet=not self.args.verbose)
         with open(self.log, 'a') as f, contextlib.redirect_stdout(sys.stdout if self.args.verbose else f):
@@ -340,11 +349,25 @@ class Run:
         return dict(rec, resumed=bool(rec.get('skipped')))
 
 
+class NotDone(RuntimeError):
+    """``--collect``: the step has not finished (no marker)."""
+
+
+def collected(marker: str) -> Dict[str, Any]:
+    """``--collect``: a finished step's marker as it is, else :class:`NotDone`."""
+    if not osp.isfile(marker):
+        raise NotDone(f'no {marker}')
+    with open(marker) as f:
+        return dict(json.load(f), resumed=True)
+
+
+COLLECT = False  # set by main() from --collect: marker steps only read
+
+
 def marker_step(path: str, fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
     """An in-process step with its own done-marker: the saved result, or ``fn()`` saved."""
-    if osp.isfile(path):
-        with open(path) as f:
-            return dict(json.load(f), resumed=True)
+    if osp.isfile(path) or COLLECT:
+        return collected(path)
     value = fn()
     atomic_write_json(path, value, indent=2)
     return dict(value, resumed=False)
@@ -438,8 +461,12 @@ def random_baseline(run: Run, seed: int, prober: Prober) -> None:
     work = osp.join(run.args.out, 'runs', f'random_seed{seed}')
     os.makedirs(work, exist_ok=True)
     path = osp.join(work, 'random_init.pth')
-    made = run.step(who, 'stage1', lambda: dict(resumed=osp.isfile(path),
-                                                checkpoint=save_random_init(prober, seed, path)))
+
+    def make() -> Dict[str, Any]:
+        if run.args.collect and not osp.isfile(path):
+            raise NotDone(f'no {path}')
+        return dict(resumed=osp.isfile(path), checkpoint=save_random_init(prober, seed, path))
+    made = run.step(who, 'stage1', make)
     if not made:
         return
     probe = run.step(who, 'probe_stage1', lambda: marker_step(osp.join(work, 'probe_stage1.done.json'),
@@ -453,7 +480,7 @@ def finetune(run: Run, config: str, pretrained: str, work_dir: str, seed: int, d
     """``synthetic_transfer.finetune`` (its done-marker), the bbox mAPs of the end."""
     marker = osp.join(work_dir, transfer.DONE)
     resumed = osp.isfile(marker)
-    rec = transfer.finetune(config, pretrained, work_dir, seed, run.args.ft_iters, data_root, ft_options(run.args),
+    rec = collected(marker) if run.args.collect else transfer.finetune(config, pretrained, work_dir, seed, run.args.ft_iters, data_root, ft_options(run.args),
                             run.args.verbose)
     m = rec['metrics']
     return dict(metrics={k: m.get(f'val/coco/{k}') for k in ('bbox_mAP', 'bbox_mAP_50')}, resumed=resumed,
@@ -514,6 +541,9 @@ def characterise(run: Run, data_root: str) -> None:
     if args.no_design:
         return
     root = osp.join(args.out, 'scenes_' + args.design.replace('/', '_per_').replace('=', '_'))
+    if args.collect and not osp.isdir(root):
+        run.say(f'characterisation on {args.design}: not started')
+        return
     ensure_scenes(root, args.num_images, args.img_size, premise.DESIGNS[args.design])
     work = osp.join(args.out, 'characterise', 'design_' + osp.basename(root)[len('scenes_'):])
     d: Dict[str, Any] = dict(design=args.design, options=premise.DESIGNS[args.design])
@@ -738,6 +768,9 @@ def markdown(results: Dict[str, Any]) -> str:
         d = ch.get('design') or {}
         if d.get('correspondence'):
             lines.append(row(f"scenes {d['design']} (ratio default)", d['correspondence'], d.get('knn')))
+    if results.get('pending'):
+        lines += ['', '## Pending steps (--collect: not finished yet)', ''] + [f"- {p['who']} {p['step']}"
+                                                                              for p in results['pending']]
     if results['failures']:
         lines += ['', '## Failed steps', ''] + [f"- {f['who']} {f['step']}: {f['error']} (log: {f['log']})"
                                                 for f in results['failures']]
@@ -745,7 +778,9 @@ def markdown(results: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    global COLLECT
     args = parse_args(argv)
+    COLLECT = args.collect
     os.makedirs(args.out, exist_ok=True)
     run = Run(args)
     data_root = osp.join(args.out, 'scenes')
