@@ -27,9 +27,12 @@ Resumable: the pipeline's done-markers, the fine-tunes' markers and ``*.done.jso
 probes; a killed run continues where it stopped. A failing step prints one line (arm, seed, step, log)
 and the run continues with what does not depend on it; ``results.json`` lists the failures.
 
-Cost (2 shared CPU cores; see the report for the measured per-step seconds): ``--quick`` about 3-5
-minutes; the default (600 images, 3 seeds, E1 = E3 = 5, instrument 3 epochs, 100 fine-tune
-iterations) is estimated at about 2 hours of which most is stage 1 and stage 3 training.
+Cost, measured on 2 shared cores (load 5-7) with 320 training images, in CPU seconds: 2b 134 (once),
+2a 16, 2c 130, instrument 3 epochs 334 (95 % held-out top-1), BYOL 0.32 / stage 3 1.16 per image-epoch,
+a 30-iteration fine-tune 302, a probe about 20. The default (200 images, 3 seeds, 4 arms, E1 = E3 = 2,
+20 fine-tune iterations, the characterisation) extrapolates to about 14,000 CPU s: about 2.3 hours on
+2 idle cores (4-6 hours on a loaded one); 9 fine-tunes and 4 stage-3 runs per seed are two thirds of
+it. ``--quick`` (the four arms): 11 minutes on a loaded 2-core machine.
 
     python tools/benchmarks/mechanism.py --out work_dirs/mechanism
     python tools/benchmarks/mechanism.py --out /tmp/mech --quick
@@ -94,12 +97,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--out', default='work_dirs/mechanism', help='output folder (scenes, runs, results.json)')
     p.add_argument('--arms', nargs='+', default=list(ARMS), choices=ARMS, help='stage-1 arms, run in this order')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--num-images', type=int, default=600, help='v2 scenes generated (20 %% held out)')
+    p.add_argument('--num-images', type=int, default=200, help='v2 scenes generated (20 %% held out)')
     p.add_argument('--img-size', type=int, default=256)
-    p.add_argument('--stage1-epochs', type=int, default=5, help='E1: BYOL / MoCo v2 epochs')
+    p.add_argument('--stage1-epochs', type=int, default=2, help='E1: BYOL / MoCo v2 epochs')
     p.add_argument('--instrument-epochs', type=int, default=3, help='epochs of the instrument classifier')
-    p.add_argument('--stage3-epochs', type=int, default=5, help='E3: ORL stage-3 epochs')
-    p.add_argument('--ft-iters', type=int, default=100, help='detection fine-tune iterations')
+    p.add_argument('--stage3-epochs', type=int, default=2, help='E3: ORL stage-3 epochs')
+    p.add_argument('--ft-iters', type=int, default=20, help='detection fine-tune iterations')
     p.add_argument('--ratios', type=float, nargs='*', default=[0.05, 0.1, 0.2],
                    help="2c's topk_bbox_ratio values of the characterisation (instrument arm, first seed)")
     p.add_argument('--design', default='objects=6-10', choices=list(premise.DESIGNS),
