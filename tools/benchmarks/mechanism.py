@@ -756,7 +756,8 @@ def markdown(results: Dict[str, Any]) -> str:
     if ch.get('ratios') or ch.get('design'):
         lines += ['', '## Characterisation (instrument arm, informative)', '',
                   '| setting | pair precision (random) | obj-pair rate IoU (random) | obj-pair rate inside (random) | '
-                  'same-cat of obj-pairs inside (random) | KNN P@10 (random) |', '|---|---|---|---|---|---|']
+                  'same-cat of obj-pairs IoU (random) | same-cat of obj-pairs inside (random) | KNN P@10 (random) |',
+                  '|---|---|---|---|---|---|---|']
 
         def row(name: str, c: Dict[str, Any], knn: Optional[Dict[str, Any]] = None) -> str:
             f = lambda k: c.get(k, float('nan'))  # noqa: E731
@@ -764,6 +765,7 @@ def markdown(results: Dict[str, Any]) -> str:
             return (f"| {name} | {f('pair_precision'):.4f} ({f('pair_precision_random'):.4f}) | "
                     f"{f('pair_object_rate'):.3f} ({f('pair_object_rate_random'):.3f}) | "
                     f"{f('pair_object_rate_inside'):.3f} ({f('pair_object_rate_inside_random'):.3f}) | "
+                    f"{f('pair_precision_on_objects'):.3f} ({f('pair_precision_on_objects_random'):.3f}) | "
                     f"{f('pair_precision_on_objects_inside'):.3f} ({f('pair_precision_on_objects_inside_random'):.3f}) "
                     f"| {knn_cell} |")
         for r, c in (ch.get('ratios') or {}).items():
