@@ -430,12 +430,15 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
     run.save()
     if not knn or not run.shared_ss:
         return res
-    corr = run.step(who, 'correspondence', lambda: pipe('correspondence'))
+    def mine_pairs() -> Dict[str, Any]:
+        rec = pipe('correspondence')
+        return dict(rec, stage3_images=transfer.orl_kept_images(rec['outputs']['store']))
+    corr = run.step(who, 'correspondence', mine_pairs)
     if not corr:
         return res
     res['correspondence'] = _metrics(corr, 'correspondence')
     use['correspondence'] = corr['outputs']['store']
-    res['stage3_images'] = transfer.orl_kept_images(corr['outputs']['store'])
+    res['stage3_images'] = corr['stage3_images']
     run.save()
     s3 = run.step(who, 'stage3', lambda: pipe('stage3'))
     if s3:
