@@ -27,12 +27,13 @@ Resumable: the pipeline's done-markers, the fine-tunes' markers and ``*.done.jso
 probes; a killed run continues where it stopped. A failing step prints one line (arm, seed, step, log)
 and the run continues with what does not depend on it; ``results.json`` lists the failures.
 
-Cost, measured on 2 shared cores (load 5-7) with 320 training images, in CPU seconds: 2b 134 (once),
-2a 16, 2c 130, instrument 3 epochs 334 (95 % held-out top-1), BYOL 0.32 / stage 3 1.16 per image-epoch,
-a 30-iteration fine-tune 302, a probe about 20. The default (200 images, 3 seeds, 4 arms, E1 = E3 = 2,
-20 fine-tune iterations, the characterisation) extrapolates to about 14,000 CPU s: about 2.3 hours on
-2 idle cores (4-6 hours on a loaded one); 9 fine-tunes and 4 stage-3 runs per seed are two thirds of
-it. ``--quick`` (the four arms): 11 minutes on a loaded 2-core machine.
+Cost, measured on the 2 shared cores with 320 training images (wall seconds at load 5-7 / at load 1-3):
+2b 233 / 80 (once), 2a 36 / 22, 2c 237 / 69, the instrument 3 epochs 500 (95 % held-out top-1), BYOL 2
+epochs 362, stage 3 one epoch 629 / 62, a 30-iteration fine-tune 420 / 95, a probe 40 / 14. The
+default (200 images, 3 seeds, 4 arms, E1 = E3 = 2, 20 fine-tune iterations, the characterisation)
+extrapolates to about 1.5 hours at load 1-3 and 4-5 hours at load 5-7; the 9 fine-tunes and 4
+stage-3 runs per seed are two thirds of it. ``--quick`` (the four arms): 11 minutes at load 3.
+``--collect`` prints the table of a run in progress or cut off without running anything.
 
     python tools/benchmarks/mechanism.py --out work_dirs/mechanism
     python tools/benchmarks/mechanism.py --out /tmp/mech --quick
