@@ -122,7 +122,7 @@ def test_targets_are_computed_from_the_numbers():
                         stage3_object_probe=s(0.7, 0.01), stage3_det_mAP=s(0.3, 0.01)),
         byol_matched=dict(object_probe=s(0.6, 0.01), det_mAP=s(0.2, 0.01)),
         random_init=dict(object_probe_bn_recalibrated=s(0.5), view_retrieval_bn_recalibrated=s(0.02),
-                    object_probe_queries=s(1000), view_retrieval_images=s(256)),
+                         object_probe_queries=s(1000), view_retrieval_images=s(256)),
         mocov2=dict(stage1_object_probe=s(0.6), stage1_view_retrieval=s(0.02), knn_precision=s(0.65),
                     knn_precision_random=s(0.5)))
     assert [t['passed'] for t in mech.evaluate_targets(good)] == [True] * 6

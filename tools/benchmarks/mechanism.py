@@ -81,8 +81,8 @@ CORR_KEYS = ('pair_precision', 'pair_object_rate', 'pair_precision_on_objects')
 
 def _load_benchmark(name: str):
     """A sibling benchmark script as a module (they are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f'_bench_{name}', osp.join(osp.dirname(osp.abspath(__file__)),
-                                                                              f'{name}.py'))
+    path = osp.join(osp.dirname(osp.abspath(__file__)), f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'_bench_{name}', path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -140,7 +140,8 @@ QUICK_OPTIONS = [
     '2c:test_dataloader.dataset.pipeline.2.size=32', 'stage3:train_dataloader.batch_size=4',
     *[f'stage3:train_dataloader.dataset.pipeline.1.img_pipelines.{v}.0.scale=32' for v in (0, 1)],
     *[f'stage3:train_dataloader.dataset.pipeline.1.patch_pipelines.{v}.0.size=16' for v in (0, 1)],
-    'ft:train_dataloader.batch_size=2', 'ft:train_dataloader.num_workers=0', 'ft:train_dataloader.persistent_workers=False',
+    'ft:train_dataloader.batch_size=2', 'ft:train_dataloader.num_workers=0',
+    'ft:train_dataloader.persistent_workers=False',
     'ft:val_dataloader.num_workers=0', 'ft:val_dataloader.persistent_workers=False',
 ]
 
@@ -431,6 +432,7 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
     run.save()
     if not knn or not run.shared_ss:
         return res
+
     def mine_pairs() -> Dict[str, Any]:
         rec = pipe('correspondence')
         return dict(rec, stage3_images=transfer.orl_kept_images(rec['outputs']['store']))
@@ -487,21 +489,22 @@ def finetune(run: Run, config: str, pretrained: str, work_dir: str, seed: int, d
     """``synthetic_transfer.finetune`` (its done-marker), the bbox mAPs of the end."""
     marker = osp.join(work_dir, transfer.DONE)
     resumed = osp.isfile(marker)
-    rec = collected(marker) if run.args.collect else transfer.finetune(config, pretrained, work_dir, seed, run.args.ft_iters, data_root, ft_options(run.args),
-                            run.args.verbose)
+    rec = collected(marker) if run.args.collect else transfer.finetune(
+        config, pretrained, work_dir, seed, run.args.ft_iters, data_root, ft_options(run.args), run.args.verbose)
     m = rec['metrics']
     return dict(metrics={k: m.get(f'val/coco/{k}') for k in ('bbox_mAP', 'bbox_mAP_50')}, resumed=resumed,
                 wall_s=rec.get('wall_s'))
 
 
-def run_byol_matched(run: Run, seed: int, epochs: int, data_root: str, prober: Prober, ft_config: str) -> Dict[str, Any]:
+def run_byol_matched(run: Run, seed: int, epochs: int, data_root: str, prober: Prober,
+                     ft_config: str) -> Dict[str, Any]:
     """BYOL trained for ``epochs`` (ORL's matched budget): probe and fine-tune."""
     who = f'byol-matched ({epochs} ep) seed {seed}'
     work = osp.join(run.args.out, 'runs', f'byol-matched-e{epochs}_seed{seed}')
     res: Dict[str, Any] = dict(epochs=epochs, seed=seed)
-    rec = run.step(who, 'stage1', lambda: run.pipeline(work, write_recipe(run.args.out, 'byol'), 'stage1',
-                                                        arm_options('byol', seed, run.args), data_root, {},
-                                                        {'stage1': epochs}))
+    rec = run.step(who, 'stage1', lambda: run.pipeline(
+        work, write_recipe(run.args.out, 'byol'), 'stage1', arm_options('byol', seed, run.args), data_root, {},
+        {'stage1': epochs}))
     if not rec:
         return res
     ckpt = rec['outputs']['checkpoint']
@@ -510,8 +513,8 @@ def run_byol_matched(run: Run, seed: int, epochs: int, data_root: str, prober: P
                                                               lambda: prober.probe_checkpoint(ckpt)))
     if probe:
         res['probe'] = {k: v for k, v in probe.items() if k != 'resumed'}
-    ft = run.step(who, 'finetune_stage1', lambda: finetune(run, ft_config, ckpt, osp.join(work, 'finetune_stage1'),
-                                                            seed, data_root))
+    ft = run.step(who, 'finetune_stage1', lambda: finetune(
+        run, ft_config, ckpt, osp.join(work, 'finetune_stage1'), seed, data_root))
     if ft:
         res['finetune'] = ft['metrics']
     return res
