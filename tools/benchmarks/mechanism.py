@@ -655,7 +655,8 @@ def _two_std_apart(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]]) -> 
     text = f"{a['mean']:.4f} ± {a['std']:.4f} vs {b['mean']:.4f} ± {b['std']:.4f} (n = {a['n']}, {b['n']})"
     if a['n'] < 2 or b['n'] < 2:
         return None, text + '; needs >= 2 seeds for a spread'
-    return a['mean'] - b['mean'] >= 2 * pooled, text + f'; difference {a["mean"] - b["mean"]:+.4f}, 2 std {2 * pooled:.4f}'
+    diff = a['mean'] - b['mean']
+    return diff >= 2 * pooled, text + f'; difference {diff:+.4f}, 2 std {2 * pooled:.4f}'
 
 
 def evaluate_targets(table: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -752,7 +753,8 @@ def markdown(results: Dict[str, Any]) -> str:
                  f"{_fmt(b.get('object_probe'))} | {_fmt(b.get('det_mAP'), 4)} | |")
     chance = rnd.get('object_probe_chance')
     lines += ['', f"Object probe chance (most common class): {_fmt(chance)}; 2b proposal recall@0.5: raw "
-              f"{ss.get('recall@0.5_raw', float('nan')):.3f} (random boxes {ss.get('recall@0.5_raw_random', float('nan')):.3f}), "
+              f"{ss.get('recall@0.5_raw', float('nan')):.3f} "
+              f"(random boxes {ss.get('recall@0.5_raw_random', float('nan')):.3f}), "
               f"kept {ss.get('recall@0.5_filtered', float('nan')):.3f} "
               f"(random {ss.get('recall@0.5_filtered_random', float('nan')):.3f}), "
               f"{ss.get('mean_filtered_boxes', float('nan')):.1f} kept boxes per image.", '', '## Targets', '']
@@ -781,8 +783,8 @@ def markdown(results: Dict[str, Any]) -> str:
         if d.get('correspondence'):
             lines.append(row(f"scenes {d['design']} (ratio default)", d['correspondence'], d.get('knn')))
     if results.get('pending'):
-        lines += ['', '## Pending steps (--collect: not finished yet)', ''] + [f"- {p['who']} {p['step']}"
-                                                                              for p in results['pending']]
+        lines += ['', '## Pending steps (--collect: not finished yet)', '']
+        lines += [f"- {p['who']} {p['step']}" for p in results['pending']]
     if results['failures']:
         lines += ['', '## Failed steps', ''] + [f"- {f['who']} {f['step']}: {f['error']} (log: {f['log']})"
                                                 for f in results['failures']]
@@ -822,8 +824,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 run.results['arms'][arm][str(seed)]['byol_matched_epochs'] = e
                 epochs.add(e)
         for e in sorted(epochs):
-            run.results['byol_matched'][f'e{e}_seed{seed}'] = run_byol_matched(run, seed, e, data_root, prober,
-                                                                              preset['finetune'])
+            run.results['byol_matched'][f'e{e}_seed{seed}'] = run_byol_matched(
+                run, seed, e, data_root, prober, preset['finetune'])
             run.save()
     if 'instrument' in args.arms:
         characterise(run, data_root)
