@@ -32,13 +32,15 @@ def _load():
 
 def _run(args, env_extra=None, cmd=None):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''), **(env_extra or {}))
-    return subprocess.run(cmd or [sys.executable, SCRIPT, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        cmd or [sys.executable, SCRIPT, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 def _mtimes(out):
-    return {p: os.stat(p).st_mtime_ns for p in glob.glob(osp.join(out, '**', '*.pth'), recursive=True)
-            + glob.glob(osp.join(out, '**', '*.orlstore'), recursive=True)}
+    return {
+        p: os.stat(p).st_mtime_ns for p in glob.glob(osp.join(out, '**', '*.pth'), recursive=True) +
+        glob.glob(osp.join(out, '**', '*.orlstore'), recursive=True)
+    }
 
 
 @pytest.fixture(scope='module')
@@ -116,15 +118,26 @@ def test_targets_are_computed_from_the_numbers():
         return dict(mean=mean, std=std, n=n, values=[mean] * n)
 
     good = dict(
-        instrument=dict(pair_precision_on_objects=s(0.95), pair_precision_on_objects_random=s(0.2),
-                        pair_precision_on_objects_inside=s(0.92), pair_precision_on_objects_inside_random=s(0.25),
-                        knn_precision=s(0.8), knn_precision_random=s(0.5),
-                        stage3_object_probe=s(0.7, 0.01), stage3_det_mAP=s(0.3, 0.01)),
+        instrument=dict(
+            pair_precision_on_objects=s(0.95),
+            pair_precision_on_objects_random=s(0.2),
+            pair_precision_on_objects_inside=s(0.92),
+            pair_precision_on_objects_inside_random=s(0.25),
+            knn_precision=s(0.8),
+            knn_precision_random=s(0.5),
+            stage3_object_probe=s(0.7, 0.01),
+            stage3_det_mAP=s(0.3, 0.01)),
         byol_matched=dict(object_probe=s(0.6, 0.01), det_mAP=s(0.2, 0.01)),
-        random_init=dict(object_probe_bn_recalibrated=s(0.5), view_retrieval_bn_recalibrated=s(0.02),
-                         object_probe_queries=s(1000), view_retrieval_images=s(256)),
-        mocov2=dict(stage1_object_probe=s(0.6), stage1_view_retrieval=s(0.02), knn_precision=s(0.65),
-                    knn_precision_random=s(0.5)))
+        random_init=dict(
+            object_probe_bn_recalibrated=s(0.5),
+            view_retrieval_bn_recalibrated=s(0.02),
+            object_probe_queries=s(1000),
+            view_retrieval_images=s(256)),
+        mocov2=dict(
+            stage1_object_probe=s(0.6),
+            stage1_view_retrieval=s(0.02),
+            knn_precision=s(0.65),
+            knn_precision_random=s(0.5)))
     assert [t['passed'] for t in mech.evaluate_targets(good)] == [True] * 6
 
     bad = json.loads(json.dumps(good))
@@ -148,7 +161,8 @@ def test_targets_are_computed_from_the_numbers():
 @pytest.mark.timeout(900)
 def test_gpu_evidence_cpu_tiny_mode(quick_run):
     out, first, _ = quick_run
-    proc = _run([], env_extra=dict(OUT=out, PYTHON=sys.executable),
+    proc = _run([],
+                env_extra=dict(OUT=out, PYTHON=sys.executable),
                 cmd=['bash', osp.join(ROOT, 'tools', 'benchmarks', 'gpu_evidence.sh'), '--cpu-tiny'])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'gpu_evidence.sh (cpu-tiny)' in proc.stdout and 'finished in' in proc.stdout
@@ -160,6 +174,7 @@ def test_gpu_evidence_cpu_tiny_mode(quick_run):
     # without a GPU, the GPU mode says so in one line instead of starting
     import torch
     if not torch.cuda.is_available():
-        proc = _run([], env_extra=dict(OUT=osp.join(out, 'gpu'), PYTHON=sys.executable),
+        proc = _run([],
+                    env_extra=dict(OUT=osp.join(out, 'gpu'), PYTHON=sys.executable),
                     cmd=['bash', osp.join(ROOT, 'tools', 'benchmarks', 'gpu_evidence.sh')])
         assert proc.returncode == 2 and 'no CUDA device' in proc.stderr

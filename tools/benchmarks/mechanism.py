@@ -59,22 +59,26 @@ from orl_plugin.store import atomic_write_json
 ARMS = ('random', 'byol', 'mocov2', 'instrument')
 SELF_SUPERVISED = ('byol', 'mocov2')
 INSTRUMENT_LABEL = 'MEASURING INSTRUMENT, NOT ORL (supervised, ground-truth labels)'
-_BYOL = dict(stage1='configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py',
-             knn='configs/orl/stage2/knn_byol-resnet18_1xb64_synthetic.py',
-             correspondence='configs/orl/stage2/correspondence_byol-resnet18_1xb64_synthetic.py')
+_BYOL = dict(
+    stage1='configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py',
+    knn='configs/orl/stage2/knn_byol-resnet18_1xb64_synthetic.py',
+    correspondence='configs/orl/stage2/correspondence_byol-resnet18_1xb64_synthetic.py')
 #: Each arm's stage 1 and its 2a/2c configs (the model that reads its checkpoint); 2b and stage 3 are shared.
 ARM_CONFIGS: Dict[str, Dict[str, str]] = {
     'random': _BYOL,
     'byol': _BYOL,
-    'mocov2': dict(stage1='configs/mocov2/mocov2_resnet18_1xb32-coslr-30e_synthetic.py',
-                   knn='configs/orl/stage2/knn_mocov2-resnet18_1xb64_synthetic.py',
-                   correspondence='configs/orl/stage2/correspondence_mocov2-resnet18_1xb64_synthetic.py'),
-    'instrument': dict(stage1='configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py',
-                       knn='configs/instrument/instrument-knn_resnet18_synthetic.py',
-                       correspondence='configs/instrument/instrument-correspondence_resnet18_synthetic.py'),
+    'mocov2': dict(
+        stage1='configs/mocov2/mocov2_resnet18_1xb32-coslr-30e_synthetic.py',
+        knn='configs/orl/stage2/knn_mocov2-resnet18_1xb64_synthetic.py',
+        correspondence='configs/orl/stage2/correspondence_mocov2-resnet18_1xb64_synthetic.py'),
+    'instrument': dict(
+        stage1='configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py',
+        knn='configs/instrument/instrument-knn_resnet18_synthetic.py',
+        correspondence='configs/instrument/instrument-correspondence_resnet18_synthetic.py'),
 }
-SHARED_CONFIGS = dict(selective_search='configs/orl/stage2/selective-search_synthetic.py',
-                      stage3='configs/orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py')
+SHARED_CONFIGS = dict(
+    selective_search='configs/orl/stage2/selective-search_synthetic.py',
+    stage3='configs/orl/stage3/orl_resnet18_1xb16-coslr-30e_synthetic.py')
 PROBE_CONFIG = _BYOL['stage1']  # every backbone is probed in this model, with these training views
 CORR_KEYS = ('pair_precision', 'pair_object_rate', 'pair_precision_on_objects')
 
@@ -104,21 +108,39 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--instrument-epochs', type=int, default=3, help='epochs of the instrument classifier')
     p.add_argument('--stage3-epochs', type=int, default=2, help='E3: ORL stage-3 epochs')
     p.add_argument('--ft-iters', type=int, default=20, help='detection fine-tune iterations')
-    p.add_argument('--ratios', type=float, nargs='*', default=[0.05, 0.1, 0.2],
-                   help="2c's topk_bbox_ratio values of the characterisation (instrument arm, first seed)")
-    p.add_argument('--design', default='objects=6-10', choices=list(premise.DESIGNS),
-                   help='the second scene design of the characterisation (none: --no-design)')
+    p.add_argument(
+        '--ratios',
+        type=float,
+        nargs='*',
+        default=[0.05, 0.1, 0.2],
+        help="2c's topk_bbox_ratio values of the characterisation (instrument arm, first seed)")
+    p.add_argument(
+        '--design',
+        default='objects=6-10',
+        choices=list(premise.DESIGNS),
+        help='the second scene design of the characterisation (none: --no-design)')
     p.add_argument('--no-design', action='store_true', help='skip the second-design characterisation')
     p.add_argument('--max-probe-objects', type=int, default=2000, help='cap on the crops of each probe split')
-    p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
-                   help='cuda: the stages run on the visible GPU and the in-process probes too')
-    p.add_argument('--cfg-options', nargs='+', default=[], metavar='[STAGE:]KEY=VALUE',
-                   help='extra pipeline overrides for every arm (STAGE=ft: the fine-tunes)')
-    p.add_argument('--collect', action='store_true',
-                   help='run nothing: read the finished steps (their markers) and print the table and targets of a '
-                        'run in progress or cut off; steps not done are listed as pending')
-    p.add_argument('--quick', action='store_true',
-                   help='tiny smoke run: 24 images of 128 px, 1 seed, 1 epoch, 32 px views, 2 fine-tune iterations')
+    p.add_argument(
+        '--device',
+        default='cpu',
+        choices=('cpu', 'cuda'),
+        help='cuda: the stages run on the visible GPU and the in-process probes too')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='[STAGE:]KEY=VALUE',
+        help='extra pipeline overrides for every arm (STAGE=ft: the fine-tunes)')
+    p.add_argument(
+        '--collect',
+        action='store_true',
+        help='run nothing: read the finished steps (their markers) and print the table and targets of a '
+        'run in progress or cut off; steps not done are listed as pending')
+    p.add_argument(
+        '--quick',
+        action='store_true',
+        help='tiny smoke run: 24 images of 128 px, 1 seed, 1 epoch, 32 px views, 2 fine-tune iterations')
     p.add_argument('--verbose', action='store_true', help="stream the stages' output")
     args = p.parse_args(argv)
     if args.quick:
@@ -133,16 +155,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 # ----------------------------------------------------------------------------- options per arm
 QUICK_OPTIONS = [
-    'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-    'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-    'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-    'stage1:train_dataloader.batch_size=8', '2c:test_dataloader.batch_size=8',
-    '2c:test_dataloader.dataset.pipeline.2.size=32', 'stage3:train_dataloader.batch_size=4',
+    'train_dataloader.num_workers=0',
+    'train_dataloader.persistent_workers=False',
+    'test_dataloader.num_workers=0',
+    'test_dataloader.persistent_workers=False',
+    'val_dataloader.num_workers=0',
+    'val_dataloader.persistent_workers=False',
+    'stage1:train_dataloader.batch_size=8',
+    '2c:test_dataloader.batch_size=8',
+    '2c:test_dataloader.dataset.pipeline.2.size=32',
+    'stage3:train_dataloader.batch_size=4',
     *[f'stage3:train_dataloader.dataset.pipeline.1.img_pipelines.{v}.0.scale=32' for v in (0, 1)],
     *[f'stage3:train_dataloader.dataset.pipeline.1.patch_pipelines.{v}.0.size=16' for v in (0, 1)],
-    'ft:train_dataloader.batch_size=2', 'ft:train_dataloader.num_workers=0',
+    'ft:train_dataloader.batch_size=2',
+    'ft:train_dataloader.num_workers=0',
     'ft:train_dataloader.persistent_workers=False',
-    'ft:val_dataloader.num_workers=0', 'ft:val_dataloader.persistent_workers=False',
+    'ft:val_dataloader.num_workers=0',
+    'ft:val_dataloader.persistent_workers=False',
 ]
 
 
@@ -207,9 +236,10 @@ class Prober:
 
         def load() -> tuple:  # on first use: a resumed run that probes nothing does not read the crops
             val = curve._split_infos(data_root, 'val')
-            splits = (object_crops(curve._split_infos(data_root, 'train'), 64, max_objects=max_objects),
-                      object_crops(val, 64, max_objects=max_objects))
+            splits = (object_crops(curve._split_infos(data_root, 'train'), 64,
+                                   max_objects=max_objects), object_crops(val, 64, max_objects=max_objects))
             return splits, make_view_pairs([i['img_path'] for i in val[:256]], pipelines, seed=0)
+
         self._load = load
 
     @property
@@ -230,6 +260,7 @@ class Prober:
         from mmengine.logging import MMLogger
         from mmengine.registry import DefaultScope
         from mmpretrain.registry import MODELS
+
         import orl_plugin  # noqa: F401  (registers the components)
         logger = MMLogger.get_current_instance()
         level = logger.level
@@ -261,10 +292,14 @@ class Prober:
                 curve.recalibrate_bn(model, self.splits[0][0])
             obj = object_knn_probe(model, *self.splits)
             view = view_retrieval(model, self.views)
-            out.update({f'object_probe{tag}': obj['top1'], f'view_retrieval{tag}': view['top1'],
-                        f'view_rank{tag}': view['rank']})
-            out.update(object_probe_chance=obj['chance'], object_probe_queries=obj['num_query'],
-                       view_retrieval_chance=view['chance'], view_retrieval_images=view['num_images'])
+            out.update({
+                f'object_probe{tag}': obj['top1'], f'view_retrieval{tag}': view['top1'], f'view_rank{tag}': view['rank']
+            })
+            out.update(
+                object_probe_chance=obj['chance'],
+                object_probe_queries=obj['num_query'],
+                view_retrieval_chance=view['chance'],
+                view_retrieval_images=view['num_images'])
         return out
 
 
@@ -273,8 +308,7 @@ def save_random_init(prober: Prober, seed: int, path: str) -> str:
     from orl_plugin.checkpoint_convert import atomic_torch_save
     if not osp.isfile(path):
         model = prober.build(seed)
-        atomic_torch_save(dict(state_dict=model.state_dict(), meta=dict(seed=seed, note='random initialisation')),
-                          path)
+        atomic_torch_save(dict(state_dict=model.state_dict(), meta=dict(seed=seed, note='random initialisation')), path)
     return path
 
 
@@ -287,8 +321,15 @@ class Run:
         self.t0 = time.time()
         self.log = osp.join(args.out, 'pipeline.log')
         self.results_path = osp.join(args.out, 'results.json')
-        self.results: Dict[str, Any] = dict(setup={}, data={}, random_init={}, arms={}, byol_matched={},
-                                            characterisation={}, failures=[], step_seconds={})
+        self.results: Dict[str, Any] = dict(
+            setup={},
+            data={},
+            random_init={},
+            arms={},
+            byol_matched={},
+            characterisation={},
+            failures=[],
+            step_seconds={})
         self.shared_ss: Dict[str, str] = {}
         # the seconds a step took when it ran, kept across resumed invocations (for the cost estimate)
         self.first_seconds: Dict[Tuple[str, str], float] = {}
@@ -343,8 +384,15 @@ class Run:
         """One stage through ``orl-pipeline`` (earlier stages skipped by their markers); its record."""
         if self.args.collect:
             return collected(osp.join(work_dir, to_stage, 'pipeline_done.json'))
-        opts = PipelineOptions(recipe, work_dir=work_dir, to_stage=to_stage, schedule=schedule, cfg_options=options,
-                               data_root=data_root, use=use, quiet=not self.args.verbose)
+        opts = PipelineOptions(
+            recipe,
+            work_dir=work_dir,
+            to_stage=to_stage,
+            schedule=schedule,
+            cfg_options=options,
+            data_root=data_root,
+            use=use,
+            quiet=not self.args.verbose)
         with open(self.log, 'a') as f, contextlib.redirect_stdout(sys.stdout if self.args.verbose else f):
             try:
                 rec = Pipeline(opts).run()['stages'][to_stage]
@@ -392,8 +440,9 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
     os.makedirs(work, exist_ok=True)
     recipe = write_recipe(args.out, arm)
     options = arm_options(arm, seed, args)
-    schedule = {'stage1': args.instrument_epochs if arm == 'instrument' else args.stage1_epochs,
-                'stage3': args.stage3_epochs}
+    schedule = {
+        'stage1': args.instrument_epochs if arm == 'instrument' else args.stage1_epochs, 'stage3': args.stage3_epochs
+    }
     res: Dict[str, Any] = dict(arm=arm, seed=seed, label=INSTRUMENT_LABEL if arm == 'instrument' else arm)
     run.results['arms'].setdefault(arm, {})[str(seed)] = res
     use: Dict[str, str] = {}
@@ -408,14 +457,15 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
         rec = run.step(who, 'stage1', lambda: pipe('stage1'))
         ckpt = rec and rec['outputs']['checkpoint']
         if rec:
-            res['stage1_train'] = dict(wall_s=rec.get('wall_s'), cpu_s=rec.get('cpu_s'), epochs=schedule['stage1'],
-                                       metrics=rec.get('metrics'))
+            res['stage1_train'] = dict(
+                wall_s=rec.get('wall_s'), cpu_s=rec.get('cpu_s'), epochs=schedule['stage1'], metrics=rec.get('metrics'))
     if not ckpt:
         return res
     use['stage1'] = ckpt  # the later pipeline calls take it as given (no re-check of stage 1)
     res['stage1_checkpoint'] = ckpt
-    probe = base.get('probe') if arm == 'random' else run.step(who, 'probe_stage1', lambda: marker_step(
-        osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(ckpt)))
+    probe = base.get('probe') if arm == 'random' else run.step(
+        who, 'probe_stage1',
+        lambda: marker_step(osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(ckpt)))
     if probe:
         res['stage1_probe'] = {k: v for k, v in probe.items() if k != 'resumed'}
     run.save()
@@ -427,8 +477,8 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
         ss = run.step('data set', 'selective_search', lambda: pipe('selective_search'))
         if ss:
             run.shared_ss['selective_search'] = ss['outputs']['store']
-            run.results['data']['selective_search'] = dict(metrics=_metrics(ss, 'selective_search'),
-                                                           store=ss['outputs']['store'], wall_s=ss.get('wall_s'))
+            run.results['data']['selective_search'] = dict(
+                metrics=_metrics(ss, 'selective_search'), store=ss['outputs']['store'], wall_s=ss.get('wall_s'))
     run.save()
     if not knn or not run.shared_ss:
         return res
@@ -436,6 +486,7 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
     def mine_pairs() -> Dict[str, Any]:
         rec = pipe('correspondence')
         return dict(rec, stage3_images=transfer.orl_kept_images(rec['outputs']['store']))
+
     corr = run.step(who, 'correspondence', mine_pairs)
     if not corr:
         return res
@@ -448,15 +499,19 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
         ck3 = s3['outputs']['checkpoint']
         res['stage3_checkpoint'] = ck3
         res['stage3_train'] = dict(wall_s=s3.get('wall_s'), cpu_s=s3.get('cpu_s'), epochs=args.stage3_epochs)
-        p3 = run.step(who, 'probe_stage3', lambda: marker_step(osp.join(work, 'probe_stage3.done.json'),
-                                                               lambda: prober.probe_checkpoint(ck3)))
+        p3 = run.step(
+            who, 'probe_stage3',
+            lambda: marker_step(osp.join(work, 'probe_stage3.done.json'), lambda: prober.probe_checkpoint(ck3)))
         if p3:
             res['stage3_probe'] = {k: v for k, v in p3.items() if k != 'resumed'}
     run.save()
     for what, src in (('stage3', res.get('stage3_checkpoint')), ('stage1', ckpt)):
         if src:
-            ft = run.step(who, f'finetune_{what}', lambda src=src, what=what: finetune(
-                run, ft_config, src, osp.join(work, f'finetune_{what}'), seed, data_root))
+            ft = run.step(
+                who,
+                f'finetune_{what}',
+                lambda src=src, what=what: finetune(run, ft_config, src, osp.join(work, f'finetune_{what}'), seed,
+                                                    data_root))
             if ft:
                 res[f'finetune_{what}'] = ft['metrics']
         run.save()
@@ -475,13 +530,15 @@ def random_baseline(run: Run, seed: int, prober: Prober) -> None:
         if run.args.collect and not osp.isfile(path):
             raise NotDone(f'no {path}')
         return dict(resumed=osp.isfile(path), checkpoint=save_random_init(prober, seed, path))
+
     made = run.step(who, 'stage1', make)
     if not made:
         return
-    probe = run.step(who, 'probe_stage1', lambda: marker_step(osp.join(work, 'probe_stage1.done.json'),
-                                                              lambda: prober.probe_checkpoint(path, recalibrate=True)))
-    run.results['random_init'][str(seed)] = dict(checkpoint=path, probe=probe and {
-        k: v for k, v in probe.items() if k != 'resumed'})
+    probe = run.step(
+        who, 'probe_stage1', lambda: marker_step(
+            osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(path, recalibrate=True)))
+    run.results['random_init'][str(seed)] = dict(
+        checkpoint=path, probe=probe and {k: v for k, v in probe.items() if k != 'resumed'})
     run.save()
 
 
@@ -492,8 +549,10 @@ def finetune(run: Run, config: str, pretrained: str, work_dir: str, seed: int, d
     rec = collected(marker) if run.args.collect else transfer.finetune(
         config, pretrained, work_dir, seed, run.args.ft_iters, data_root, ft_options(run.args), run.args.verbose)
     m = rec['metrics']
-    return dict(metrics={k: m.get(f'val/coco/{k}') for k in ('bbox_mAP', 'bbox_mAP_50')}, resumed=resumed,
-                wall_s=rec.get('wall_s'))
+    return dict(
+        metrics={k: m.get(f'val/coco/{k}') for k in ('bbox_mAP', 'bbox_mAP_50')},
+        resumed=resumed,
+        wall_s=rec.get('wall_s'))
 
 
 def run_byol_matched(run: Run, seed: int, epochs: int, data_root: str, prober: Prober,
@@ -502,19 +561,20 @@ def run_byol_matched(run: Run, seed: int, epochs: int, data_root: str, prober: P
     who = f'byol-matched ({epochs} ep) seed {seed}'
     work = osp.join(run.args.out, 'runs', f'byol-matched-e{epochs}_seed{seed}')
     res: Dict[str, Any] = dict(epochs=epochs, seed=seed)
-    rec = run.step(who, 'stage1', lambda: run.pipeline(
-        work, write_recipe(run.args.out, 'byol'), 'stage1', arm_options('byol', seed, run.args), data_root, {},
-        {'stage1': epochs}))
+    rec = run.step(
+        who, 'stage1', lambda: run.pipeline(work, write_recipe(run.args.out, 'byol'), 'stage1',
+                                            arm_options('byol', seed, run.args), data_root, {}, {'stage1': epochs}))
     if not rec:
         return res
     ckpt = rec['outputs']['checkpoint']
     res['train'] = dict(wall_s=rec.get('wall_s'), cpu_s=rec.get('cpu_s'))
-    probe = run.step(who, 'probe_stage1', lambda: marker_step(osp.join(work, 'probe_stage1.done.json'),
-                                                              lambda: prober.probe_checkpoint(ckpt)))
+    probe = run.step(
+        who, 'probe_stage1',
+        lambda: marker_step(osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(ckpt)))
     if probe:
         res['probe'] = {k: v for k, v in probe.items() if k != 'resumed'}
-    ft = run.step(who, 'finetune_stage1', lambda: finetune(
-        run, ft_config, ckpt, osp.join(work, 'finetune_stage1'), seed, data_root))
+    ft = run.step(who, 'finetune_stage1',
+                  lambda: finetune(run, ft_config, ckpt, osp.join(work, 'finetune_stage1'), seed, data_root))
     if ft:
         res['finetune'] = ft['metrics']
     return res
@@ -533,18 +593,21 @@ def characterise(run: Run, data_root: str) -> None:
         return
     recipe = write_recipe(args.out, 'instrument')
     options = arm_options('instrument', args.seeds[0], args)
-    default_ratio = float(load_config(osp.join(repo_root(), ARM_CONFIGS['instrument']['correspondence']))
-                          ['test_cfg']['topk_bbox_ratio'])
+    default_ratio = float(
+        load_config(osp.join(repo_root(), ARM_CONFIGS['instrument']['correspondence']))['test_cfg']['topk_bbox_ratio'])
     out = run.results['characterisation']
     out['ratios'] = {}
     for r in args.ratios:
         if abs(r - default_ratio) < 1e-9 and inst.get('correspondence'):
             out['ratios'][f'{r:g}'] = dict(inst['correspondence'], default=True)
             continue
-        rec = run.step('instrument characterisation', f'correspondence ratio={r:g}', lambda r=r: run.pipeline(
-            osp.join(args.out, 'characterise', f'ratio_{r:g}'), recipe, 'correspondence',
-            options + [f'correspondence:test_cfg.topk_bbox_ratio={r}'], data_root,
-            dict(stage1=ckpt, knn=knn_store, **run.shared_ss), {}))
+        rec = run.step(
+            'instrument characterisation',
+            f'correspondence ratio={r:g}',
+            lambda r=r: run.pipeline(
+                osp.join(args.out, 'characterise', f'ratio_{r:g}'), recipe, 'correspondence', options + [
+                    f'correspondence:test_cfg.topk_bbox_ratio={r}'
+                ], data_root, dict(stage1=ckpt, knn=knn_store, **run.shared_ss), {}))
         if rec:
             out['ratios'][f'{r:g}'] = _metrics(rec, 'correspondence')
         run.save()
@@ -558,10 +621,12 @@ def characterise(run: Run, data_root: str) -> None:
     work = osp.join(args.out, 'characterise', 'design_' + osp.basename(root)[len('scenes_'):])
     d: Dict[str, Any] = dict(design=args.design, options=premise.DESIGNS[args.design])
     out['design'] = d
-    for stage, prefix in (('knn', 'knn'), ('selective_search', 'selective_search'),
-                          ('correspondence', 'correspondence')):
-        rec = run.step(f'instrument on {args.design}', stage, lambda stage=stage: run.pipeline(
-            work, recipe, stage, options, root, dict(stage1=ckpt), {}))
+    for stage, prefix in (('knn', 'knn'), ('selective_search', 'selective_search'), ('correspondence',
+                                                                                     'correspondence')):
+        rec = run.step(
+            f'instrument on {args.design}',
+            stage,
+            lambda stage=stage: run.pipeline(work, recipe, stage, options, root, dict(stage1=ckpt), {}))
         if not rec:
             break
         d[stage] = _metrics(rec, prefix)
@@ -572,8 +637,7 @@ def ensure_scenes(root: str, num_images: int, img_size: int, options: Dict[str, 
     """The v2 scenes (``make_synthetic_scenes``, seed 0) under ``root``, generated once."""
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
     if not osp.isfile(osp.join(root, 'annotations', 'instances_val.json')):
-        make_synthetic_scenes(root, num_images=num_images, seed=0, img_size=(img_size, img_size), workers=1,
-                              **options)
+        make_synthetic_scenes(root, num_images=num_images, seed=0, img_size=(img_size, img_size), workers=1, **options)
     counts = {}
     for split in ('train', 'val'):
         with open(osp.join(root, 'annotations', f'instances_{split}.json')) as f:
@@ -586,8 +650,8 @@ def summarise(values: List[Optional[float]]) -> Optional[Dict[str, Any]]:
     vals = [float(v) for v in values if isinstance(v, (int, float)) and not math.isnan(float(v))]
     if not vals:
         return None
-    return dict(mean=statistics.fmean(vals), std=statistics.stdev(vals) if len(vals) > 1 else 0.0, n=len(vals),
-                values=vals)
+    return dict(
+        mean=statistics.fmean(vals), std=statistics.stdev(vals) if len(vals) > 1 else 0.0, n=len(vals), values=vals)
 
 
 def _get(rec: Dict[str, Any], path: str) -> Optional[float]:
@@ -625,10 +689,11 @@ def build_table(results: Dict[str, Any]) -> Dict[str, Any]:
     for arm, seeds in results['arms'].items():
         table[arm] = {k: summarise([_get(r, p) for r in seeds.values()]) for k, p in FIGURES}
     base = list(results['random_init'].values())
-    table['random_init'] = {k: summarise([_get(r, f'probe/{k}') for r in base])
-                            for k in ('object_probe', 'object_probe_bn_recalibrated', 'view_retrieval',
-                                      'view_retrieval_bn_recalibrated', 'object_probe_chance', 'object_probe_queries',
-                                      'view_retrieval_images')}
+    table['random_init'] = {
+        k: summarise([_get(r, f'probe/{k}') for r in base])
+        for k in ('object_probe', 'object_probe_bn_recalibrated', 'view_retrieval', 'view_retrieval_bn_recalibrated',
+                  'object_probe_chance', 'object_probe_queries', 'view_retrieval_images')
+    }
     byol = list(results['byol_matched'].values())
     table['byol_matched'] = dict(
         object_probe=summarise([_get(r, 'probe/object_probe') for r in byol]),
@@ -651,7 +716,7 @@ def _two_std_apart(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]]) -> 
     """ORL (a) >= BYOL (b) with the means at least 2 pooled standard deviations apart (needs 2+ seeds each)."""
     if a is None or b is None:
         return None, 'not measured'
-    pooled = math.sqrt((a['std'] ** 2 + b['std'] ** 2) / 2)
+    pooled = math.sqrt((a['std']**2 + b['std']**2) / 2)
     text = f"{a['mean']:.4f} ± {a['std']:.4f} vs {b['mean']:.4f} ± {b['std']:.4f} (n = {a['n']}, {b['n']})"
     if a['n'] < 2 or b['n'] < 2:
         return None, text + '; needs >= 2 seeds for a spread'
@@ -666,19 +731,23 @@ def evaluate_targets(table: Dict[str, Any]) -> List[Dict[str, Any]]:
     for crit, s in (('IoU >= 0.5', ''), ('inside >= 0.5', '_inside')):
         v, r = _mean(inst.get(f'pair_precision_on_objects{s}')), _mean(inst.get(f'pair_precision_on_objects{s}_random'))
         ok = None if v is None or r is None else (v >= 0.9 and v >= 3 * r)
-        out.append(_target(f'mining correct: instrument same-category share of object pairs ({crit}) >= 0.9 and '
-                           '>= 3x random', 'primary', ok,
-                           '-' if ok is None else f'{v:.3f} vs random {r:.3f} ({v / r if r else float("inf"):.1f}x)'))
+        out.append(
+            _target(
+                f'mining correct: instrument same-category share of object pairs ({crit}) >= 0.9 and '
+                '>= 3x random', 'primary', ok,
+                '-' if ok is None else f'{v:.3f} vs random {r:.3f} ({v / r if r else float("inf"):.1f}x)'))
     v, r = _mean(inst.get('knn_precision')), _mean(inst.get('knn_precision_random'))
     ok = None if v is None or r is None else v >= r + 0.15
-    out.append(_target('premise: instrument KNN category precision@10 >= random neighbour + 0.15', 'primary', ok,
-                       '-' if ok is None else f'{v:.3f} vs random {r:.3f} ({v - r:+.3f})'))
+    out.append(
+        _target('premise: instrument KNN category precision@10 >= random neighbour + 0.15', 'primary', ok,
+                '-' if ok is None else f'{v:.3f} vs random {r:.3f} ({v - r:+.3f})'))
     byol = table.get('byol_matched', {})
-    for fig, key_a, key_b in (('object probe', 'stage3_object_probe', 'object_probe'),
-                              ('detection bbox mAP', 'stage3_det_mAP', 'det_mAP')):
+    for fig, key_a, key_b in (('object probe', 'stage3_object_probe', 'object_probe'), ('detection bbox mAP',
+                                                                                        'stage3_det_mAP', 'det_mAP')):
         ok, text = _two_std_apart(inst.get(key_a), byol.get(key_b))
-        out.append(_target(f'stage 3 on instrument pairs >= BYOL at matched compute, means 2 std apart ({fig})',
-                           'primary', ok, text))
+        out.append(
+            _target(f'stage 3 on instrument pairs >= BYOL at matched compute, means 2 std apart ({fig})', 'primary', ok,
+                    text))
     rnd = table.get('random_init', {})
     best: Tuple[Optional[bool], str] = (None, 'no self-supervised arm measured')
     for arm in SELF_SUPERVISED:
@@ -702,8 +771,10 @@ def evaluate_targets(table: Dict[str, Any]) -> List[Dict[str, Any]]:
         ok = any_probe and knn_ok
         if best[0] is not True:
             best = (ok, text if best[0] is None else best[1] + ' | ' + text)
-    out.append(_target('stage 1: a self-supervised arm >= 3 SE above the BN-recalibrated random init on the object '
-                       'probe or view retrieval, with KNN >= random + 0.10', 'secondary', *best))
+    out.append(
+        _target(
+            'stage 1: a self-supervised arm >= 3 SE above the BN-recalibrated random init on the object '
+            'probe or view retrieval, with KNN >= random + 0.10', 'secondary', *best))
     return out
 
 
@@ -729,7 +800,8 @@ def markdown(results: Dict[str, Any]) -> str:
         '| arm | stage-1 object probe (random init as-init / BN-recal.) | view retrieval (BN-recal. random) | '
         '2a KNN P@10 (random) | 2c pair precision (random) | obj-pair rate IoU (random) | obj-pair rate inside '
         '(random) | same-cat of obj-pairs IoU (random) | same-cat of obj-pairs inside (random) | stage-3 object '
-        'probe | stage-3 det mAP | stage-1 alone det mAP |', '|' + '---|' * 12]
+        'probe | stage-3 det mAP | stage-1 alone det mAP |', '|' + '---|' * 12
+    ]
     rnd = t.get('random_init', {})
     for arm in ARMS:
         a = t.get(arm)
@@ -737,36 +809,44 @@ def markdown(results: Dict[str, Any]) -> str:
             continue
         probe = f"{_fmt(a['stage1_object_probe'])} ({_fmt(rnd.get('object_probe'))} / " \
                 f"{_fmt(rnd.get('object_probe_bn_recalibrated'))})"
-        cells = [arm + (' (instrument, not ORL)' if arm == 'instrument' else ''), probe,
-                 _pair(a['stage1_view_retrieval'], rnd.get('view_retrieval_bn_recalibrated')),
-                 _pair(a['knn_precision'], a['knn_precision_random']),
-                 _pair(a['pair_precision'], a['pair_precision_random'], 4),
-                 _pair(a['pair_object_rate'], a['pair_object_rate_random']),
-                 _pair(a['pair_object_rate_inside'], a['pair_object_rate_inside_random']),
-                 _pair(a['pair_precision_on_objects'], a['pair_precision_on_objects_random']),
-                 _pair(a['pair_precision_on_objects_inside'], a['pair_precision_on_objects_inside_random']),
-                 _fmt(a['stage3_object_probe']), _fmt(a['stage3_det_mAP'], 4), _fmt(a['stage1_det_mAP'], 4)]
+        cells = [
+            arm + (' (instrument, not ORL)' if arm == 'instrument' else ''), probe,
+            _pair(a['stage1_view_retrieval'], rnd.get('view_retrieval_bn_recalibrated')),
+            _pair(a['knn_precision'], a['knn_precision_random']),
+            _pair(a['pair_precision'], a['pair_precision_random'], 4),
+            _pair(a['pair_object_rate'], a['pair_object_rate_random']),
+            _pair(a['pair_object_rate_inside'], a['pair_object_rate_inside_random']),
+            _pair(a['pair_precision_on_objects'], a['pair_precision_on_objects_random']),
+            _pair(a['pair_precision_on_objects_inside'], a['pair_precision_on_objects_inside_random']),
+            _fmt(a['stage3_object_probe']),
+            _fmt(a['stage3_det_mAP'], 4),
+            _fmt(a['stage1_det_mAP'], 4)
+        ]
         lines.append('| ' + ' | '.join(cells) + ' |')
     b = t.get('byol_matched', {})
     lines.append(f"| BYOL matched compute ({', '.join(map(str, b.get('epochs') or [])) or '-'} ep) | "
                  f"{_fmt(b.get('object_probe'))} | {_fmt(b.get('view_retrieval'))} | | | | | | | "
                  f"{_fmt(b.get('object_probe'))} | {_fmt(b.get('det_mAP'), 4)} | |")
     chance = rnd.get('object_probe_chance')
-    lines += ['', f"Object probe chance (most common class): {_fmt(chance)}; 2b proposal recall@0.5: raw "
-              f"{ss.get('recall@0.5_raw', float('nan')):.3f} "
-              f"(random boxes {ss.get('recall@0.5_raw_random', float('nan')):.3f}), "
-              f"kept {ss.get('recall@0.5_filtered', float('nan')):.3f} "
-              f"(random {ss.get('recall@0.5_filtered_random', float('nan')):.3f}), "
-              f"{ss.get('mean_filtered_boxes', float('nan')):.1f} kept boxes per image.", '', '## Targets', '']
+    lines += [
+        '', f"Object probe chance (most common class): {_fmt(chance)}; 2b proposal recall@0.5: raw "
+        f"{ss.get('recall@0.5_raw', float('nan')):.3f} "
+        f"(random boxes {ss.get('recall@0.5_raw_random', float('nan')):.3f}), "
+        f"kept {ss.get('recall@0.5_filtered', float('nan')):.3f} "
+        f"(random {ss.get('recall@0.5_filtered_random', float('nan')):.3f}), "
+        f"{ss.get('mean_filtered_boxes', float('nan')):.1f} kept boxes per image.", '', '## Targets', ''
+    ]
     for tg in results['targets']:
         verdict = {True: 'PASS', False: 'FAIL', None: 'NOT MEASURED'}[tg['passed']]
         lines.append(f"- **{verdict}** ({tg['kind']}) {tg['name']}: {tg['measured']}")
     ch = results.get('characterisation') or {}
     if ch.get('ratios') or ch.get('design'):
-        lines += ['', '## Characterisation (instrument arm, informative)', '',
-                  '| setting | pair precision (random) | obj-pair rate IoU (random) | obj-pair rate inside (random) | '
-                  'same-cat of obj-pairs IoU (random) | same-cat of obj-pairs inside (random) | KNN P@10 (random) |',
-                  '|---|---|---|---|---|---|---|']
+        lines += [
+            '', '## Characterisation (instrument arm, informative)', '',
+            '| setting | pair precision (random) | obj-pair rate IoU (random) | obj-pair rate inside (random) | '
+            'same-cat of obj-pairs IoU (random) | same-cat of obj-pairs inside (random) | KNN P@10 (random) |',
+            '|---|---|---|---|---|---|---|'
+        ]
 
         def row(name: str, c: Dict[str, Any], knn: Optional[Dict[str, Any]] = None) -> str:
             f = lambda k: c.get(k, float('nan'))  # noqa: E731
@@ -777,6 +857,7 @@ def markdown(results: Dict[str, Any]) -> str:
                     f"{f('pair_precision_on_objects'):.3f} ({f('pair_precision_on_objects_random'):.3f}) | "
                     f"{f('pair_precision_on_objects_inside'):.3f} ({f('pair_precision_on_objects_inside_random'):.3f}) "
                     f"| {knn_cell} |")
+
         for r, c in (ch.get('ratios') or {}).items():
             lines.append(row(f'topk_bbox_ratio={r}', c))
         d = ch.get('design') or {}
@@ -786,8 +867,8 @@ def markdown(results: Dict[str, Any]) -> str:
         lines += ['', '## Pending steps (--collect: not finished yet)', '']
         lines += [f"- {p['who']} {p['step']}" for p in results['pending']]
     if results['failures']:
-        lines += ['', '## Failed steps', ''] + [f"- {f['who']} {f['step']}: {f['error']} (log: {f['log']})"
-                                                for f in results['failures']]
+        lines += ['', '## Failed steps', ''
+                  ] + [f"- {f['who']} {f['step']}: {f['error']} (log: {f['log']})" for f in results['failures']]
     return '\n'.join(lines)
 
 
@@ -802,11 +883,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     _, preset = resolve_configs('synthetic')
     ratio = transfer.compute_ratio({s: osp.join(repo_root(), c) for s, c in dict(_BYOL, **SHARED_CONFIGS).items()})
     run.results['setup'] = dict(
-        data_root=data_root, images=counts, img_size=args.img_size, seeds=args.seeds, arms=args.arms,
-        stage1_epochs=args.stage1_epochs, instrument_epochs=args.instrument_epochs, stage3_epochs=args.stage3_epochs,
-        ft_iters=args.ft_iters, quick=args.quick, device=args.device, cfg_options=args.cfg_options,
-        pixel_ratio=ratio, arm_configs={a: ARM_CONFIGS[a] for a in args.arms}, shared_configs=SHARED_CONFIGS,
-        finetune_config=preset['finetune'], instrument=INSTRUMENT_LABEL)
+        data_root=data_root,
+        images=counts,
+        img_size=args.img_size,
+        seeds=args.seeds,
+        arms=args.arms,
+        stage1_epochs=args.stage1_epochs,
+        instrument_epochs=args.instrument_epochs,
+        stage3_epochs=args.stage3_epochs,
+        ft_iters=args.ft_iters,
+        quick=args.quick,
+        device=args.device,
+        cfg_options=args.cfg_options,
+        pixel_ratio=ratio,
+        arm_configs={a: ARM_CONFIGS[a] for a in args.arms},
+        shared_configs=SHARED_CONFIGS,
+        finetune_config=preset['finetune'],
+        instrument=INSTRUMENT_LABEL)
     if args.device == 'cpu':
         os.environ['CUDA_VISIBLE_DEVICES'] = ''  # the stages' processes too
     prober = Prober(data_root, args.max_probe_objects, args.device, 32 if args.quick else None)
@@ -824,8 +917,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 run.results['arms'][arm][str(seed)]['byol_matched_epochs'] = e
                 epochs.add(e)
         for e in sorted(epochs):
-            run.results['byol_matched'][f'e{e}_seed{seed}'] = run_byol_matched(
-                run, seed, e, data_root, prober, preset['finetune'])
+            run.results['byol_matched'][f'e{e}_seed{seed}'] = run_byol_matched(run, seed, e, data_root, prober,
+                                                                               preset['finetune'])
             run.save()
     if 'instrument' in args.arms:
         characterise(run, data_root)

@@ -51,19 +51,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='work_dirs/stage1_curve', help='output folder')
     p.add_argument('--config', default=CPU_CONFIG, help='stage-1 config with the two probe hooks')
-    p.add_argument('--data-root', default=None,
-                   help='synthetic scenes; default OUT/data, generated with --num-images if absent')
+    p.add_argument(
+        '--data-root', default=None, help='synthetic scenes; default OUT/data, generated with --num-images if absent')
     p.add_argument('--num-images', type=int, default=2000)
     p.add_argument('--arms', nargs='+', default=list(ARMS), choices=ARMS)
     p.add_argument('--epochs', type=int, default=30, help="training epochs of the scenes arm (cosine over them)")
-    p.add_argument('--crop-epochs', type=int, default=2,
-                   help='training epochs of the object-crops arm (its epochs are ~4.5x longer: one image per object)')
+    p.add_argument(
+        '--crop-epochs',
+        type=int,
+        default=2,
+        help='training epochs of the object-crops arm (its epochs are ~4.5x longer: one image per object)')
     p.add_argument('--view-size', type=int, default=64, help='side of the two training views')
     p.add_argument('--probe-interval', type=int, default=2, help='epochs between probes')
     p.add_argument('--max-probe-objects', type=int, default=2000, help='cap on the crops of each probe split')
-    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
-                   help='passed to every arm\'s tools/train.py after the benchmark\'s own, to try a recipe change '
-                        '(e.g. optim_wrapper.optimizer.lr=0.01); use its own --out')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='passed to every arm\'s tools/train.py after the benchmark\'s own, to try a recipe change '
+        '(e.g. optim_wrapper.optimizer.lr=0.01); use its own --out')
     p.add_argument('--verbose', action='store_true', help="stream the runs' output")
     args = p.parse_args(argv)
     if args.data_root is None:
@@ -101,8 +108,8 @@ def ensure_object_crops(scenes: str, out: str, size: int = 96) -> int:
 
 def _split_infos(root: str, split: str) -> List[dict]:
     from orl_plugin.datasets.scene_dataset import scene_data_infos
-    return scene_data_infos(dict(data_root=root, ann_file=f'annotations/instances_{split}.json',
-                                 data_prefix=dict(img_path='images/')))
+    return scene_data_infos(
+        dict(data_root=root, ann_file=f'annotations/instances_{split}.json', data_prefix=dict(img_path='images/')))
 
 
 def view_size_options(cfg: Dict[str, Any], size: int) -> List[str]:
@@ -160,25 +167,35 @@ def run_arm(arm: str, args: argparse.Namespace, cfg: Dict[str, Any], crops_root:
             return json.load(f)
     epochs = args.crop_epochs if arm == 'object-crops' else args.epochs
     interval = min(args.probe_interval, epochs)
-    opts = (data_root_options(args.config, args.data_root) + schedule_options(args.config, epochs) +
-            view_size_options(cfg, args.view_size) + hook_options(cfg, interval, args.max_probe_objects) +
-            [f'default_hooks.checkpoint.interval={epochs}', 'default_hooks.logger.interval=25'])
+    opts = (
+        data_root_options(args.config, args.data_root) + schedule_options(args.config, epochs) +
+        view_size_options(cfg, args.view_size) + hook_options(cfg, interval, args.max_probe_objects) +
+        [f'default_hooks.checkpoint.interval={epochs}', 'default_hooks.logger.interval=25'])
     if arm == 'object-crops':
-        opts += [f'train_dataloader.dataset.data_root={crops_root}/', 'train_dataloader.dataset.ann_file=annotations/crops.json']
+        opts += [
+            f'train_dataloader.dataset.data_root={crops_root}/',
+            'train_dataloader.dataset.ann_file=annotations/crops.json'
+        ]
     opts += args.cfg_options
-    cmd = [sys.executable, osp.join(repo_root(), 'tools', 'train.py'), args.config, '--work-dir', work,
-           '--cfg-options', *opts]
+    cmd = [
+        sys.executable,
+        osp.join(repo_root(), 'tools', 'train.py'), args.config, '--work-dir', work, '--cfg-options', *opts
+    ]
     print(f'[bench] {arm}: training {epochs} epochs ({work})', flush=True)
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
     with open(osp.join(work, 'bench_stdout.log'), 'w') as log:
-        rc = subprocess.run(cmd, stdout=None if args.verbose else log, stderr=subprocess.STDOUT,
-                            cwd=repo_root()).returncode
+        rc = subprocess.run(
+            cmd, stdout=None if args.verbose else log, stderr=subprocess.STDOUT, cwd=repo_root()).returncode
     if rc:
         raise SystemExit(f'[bench] {arm}: tools/train.py exited {rc}; see {osp.join(work, "bench_stdout.log")}')
     runs = sorted(d for d in os.listdir(work) if osp.isfile(osp.join(work, d, 'vis_data', 'scalars.json')))
-    rec = dict(arm=arm, epochs=epochs, wall_s=round(time.time() - t0, 1), log_dir=osp.join(work, runs[-1]),
-               **read_curves(osp.join(work, runs[-1])))
+    rec = dict(
+        arm=arm,
+        epochs=epochs,
+        wall_s=round(time.time() - t0, 1),
+        log_dir=osp.join(work, runs[-1]),
+        **read_curves(osp.join(work, runs[-1])))
     atomic_write_json(done, rec, indent=2)
     return rec
 
@@ -203,7 +220,6 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     from orl_plugin.engine.hooks.view_retrieval_hook import training_view_pipelines
     from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
     from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
-    from orl_plugin.models import RoIFeature
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:  # the arms' recipe change also applies to the network the baselines probe
@@ -231,8 +247,10 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     out = dict(object_probe=object_knn_probe(model, *splits)['top1'], view_retrieval=res['top1'], view_rank=res['rank'])
     recalibrate_bn(model, splits[0][0])
     res = view_retrieval(model, views)
-    out.update(object_probe_bn_recalibrated=object_knn_probe(model, *splits)['top1'],
-               view_retrieval_bn_recalibrated=res['top1'], view_rank_bn_recalibrated=res['rank'])
+    out.update(
+        object_probe_bn_recalibrated=object_knn_probe(model, *splits)['top1'],
+        view_retrieval_bn_recalibrated=res['top1'],
+        view_rank_bn_recalibrated=res['rank'])
     return {k: round(v, 4) for k, v in out.items()}
 
 
@@ -240,6 +258,7 @@ def recalibrate_bn(model, crops) -> None:
     """Replace the backbone's BN statistics by their cumulative average over ``crops`` (train-mode
     forwards of the 2c feature); the *fair* random baseline: a fresh network's eval-mode BN is the identity."""
     import torch
+
     from orl_plugin.models import RoIFeature
     for m in model.backbone.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -256,9 +275,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ensure_scenes(args.data_root, args.num_images)
     cfg = load_config(args.config)
     crops_root = None
-    results: Dict[str, Any] = dict(config=args.config, data_root=osp.abspath(args.data_root), epochs=args.epochs,
-                                   crop_epochs=args.crop_epochs, view_size=args.view_size,
-                                   cfg_options=args.cfg_options, arms={})
+    results: Dict[str, Any] = dict(
+        config=args.config,
+        data_root=osp.abspath(args.data_root),
+        epochs=args.epochs,
+        crop_epochs=args.crop_epochs,
+        view_size=args.view_size,
+        cfg_options=args.cfg_options,
+        arms={})
     if 'object-crops' in args.arms:
         crops_root = osp.join(args.out, 'object_crops')
         results['object_crops'] = ensure_object_crops(args.data_root, crops_root)
@@ -269,7 +293,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     atomic_write_json(osp.join(args.out, 'results.json'), results, indent=2)
 
     r = results['random_init']
-    print(f"\nrandom init: object probe {r['object_probe']:.3f} (BN recalibrated {r['object_probe_bn_recalibrated']:.3f}), "
+    print(f"\nrandom init: object probe {r['object_probe']:.3f} "
+          f"(BN recalibrated {r['object_probe_bn_recalibrated']:.3f}), "
           f"view retrieval {r['view_retrieval']:.3f} ({r['view_retrieval_bn_recalibrated']:.3f}), "
           f"view feature rank {r['view_rank']:.1f} ({r['view_rank_bn_recalibrated']:.1f})")
     print('| arm | iteration | object probe | view retrieval | view feature rank |\n|---|---|---|---|---|')

@@ -57,9 +57,11 @@ DONE = 'benchmark_done.json'
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='work_dirs/synthetic_transfer', help='output folder')
-    p.add_argument('--data-root', default=None,
-                   help='synthetic scenes to use; default OUT/scenes, generated with --num-images if absent '
-                        '(the benchmark owns its data size)')
+    p.add_argument(
+        '--data-root',
+        default=None,
+        help='synthetic scenes to use; default OUT/scenes, generated with --num-images if absent '
+        '(the benchmark owns its data size)')
     p.add_argument('--num-images', type=int, default=300)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--arms', nargs='+', default=['random', 'byol', 'orl'], choices=ARMS)
@@ -67,15 +69,25 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--stage3-epochs', type=int, default=8, help='E3 (ORL stage 3)')
     p.add_argument('--finetune-iters', type=int, default=300)
     group = p.add_mutually_exclusive_group()
-    group.add_argument('--shared-pretrain', dest='per_seed', action='store_false',
-                       help='pre-train once (seed 0); only the fine-tunes vary with the seed')
-    group.add_argument('--pretrain-per-seed', dest='per_seed', action='store_true',
-                       help='every seed pre-trains its own backbones (default)')
+    group.add_argument(
+        '--shared-pretrain',
+        dest='per_seed',
+        action='store_false',
+        help='pre-train once (seed 0); only the fine-tunes vary with the seed')
+    group.add_argument(
+        '--pretrain-per-seed',
+        dest='per_seed',
+        action='store_true',
+        help='every seed pre-trains its own backbones (default)')
     p.set_defaults(per_seed=True)
-    p.add_argument('--quick', action='store_true',
-                   help='smoke run: 40 images, 1 seed, 1+1 epochs, 20 fine-tune iterations')
-    p.add_argument('--cfg-options', nargs='+', default=[], metavar='[STAGE:]KEY=VALUE',
-                   help='extra overrides for the pre-training pipeline (and STAGE=ft: the fine-tune)')
+    p.add_argument(
+        '--quick', action='store_true', help='smoke run: 40 images, 1 seed, 1+1 epochs, 20 fine-tune iterations')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='[STAGE:]KEY=VALUE',
+        help='extra overrides for the pre-training pipeline (and STAGE=ft: the fine-tune)')
     p.add_argument('--verbose', action='store_true', help="stream every run's output")
     args = p.parse_args(argv)
     if args.data_root is None:
@@ -93,8 +105,8 @@ def compute_ratio(configs: Dict[str, str]) -> Dict[str, float]:
     v_byol = float(load_config(configs['stage1'])['view_size'])
     v_orl = float(load_config(configs['stage3'])['img_size'])
     patch = float(load_config(configs['stage3'])['patch_size'])
-    return dict(byol_view=v_byol, orl_view=v_orl, orl_patch=patch,
-                ratio=(2 * v_orl ** 2 + 4 * patch ** 2) / (2 * v_byol ** 2))
+    return dict(
+        byol_view=v_byol, orl_view=v_orl, orl_patch=patch, ratio=(2 * v_orl**2 + 4 * patch**2) / (2 * v_byol**2))
 
 
 def ensure_data(root: str, num_images: int) -> Dict[str, int]:
@@ -114,26 +126,36 @@ def orl_kept_images(store: str) -> int:
     from orl_plugin.store import MiningStore
     s = MiningStore.open(store)
     k = len(s.knn(0)) if s.num_images else 0
-    return sum(1 for i in range(s.num_images)
-               if s.num_boxes(i) > 0 and any(len(s.pairs(i, j)) for j in range(k)))
+    return sum(1 for i in range(s.num_images) if s.num_boxes(i) > 0 and any(len(s.pairs(i, j)) for j in range(k)))
 
 
-def run_pipeline(work_dir: str, to_stage: str, schedule: Dict[str, int], options: List[str],
-                 data_root: str, use: Dict[str, str], verbose: bool) -> dict:
-    opts = PipelineOptions('synthetic', work_dir=work_dir, to_stage=to_stage, schedule=schedule,
-                           cfg_options=options, data_root=data_root, use=use, quiet=not verbose)
+def run_pipeline(work_dir: str, to_stage: str, schedule: Dict[str, int], options: List[str], data_root: str,
+                 use: Dict[str, str], verbose: bool) -> dict:
+    opts = PipelineOptions(
+        'synthetic',
+        work_dir=work_dir,
+        to_stage=to_stage,
+        schedule=schedule,
+        cfg_options=options,
+        data_root=data_root,
+        use=use,
+        quiet=not verbose)
     return Pipeline(opts).run()
 
 
-def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, iters: int,
-             data_root: str, extra: List[str], verbose: bool) -> Dict[str, Any]:
+def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, iters: int, data_root: str,
+             extra: List[str], verbose: bool) -> Dict[str, Any]:
     """One tools/det_train.py run, as the pipeline's fine-tune stage launches it (skipped when its
     done-marker holds the same command); returns its record."""
     marker = osp.join(work_dir, DONE)
-    options = (data_root_options(config, osp.abspath(data_root)) + schedule_options(config, iters)
-               + [f'randomness.seed={seed}'] + extra)
-    cmd = [sys.executable, osp.join(repo_root(), 'tools', 'det_train.py'), config, '--work-dir', work_dir,
-           '--pretrained', pretrained or 'none', '--cfg-options'] + options
+    options = (
+        data_root_options(config, osp.abspath(data_root)) + schedule_options(config, iters) +
+        [f'randomness.seed={seed}'] + extra)
+    cmd = [
+        sys.executable,
+        osp.join(repo_root(), 'tools', 'det_train.py'), config, '--work-dir', work_dir, '--pretrained', pretrained
+        or 'none', '--cfg-options'
+    ] + options
     if osp.isfile(marker):
         with open(marker) as f:
             rec = json.load(f)
@@ -154,21 +176,31 @@ def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, i
     for d in sorted(os.listdir(work_dir)):
         if osp.isdir(osp.join(work_dir, d, 'vis_data')):
             metrics = read_run_metrics(osp.join(work_dir, d))
-    rec = dict(command=cmd, wall_s=round(time.time() - t0, 1),
-               cpu_s=round(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, 1), metrics=metrics,
-               checkpoint=latest_checkpoint(work_dir), pretrained=pretrained, seed=seed, log=log)
+    rec = dict(
+        command=cmd,
+        wall_s=round(time.time() - t0, 1),
+        cpu_s=round(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, 1),
+        metrics=metrics,
+        checkpoint=latest_checkpoint(work_dir),
+        pretrained=pretrained,
+        seed=seed,
+        log=log)
     atomic_write_json(marker, rec, indent=2)
     return rec
 
 
 def summarise(values: List[float]) -> Dict[str, Any]:
-    return dict(mean=statistics.fmean(values), std=statistics.stdev(values) if len(values) > 1 else 0.0,
-                values=values, n=len(values))
+    return dict(
+        mean=statistics.fmean(values),
+        std=statistics.stdev(values) if len(values) > 1 else 0.0,
+        values=values,
+        n=len(values))
 
 
 def _cost(stages: Dict[str, dict], names: List[str]) -> Dict[str, float]:
-    return dict(wall_s=round(sum(stages[n].get('wall_s') or 0 for n in names), 1),
-                cpu_s=round(sum(stages[n].get('cpu_s') or 0 for n in names), 1))
+    return dict(
+        wall_s=round(sum(stages[n].get('wall_s') or 0 for n in names), 1),
+        cpu_s=round(sum(stages[n].get('cpu_s') or 0 for n in names), 1))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -184,11 +216,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     extra_pre = [o for o in args.cfg_options if not is_ft(o)]
 
     results: Dict[str, Any] = dict(
-        setup=dict(data_root=osp.abspath(args.data_root), images=counts, seeds=args.seeds, arms=args.arms,
-                   stage1_epochs=args.stage1_epochs, stage3_epochs=args.stage3_epochs,
-                   finetune_iters=args.finetune_iters, pretrain_per_seed=args.per_seed,
-                   pixel_ratio=ratio, configs=configs, quick=args.quick, cfg_options=args.cfg_options),
-        pretrain={}, runs={})
+        setup=dict(
+            data_root=osp.abspath(args.data_root),
+            images=counts,
+            seeds=args.seeds,
+            arms=args.arms,
+            stage1_epochs=args.stage1_epochs,
+            stage3_epochs=args.stage3_epochs,
+            finetune_iters=args.finetune_iters,
+            pretrain_per_seed=args.per_seed,
+            pixel_ratio=ratio,
+            configs=configs,
+            quick=args.quick,
+            cfg_options=args.cfg_options),
+        pretrain={},
+        runs={})
     pre_seeds = args.seeds if args.per_seed else [args.seeds[0]]
     ckpts: Dict[tuple, Optional[str]] = {}
     shared_ss: Dict[str, str] = {}
@@ -198,30 +240,36 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not needs_orl:
             continue
         seed_opt = [f'randomness.seed={ps}']
-        print(f'[bench] pre-training ORL (seed {ps}): stage 1 {args.stage1_epochs} ep, mining, '
-              f'stage 3 {args.stage3_epochs} ep', flush=True)
-        st = run_pipeline(osp.join(out, 'pretrain', f'orl_seed{ps}'), 'stage3',
-                          {'stage1': args.stage1_epochs, 'stage3': args.stage3_epochs}, seed_opt + extra_pre,
-                          args.data_root, shared_ss, args.verbose)['stages']
+        print(
+            f'[bench] pre-training ORL (seed {ps}): stage 1 {args.stage1_epochs} ep, mining, '
+            f'stage 3 {args.stage3_epochs} ep',
+            flush=True)
+        st = run_pipeline(
+            osp.join(out, 'pretrain',
+                     f'orl_seed{ps}'), 'stage3', {'stage1': args.stage1_epochs, 'stage3': args.stage3_epochs},
+            seed_opt + extra_pre, args.data_root, shared_ss, args.verbose)['stages']
         # Selective search does not depend on the seed: later seeds reuse the first one's store.
         shared_ss = {'selective_search': st['selective_search']['outputs']['store']}
         n3 = orl_kept_images(st['correspondence']['outputs']['store'])
         results['pretrain'][f'orl_seed{ps}'] = dict(
-            training=_cost(st, ['stage1', 'stage3']), stage1=_cost(st, ['stage1']), mining=_cost(st, ['knn', 'selective_search',
-                                                                        'correspondence']),
-            stage3_images=n3, metrics={k: v['metrics'] for k, v in st.items()})
+            training=_cost(st, ['stage1', 'stage3']),
+            stage1=_cost(st, ['stage1']),
+            mining=_cost(st, ['knn', 'selective_search', 'correspondence']),
+            stage3_images=n3,
+            metrics={k: v['metrics'] for k, v in st.items()})
         ckpts[('orl', ps)] = st['stage3']['outputs']['checkpoint']
         ckpts[('byol-stage1', ps)] = st['stage1']['outputs']['checkpoint']
         if 'byol' in args.arms:
             orl_units = args.stage1_epochs * counts['train'] + args.stage3_epochs * n3 * ratio['ratio']
             e_byol = max(1, round(orl_units / counts['train']))
             print(f'[bench] pre-training BYOL (seed {ps}): {e_byol} epochs (matched)', flush=True)
-            sb = run_pipeline(osp.join(out, 'pretrain', f'byol_seed{ps}'), 'stage1', {'stage1': e_byol},
-                              seed_opt + extra_pre, args.data_root, {}, args.verbose)['stages']
+            sb = run_pipeline(
+                osp.join(out, 'pretrain', f'byol_seed{ps}'), 'stage1', {'stage1': e_byol}, seed_opt + extra_pre,
+                args.data_root, {}, args.verbose)['stages']
             results['pretrain'][f'byol_seed{ps}'] = dict(
-                epochs=e_byol, training=_cost(sb, ['stage1']),
-                matched=dict(orl_byol_sample_equivalents=round(orl_units, 1),
-                             byol_samples=e_byol * counts['train']))
+                epochs=e_byol,
+                training=_cost(sb, ['stage1']),
+                matched=dict(orl_byol_sample_equivalents=round(orl_units, 1), byol_samples=e_byol * counts['train']))
             ckpts[('byol', ps)] = sb['stage1']['outputs']['checkpoint']
         atomic_write_json(osp.join(out, 'results.json'), results, indent=2)
 
@@ -229,21 +277,30 @@ def main(argv: Optional[List[str]] = None) -> int:
         for seed in args.seeds:
             ps = seed if args.per_seed else pre_seeds[0]
             print(f'[bench] fine-tune from {arm} (seed {seed}): {args.finetune_iters} iterations', flush=True)
-            rec = finetune(configs['finetune'], ckpts[(arm, ps)], osp.join(out, 'finetune', f'{arm}_seed{seed}'),
-                           seed, args.finetune_iters, args.data_root, extra_ft, args.verbose)
+            rec = finetune(configs['finetune'], ckpts[(arm, ps)], osp.join(out, 'finetune', f'{arm}_seed{seed}'), seed,
+                           args.finetune_iters, args.data_root, extra_ft, args.verbose)
             m = rec['metrics']
-            print(f"[bench]   bbox mAP {m.get('val/coco/bbox_mAP')}, mAP@0.5 {m.get('val/coco/bbox_mAP_50')} "
-                  f"({rec['wall_s']:.0f} s)", flush=True)
-            results['runs'][f'{arm}_seed{seed}'] = dict(arm=arm, seed=seed, pretrained=rec['pretrained'],
-                                                       wall_s=rec['wall_s'], cpu_s=rec.get('cpu_s'),
-                                                       metrics=m, log=rec.get('log'))
+            print(
+                f"[bench]   bbox mAP {m.get('val/coco/bbox_mAP')}, mAP@0.5 {m.get('val/coco/bbox_mAP_50')} "
+                f"({rec['wall_s']:.0f} s)",
+                flush=True)
+            results['runs'][f'{arm}_seed{seed}'] = dict(
+                arm=arm,
+                seed=seed,
+                pretrained=rec['pretrained'],
+                wall_s=rec['wall_s'],
+                cpu_s=rec.get('cpu_s'),
+                metrics=m,
+                log=rec.get('log'))
             atomic_write_json(osp.join(out, 'results.json'), results, indent=2)
 
     table: Dict[str, Any] = {}
     for arm in args.arms:
         runs = [results['runs'][f'{arm}_seed{s}']['metrics'] for s in args.seeds]
-        table[arm] = {m: summarise([float(r.get(f'val/coco/{m}', float('nan'))) for r in runs])
-                      for m in ('bbox_mAP', 'bbox_mAP_50')}
+        table[arm] = {
+            m: summarise([float(r.get(f'val/coco/{m}', float('nan'))) for r in runs])
+            for m in ('bbox_mAP', 'bbox_mAP_50')
+        }
     results['table'] = table
     results['elapsed_s'] = round(time.time() - t_start, 1)
     atomic_write_json(osp.join(out, 'results.json'), results, indent=2)
@@ -262,8 +319,7 @@ def markdown(results: dict, args: argparse.Namespace, counts: Dict[str, int], co
     pre = results['pretrain']
     byol_ep = sorted({v['epochs'] for k, v in pre.items() if k.startswith('byol')})
     lines = [
-        '# Synthetic transfer benchmark', '',
-        f"Data: {counts['train']} train / {counts['val']} val synthetic scenes "
+        '# Synthetic transfer benchmark', '', f"Data: {counts['train']} train / {counts['val']} val synthetic scenes "
         f"(`{results['setup']['data_root']}`). Fine-tune: `{osp.relpath(configs['finetune'], repo_root())}`, "
         f'{args.finetune_iters} iterations, val bbox mAP at the end. Seeds {args.seeds} '
         f"({'each seed pre-trains its own backbones' if args.per_seed else 'one shared pre-training'}).", '',
@@ -273,7 +329,8 @@ def markdown(results: dict, args: argparse.Namespace, counts: Dict[str, int], co
         f"2 views of {ratio['orl_view']:.0f} px + 4 RoI patches of {ratio['orl_patch']:.0f} px vs 2 views of "
         f"{ratio['byol_view']:.0f} px).", '',
         '| init | bbox mAP (mean ± std) | mAP@0.5 (mean ± std) | bbox mAP per seed | pre-training CPU s |',
-        '|---|---|---|---|---|']
+        '|---|---|---|---|---|'
+    ]
     for arm in args.arms:
         a, b = results['table'][arm]['bbox_mAP'], results['table'][arm]['bbox_mAP_50']
         # CPU seconds of the pre-training runs behind this arm (mining not included), mean over seeds.
@@ -281,10 +338,12 @@ def markdown(results: dict, args: argparse.Namespace, counts: Dict[str, int], co
                         'byol-stage1': ('orl_', 'stage1')}.get(arm, ('', ''))
         cpu = [v[part]['cpu_s'] for k, v in pre.items() if prefix and k.startswith(prefix)]
         cost = f'{statistics.fmean(cpu):.0f}' if cpu else '-'
-        lines.append(f"| {arm} | {a['mean']:.4f} ± {a['std']:.4f} | {b['mean']:.4f} ± {b['std']:.4f} | "
-                     + ', '.join(f'{v:.4f}' for v in a['values']) + f' | {cost} |')
-    lines += ['', f"std: sample standard deviation over {len(args.seeds)} seed(s). "
-              f"Total benchmark time {results['elapsed_s'] / 60:.1f} min.", '']
+        lines.append(f"| {arm} | {a['mean']:.4f} ± {a['std']:.4f} | {b['mean']:.4f} ± {b['std']:.4f} | " +
+                     ', '.join(f'{v:.4f}' for v in a['values']) + f' | {cost} |')
+    lines += [
+        '', f"std: sample standard deviation over {len(args.seeds)} seed(s). "
+        f"Total benchmark time {results['elapsed_s'] / 60:.1f} min.", ''
+    ]
     return '\n'.join(lines)
 
 
