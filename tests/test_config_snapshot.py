@@ -33,7 +33,7 @@ NEW_CONFIGS = {
     'byol/byol_resnet18_1xb32-gpuaug-coslr-30e_synthetic.py': GPUAUG,
     'orl/stage3/orl_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
     'orl/stage3/orl_resnet18_1xb16-gpuaug-coslr-30e_synthetic.py': GPUAUG,
-    'instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py': INSTRUMENT_TRAINING,
+    'instrument/instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py': INSTRUMENT_TRAINING,
     'instrument/instrument-knn_resnet18_synthetic.py': INSTRUMENT,
     'instrument/instrument-correspondence_resnet18_synthetic.py': INSTRUMENT,
     'mocov2/mocov2_resnet18_1xb32-coslr-30e_synthetic.py': MOCOV2,

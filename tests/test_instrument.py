@@ -78,7 +78,7 @@ def test_object_crop_dataset_needs_annotations(tmp_path, scenes):
 
 def test_instrument_trains_and_reports_held_out_accuracy(scenes, tmp_path):
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs', 'instrument', 'instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py'))
+        osp.join(ROOT, 'configs', 'instrument', 'instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py'))
     options = {'train_cfg.max_epochs': 1, 'default_hooks.logger.interval': 1}
     for split in ('train', 'val', 'test'):
         options.update({
@@ -96,7 +96,7 @@ def test_instrument_trains_and_reports_held_out_accuracy(scenes, tmp_path):
     assert runner.iter == int(np.ceil(len(runner.train_dataloader.dataset) / 16))
     # A training checkpoint like any other (weights_only; publish_model.py makes a plain one).
     sd = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu', weights_only=True)['state_dict']
-    assert any(k.startswith('backbone.') for k in sd) and 'head.fc.weight' in sd
+    assert any(k.startswith('backbone.') for k in sd) and 'head.norm_product.weight' in sd
 
 
 def test_the_instrument_is_labelled():

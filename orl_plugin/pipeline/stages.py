@@ -75,7 +75,12 @@ class StageSpec:
 
 # The config keys follow the shipped configs.
 STAGES: Tuple[StageSpec, ...] = (  # topologically ordered
-    StageSpec('stage1', 'train', 'stage1.py', aliases=('1', 'byol'), title='stage 1: image-level BYOL'),
+    StageSpec(
+        'stage1',
+        'train',
+        'stage1.py',
+        aliases=('1', 'byol'),
+        title='stage 1: image-level self-supervised model (BYOL by default)'),
     StageSpec(
         'knn',
         'test',

@@ -34,7 +34,7 @@ if [[ "$MODE" == "gpu" ]]; then
         exit 2
     fi
     ARGS=(--device cuda --arms random mocov2 instrument --seeds 0 1 --num-images 1000
-          --stage1-epochs 20 --stage3-epochs 20 --instrument-epochs 3 --ft-iters 200
+          --stage1-epochs 20 --stage3-epochs 20 --instrument-epochs 6 --ft-iters 200
           --cfg-options
           stage1:train_dataloader.batch_size=128 stage1:train_dataloader.num_workers=8
           stage1:auto_scale_lr.enable=True

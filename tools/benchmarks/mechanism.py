@@ -72,7 +72,7 @@ ARM_CONFIGS: Dict[str, Dict[str, str]] = {
         knn='configs/orl/stage2/knn_mocov2-resnet18_1xb64_synthetic.py',
         correspondence='configs/orl/stage2/correspondence_mocov2-resnet18_1xb64_synthetic.py'),
     'instrument': dict(
-        stage1='configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py',
+        stage1='configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py',
         knn='configs/instrument/instrument-knn_resnet18_synthetic.py',
         correspondence='configs/instrument/instrument-correspondence_resnet18_synthetic.py'),
 }
@@ -105,7 +105,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--num-images', type=int, default=200, help='v2 scenes generated (20 %% held out)')
     p.add_argument('--img-size', type=int, default=256)
     p.add_argument('--stage1-epochs', type=int, default=2, help='E1: BYOL / MoCo v2 epochs')
-    p.add_argument('--instrument-epochs', type=int, default=3, help='epochs of the instrument classifier')
+    p.add_argument('--instrument-epochs', type=int, default=6, help='epochs of the instrument classifier')
     p.add_argument('--stage3-epochs', type=int, default=2, help='E3: ORL stage-3 epochs')
     p.add_argument('--ft-iters', type=int, default=20, help='detection fine-tune iterations')
     p.add_argument(

@@ -4,11 +4,12 @@
 # would get from a perfect stage 1: it separates "stage 2 is correct" from "stage 1 learned".
 # It uses labels, which ORL never does; no ORL config may select it (tests/test_instrument.py).
 # Crops: each object's box plus 10 % context per side, 64 px (the CPU stage-2c crop size), the
-# BYOL configs' normalisation, so its backbone sees crops as 2c shows them. Held-out accuracy
-# (mmpretrain's Accuracy on the val split's crops) is logged every epoch. On 1,000 v2 scenes
-# (3,212 training crops, 774 held out): 97.0 % top-1 after 3 epochs (most common class: 16.9 %),
-# 770 CPU seconds (about 6.5 minutes on 2 idle cores). On a 2-core CPU:
-#   python tools/train.py configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-3e_synthetic-crops.py
+# BYOL configs' normalisation, so its backbone sees crops as 2c shows them; an angular-margin head
+# (./_base_/instrument_resnet18.py says why). Held-out accuracy (mmpretrain's Accuracy on the val
+# split's crops) is logged every epoch. On 400 v2 scenes of 256 px (1,314 training crops, 317 held
+# out): 98.4 % top-1 after 6 epochs (most common class: 19.9 %), about 3.5 minutes on one core.
+# On a 2-core CPU:
+#   python tools/train.py configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py
 _base_ = ['./_base_/instrument_resnet18.py', 'mmpretrain::_base_/default_runtime.py']
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
@@ -46,7 +47,7 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
-max_epochs = 3
+max_epochs = 6
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
