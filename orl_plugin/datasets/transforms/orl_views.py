@@ -19,6 +19,11 @@ ORL_VIEW_NAMES = ('img_v1', 'img_v2', 'intra_v1', 'intra_v2', 'inter_v1', 'inter
 #: How the direct path resizes a crop: torch's antialiased bilinear filter (PIL's filter, 4-5x faster; within
 #: one level of PIL and unbiased, about 0.2 % of the pixels differ when shrinking) or PIL (as the transforms).
 RESIZE_BACKENDS = ('torch', 'pillow')
+#: How the direct path runs the hue shift and the Gaussian blur: 'pil' (the mmcv/PIL operations, pixel for
+#: pixel) or 'opencv' (OpenCV's float HSV rotation and Gaussian filter with the same parameters: the same
+#: distribution, within a few levels per pixel, about 4x cheaper; ``tests/test_fast_photometric.py``). The
+#: other operations are the same in both.
+PHOTOMETRIC_BACKENDS = ('pil', 'opencv')
 Photometric = Callable[[Image.Image], Image.Image]
 
 
@@ -44,18 +49,40 @@ def resize_crop(img: np.ndarray,
     return out[0].permute(1, 2, 0).numpy()
 
 
-def _jitter_op(t: ColorJitter) -> Photometric:
-    # mmcv's pillow backend runs these PIL operations on the RGB image; hue shifts PIL's uint8 hue channel
-    # by int(hue_factor * 255) mod 256 (the project's numpy-2 fix of mmcv.adjust_hue).
-    def hue(img: Image.Image, factor: float) -> Image.Image:
-        h, s, v = img.convert('HSV').split()
-        shift = int(factor * 255) % 256
-        h = h.point([(i + shift) % 256 for i in range(256)])
-        return Image.merge('HSV', (h, s, v)).convert('RGB')
+def pil_hue(img: Image.Image, factor: float) -> Image.Image:
+    """mmcv ``adjust_hue`` (pillow backend): PIL's uint8 hue channel shifted by ``int(factor * 255) mod 256``
+    (the project's numpy-2 fix of mmcv.adjust_hue)."""
+    h, s, v = img.convert('HSV').split()
+    shift = int(factor * 255) % 256
+    h = h.point([(i + shift) % 256 for i in range(256)])
+    return Image.merge('HSV', (h, s, v)).convert('RGB')
 
+
+def opencv_hue(img: Image.Image, factor: float) -> Image.Image:
+    """:func:`pil_hue`'s rotation, ``int(factor * 255)`` 255ths of a turn, in float HSV (OpenCV), rounded
+    once: it skips PIL's 8-bit H and S channels, so it differs from PIL by their rounding (mean 0.5 level)."""
+    hsv = cv2.cvtColor(np.asarray(img, dtype=np.float32), cv2.COLOR_RGB2HSV)  # H in degrees [0, 360), V 0..255
+    hue = hsv[..., 0]
+    hue += np.float32(int(factor * 255) * 360 / 255 % 360)  # OpenCV's HSV2RGB wraps H in [0, 720)
+    return Image.fromarray(cv2.convertScaleAbs(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)))  # rounded to uint8
+
+
+def pil_blur(img: Image.Image, sigma: float) -> Image.Image:
+    """mmpretrain's ``GaussianBlur``: PIL's (three box filters with the Gaussian's variance)."""
+    return img.filter(ImageFilter.GaussianBlur(radius=sigma))
+
+
+def opencv_blur(img: Image.Image, sigma: float) -> Image.Image:
+    """A true Gaussian of the same sigma (OpenCV, edges replicated as PIL's): within a few levels of
+    :func:`pil_blur`, mean under one level, no bias."""
+    return Image.fromarray(cv2.GaussianBlur(np.asarray(img), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE))
+
+
+def _jitter_op(t: ColorJitter, photometric: str = 'pil') -> Photometric:
+    # mmcv's pillow backend runs these PIL operations on the RGB image
     enhance = (lambda img, f: ImageEnhance.Brightness(img).enhance(f),
                lambda img, f: ImageEnhance.Contrast(img).enhance(f), lambda img, f: ImageEnhance.Color(img).enhance(f),
-               hue)
+               opencv_hue if photometric == 'opencv' else pil_hue)
 
     def run(img: Image.Image) -> Image.Image:
         order, *factors = t._rand_params()
@@ -81,15 +108,17 @@ def _grey_op(t: RandomGrayscale) -> Photometric:
     return run
 
 
-def photometric_op(t: BaseTransform) -> Optional[Photometric]:
+def photometric_op(t: BaseTransform, photometric: str = 'pil') -> Optional[Photometric]:
     """A transform as an operation on one PIL RGB image, or None if it has none. It draws its random
     parameters with the transform's own methods, in the transform's order, and calls the PIL operations the
-    transform calls (through mmcv's BGR/RGB copies), so it changes the image exactly as the transform does."""
+    transform calls (through mmcv's BGR/RGB copies), so it changes the image exactly as the transform does;
+    with ``photometric='opencv'`` the hue and the blur are OpenCV's (:data:`PHOTOMETRIC_BACKENDS`), from
+    the same random draws."""
     if isinstance(t, RandomFlip) and isinstance(t.prob, float) and t.direction in ('horizontal', 'vertical'):
         flip = Image.FLIP_LEFT_RIGHT if t.direction == 'horizontal' else Image.FLIP_TOP_BOTTOM
         return lambda img: img.transpose(flip) if t._choose_direction() else img
     if isinstance(t, RandomApply):
-        ops = [photometric_op(c) for c in t.transforms.transforms]
+        ops = [photometric_op(c, photometric) for c in t.transforms.transforms]
         if any(op is None for op in ops):
             return None
 
@@ -101,16 +130,16 @@ def photometric_op(t: BaseTransform) -> Optional[Photometric]:
 
         return apply
     if isinstance(t, ColorJitter) and t.backend == 'pillow':
-        return _jitter_op(t)
+        return _jitter_op(t, photometric)
     if isinstance(t, RandomGrayscale) and t.keep_channels and t.color_format == 'bgr':
         return _grey_op(t)
     if isinstance(t, GaussianBlur):
+        gaussian = opencv_blur if photometric == 'opencv' else pil_blur
 
         def blur(img: Image.Image) -> Image.Image:
             if t.random_disable():
                 return img
-            radius = t.radius if t.radius is not None else t.random_magnitude()
-            return img.filter(ImageFilter.GaussianBlur(radius=radius))
+            return gaussian(img, t.radius if t.radius is not None else t.random_magnitude())
 
         return blur
     if isinstance(t, Solarize):
@@ -133,28 +162,37 @@ class ViewPipeline:
     bilinear filter, or PIL's as the transforms), and the photometric transforms act on one PIL RGB image
     (:func:`photometric_op`), converted back to the image's BGR once at the end. The random parameters are
     drawn by the transforms' own methods in the pipeline's order, so a seed gives the views of the mmcv
-    pipeline: the same pixels with ``resize='pillow'``. Any other pipeline runs as an mmcv ``Compose``
-    (``direct=False`` forces that).
+    pipeline: the same pixels with ``resize='pillow'`` (and ``photometric='pil'``). Any other pipeline runs
+    as an mmcv ``Compose`` (``direct=False`` forces that).
 
     Args:
         pipeline: The view's transforms (dicts, built with mmpretrain's registry, or transforms).
         resize: 'torch' or 'pillow' (see :data:`RESIZE_BACKENDS`).
         direct: Use the direct path when the pipeline allows it.
+        photometric: 'pil' or 'opencv': how the direct path blurs and shifts the hue
+            (see :data:`PHOTOMETRIC_BACKENDS`).
     """
 
-    def __init__(self, pipeline: Sequence[Union[dict, Callable]], resize: str = 'torch', direct: bool = True) -> None:
+    def __init__(self,
+                 pipeline: Sequence[Union[dict, Callable]],
+                 resize: str = 'torch',
+                 direct: bool = True,
+                 photometric: str = 'pil') -> None:
         if resize not in RESIZE_BACKENDS:
             raise ValueError(f'resize must be one of {RESIZE_BACKENDS}, got {resize!r}')
+        if photometric not in PHOTOMETRIC_BACKENDS:
+            raise ValueError(f'photometric must be one of {PHOTOMETRIC_BACKENDS}, got {photometric!r}')
         # Built in mmpretrain's scope, also the transforms that wrappers (RandomApply) build themselves.
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             self.transforms = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
         self.compose = Compose(self.transforms)
         self.resize = resize
+        self.photometric = photometric
         self._allow_direct = direct
         head = self.transforms[0] if self.transforms else None
         crop_ok = (isinstance(head, RandomResizedCrop) and head.interpolation == 'bilinear') or isinstance(
             head, RoICrop)
-        ops = [photometric_op(t) for t in self.transforms[1:]]
+        ops = [photometric_op(t, photometric) for t in self.transforms[1:]]
         self.direct = direct and crop_ok and all(op is not None for op in ops)
         #: The direct path's photometric operations, in order (their transforms: ``transforms[1:]``).
         self.ops: List[Photometric] = ops if self.direct else []
@@ -189,10 +227,11 @@ class ViewPipeline:
 
     def __reduce__(self):
         # The operations are closures over the transforms: rebuilt from them (spawned loader workers).
-        return type(self), (self.transforms, self.resize, self._allow_direct)
+        return type(self), (self.transforms, self.resize, self._allow_direct, self.photometric)
 
     def __repr__(self) -> str:
-        return f'ViewPipeline(direct={self.direct}, resize={self.resize!r}, transforms={self.transforms})'
+        return (f'ViewPipeline(direct={self.direct}, resize={self.resize!r}, photometric={self.photometric!r}, '
+                f'transforms={self.transforms})')
 
 
 @TRANSFORMS.register_module()
@@ -209,14 +248,17 @@ class ImageViews(BaseTransform):
         crop_only (bool): Run only each pipeline's first transform, its crop (to uint8); the rest runs in
             the model's data preprocessor on the device (``ViewAugmentDataPreprocessor``, given the same
             pipelines). Default False.
+        photometric (str): How the direct path blurs and shifts the hue: 'pil' (default, the reference)
+            or 'opencv' (the same distribution, cheaper; see :data:`PHOTOMETRIC_BACKENDS`).
     """
 
     def __init__(self,
                  pipelines: Sequence[list],
                  resize: str = 'torch',
                  direct: bool = True,
-                 crop_only: bool = False) -> None:
-        self.pipelines = [ViewPipeline(p[:1] if crop_only else p, resize, direct) for p in pipelines]
+                 crop_only: bool = False,
+                 photometric: str = 'pil') -> None:
+        self.pipelines = [ViewPipeline(p[:1] if crop_only else p, resize, direct, photometric) for p in pipelines]
 
     def transform(self, results: dict) -> dict:
         img = results['img']
@@ -261,6 +303,8 @@ class ORLViews(BaseTransform):
         crop_only (bool): Run only each pipeline's first transform, the image views' ``RandomResizedCrop``
             and the patches' ``RoICrop`` (to uint8); the rest runs in the model's data preprocessor on the
             device (``ViewAugmentDataPreprocessor``, given the same pipelines). Default False.
+        photometric (str): How the direct path blurs and shifts the hue: 'pil' (default, the reference)
+            or 'opencv' (the same distribution, cheaper; see :data:`PHOTOMETRIC_BACKENDS`).
     """
 
     def __init__(self,
@@ -271,12 +315,17 @@ class ORLViews(BaseTransform):
                  inter_key: str = 'inter_bbox_pair',
                  resize: str = 'torch',
                  direct: bool = True,
-                 crop_only: bool = False) -> None:
+                 crop_only: bool = False,
+                 photometric: str = 'pil') -> None:
         if len(img_pipelines) != 2 or len(patch_pipelines) != 2:
             raise ValueError('ORLViews needs exactly two img_pipelines and two patch_pipelines, got '
                              f'{len(img_pipelines)} and {len(patch_pipelines)}')
-        self.img_pipelines = [ViewPipeline(p[:1] if crop_only else p, resize, direct) for p in img_pipelines]
-        self.patch_pipelines = [ViewPipeline(p[:1] if crop_only else p, resize, direct) for p in patch_pipelines]
+        self.img_pipelines = [
+            ViewPipeline(p[:1] if crop_only else p, resize, direct, photometric) for p in img_pipelines
+        ]
+        self.patch_pipelines = [
+            ViewPipeline(p[:1] if crop_only else p, resize, direct, photometric) for p in patch_pipelines
+        ]
         self.intra_key = intra_key
         self.intra_partner_key = intra_partner_key
         self.inter_key = inter_key
