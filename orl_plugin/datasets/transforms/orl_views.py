@@ -10,8 +10,9 @@ from mmcv.transforms import BaseTransform, Compose, RandomApply, RandomFlip, Ran
 from mmengine.registry import DefaultScope
 from mmpretrain.datasets.transforms import ColorJitter, GaussianBlur, RandomResizedCrop, Solarize
 from mmpretrain.registry import TRANSFORMS
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 
+from .photometric import PHOTOMETRIC_BACKENDS, opencv_blur, opencv_hue, pil_blur, pil_hue
 from .roi_crop import RoICrop, fit_roi
 
 #: Order of the views in ``results['img']`` (and so in the model inputs).
@@ -19,11 +20,6 @@ ORL_VIEW_NAMES = ('img_v1', 'img_v2', 'intra_v1', 'intra_v2', 'inter_v1', 'inter
 #: How the direct path resizes a crop: torch's antialiased bilinear filter (PIL's filter, 4-5x faster; within
 #: one level of PIL and unbiased, about 0.2 % of the pixels differ when shrinking) or PIL (as the transforms).
 RESIZE_BACKENDS = ('torch', 'pillow')
-#: How the direct path runs the hue shift and the Gaussian blur: 'pil' (the mmcv/PIL operations, pixel for
-#: pixel) or 'opencv' (OpenCV's float HSV rotation and Gaussian filter with the same parameters: the same
-#: distribution, within a few levels per pixel, about 4x cheaper; ``tests/test_fast_photometric.py``). The
-#: other operations are the same in both.
-PHOTOMETRIC_BACKENDS = ('pil', 'opencv')
 Photometric = Callable[[Image.Image], Image.Image]
 
 
@@ -47,35 +43,6 @@ def resize_crop(img: np.ndarray,
     t = torch.from_numpy(crop).permute(2, 0, 1).unsqueeze(0).contiguous(memory_format=torch.channels_last)
     out = F.interpolate(t, size=(out_h, out_w), mode='bilinear', antialias=True, align_corners=False)
     return out[0].permute(1, 2, 0).numpy()
-
-
-def pil_hue(img: Image.Image, factor: float) -> Image.Image:
-    """mmcv ``adjust_hue`` (pillow backend): PIL's uint8 hue channel shifted by ``int(factor * 255) mod 256``
-    (the project's numpy-2 fix of mmcv.adjust_hue)."""
-    h, s, v = img.convert('HSV').split()
-    shift = int(factor * 255) % 256
-    h = h.point([(i + shift) % 256 for i in range(256)])
-    return Image.merge('HSV', (h, s, v)).convert('RGB')
-
-
-def opencv_hue(img: Image.Image, factor: float) -> Image.Image:
-    """:func:`pil_hue`'s rotation, ``int(factor * 255)`` 255ths of a turn, in float HSV (OpenCV), rounded
-    once: it skips PIL's 8-bit H and S channels, so it differs from PIL by their rounding (mean 0.5 level)."""
-    hsv = cv2.cvtColor(np.asarray(img, dtype=np.float32), cv2.COLOR_RGB2HSV)  # H in degrees [0, 360), V 0..255
-    hue = hsv[..., 0]
-    hue += np.float32(int(factor * 255) * 360 / 255 % 360)  # OpenCV's HSV2RGB wraps H in [0, 720)
-    return Image.fromarray(cv2.convertScaleAbs(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)))  # rounded to uint8
-
-
-def pil_blur(img: Image.Image, sigma: float) -> Image.Image:
-    """mmpretrain's ``GaussianBlur``: PIL's (three box filters with the Gaussian's variance)."""
-    return img.filter(ImageFilter.GaussianBlur(radius=sigma))
-
-
-def opencv_blur(img: Image.Image, sigma: float) -> Image.Image:
-    """A true Gaussian of the same sigma (OpenCV, edges replicated as PIL's): within a few levels of
-    :func:`pil_blur`, mean under one level, no bias."""
-    return Image.fromarray(cv2.GaussianBlur(np.asarray(img), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE))
 
 
 def _jitter_op(t: ColorJitter, photometric: str = 'pil') -> Photometric:
