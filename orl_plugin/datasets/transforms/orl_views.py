@@ -83,8 +83,8 @@ def photometric_op(t: BaseTransform, photometric: str = 'pil') -> Optional[Photo
     """A transform as an operation on one PIL RGB image, or None if it has none. It draws its random
     parameters with the transform's own methods, in the transform's order, and calls the PIL operations the
     transform calls (through mmcv's BGR/RGB copies), so it changes the image exactly as the transform does;
-    with ``photometric='opencv'`` the hue and the blur are OpenCV's (:data:`PHOTOMETRIC_BACKENDS`), from
-    the same random draws."""
+    with ``photometric='opencv'`` the hue shift and the blur run PIL's arithmetic with OpenCV (within
+    rounding of PIL's pixels; :mod:`.photometric`), from the same random draws."""
     if isinstance(t, RandomFlip) and isinstance(t.prob, float) and t.direction in ('horizontal', 'vertical'):
         flip = Image.FLIP_LEFT_RIGHT if t.direction == 'horizontal' else Image.FLIP_TOP_BOTTOM
         return lambda img: img.transpose(flip) if t._choose_direction() else img
@@ -220,7 +220,8 @@ class ImageViews(BaseTransform):
             the model's data preprocessor on the device (``ViewAugmentDataPreprocessor``, given the same
             pipelines). Default False.
         photometric (str): How the direct path blurs and shifts the hue: 'pil' (default, the reference)
-            or 'opencv' (the same distribution, cheaper; see :data:`PHOTOMETRIC_BACKENDS`).
+            or 'opencv' (PIL's arithmetic run by OpenCV: the same draws, within rounding of PIL's pixels,
+            cheaper; see :data:`PHOTOMETRIC_BACKENDS`).
     """
 
     def __init__(self,
@@ -275,7 +276,8 @@ class ORLViews(BaseTransform):
             and the patches' ``RoICrop`` (to uint8); the rest runs in the model's data preprocessor on the
             device (``ViewAugmentDataPreprocessor``, given the same pipelines). Default False.
         photometric (str): How the direct path blurs and shifts the hue: 'pil' (default, the reference)
-            or 'opencv' (the same distribution, cheaper; see :data:`PHOTOMETRIC_BACKENDS`).
+            or 'opencv' (PIL's arithmetic run by OpenCV: the same draws, within rounding of PIL's pixels,
+            cheaper; see :data:`PHOTOMETRIC_BACKENDS`).
     """
 
     def __init__(self,
