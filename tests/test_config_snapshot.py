@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import pytest
 from config_snapshot import encode, load, resolve, shipped_configs
+from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SNAPSHOT = osp.join(ROOT, 'tests', 'data', 'configs_a2956d7.json')
@@ -78,6 +79,9 @@ OFFICIAL_INIT = [
     dict(type='Kaiming', layer=['Conv2d', 'Linear'], mode='fan_in', nonlinearity='relu', distribution='normal', bias=0),
     dict(NORM_INIT, bias=0),
 ]
+# The ResNet-50 stage-1 and stage-3 COCO training configs (COCO+ inherits them).
+COCO_R50_TRAIN = ('byol/byol_resnet50_8xb64-coslr-800e_coco*.py', 'orl/stage3/orl_resnet50_8xb64-coslr-800e_coco*.py')
+VIEWS = Config.fromfile(osp.join(ROOT, 'configs', '_base_', 'datasets', 'byol_views.py')).to_dict()
 IMAGE_LOADER = dict(type='LoadImageOrSkip', imdecode_backend='pillow')
 COCO_TRAIN2017 = dict(
     data_root='data/coco/', ann_file='annotations/instances_train2017.json', data_prefix=dict(img_path='train2017/'))
@@ -125,6 +129,19 @@ CHANGES: List[Change] = [
         'bilinear like the official torchvision interpolation=2 (were bicubic)'),
     Change(STAGE3, [k + '.crop_ratio_range' for k in STAGE3_VIEW_CROPS], (0.08, 1.0),
            "the stage-1 views state the crop area range; it is RandomResizedCrop's default"),
+    # ------------------------------------------------------------------ the CPU path's cost (issue 16)
+    Change(COCO_R50_TRAIN[:1],
+           ('train_pipeline.0.imdecode_backend', 'train_dataloader.dataset.pipeline.0.imdecode_backend'), 'cv2',
+           "issue 16: COCO's JPEGs decoded with OpenCV, PIL's pixels exactly (test_decoding.py) and cheaper"),
+    Change(COCO_R50_TRAIN[1:], 'train_dataloader.dataset.imdecode_backend', 'cv2', 'issue 16: as stage 1'),
+    Change(
+        COCO_R50_TRAIN[:1], ('train_pipeline.1', 'train_dataloader.dataset.pipeline.1'),
+        dict(type='ImageViews', pipelines=[VIEWS['view_pipeline1'], VIEWS['view_pipeline2']], photometric='opencv'),
+        'issue 16: the two views cut from the decoded image by ImageViews (as ORLViews does in stage 3), '
+        "their hue and blur by OpenCV in PIL's arithmetic: the same draws and statistics "
+        '(test_fast_photometric.py), less CPU per sample (tools/benchmarks/input_pipeline.py)'),
+    Change(COCO_R50_TRAIN[1:], ('train_pipeline.1.photometric', 'train_dataloader.dataset.pipeline.1.photometric'),
+           'opencv', 'issue 16: as stage 1'),
     # ------------------------------------------------------------------ initialisation
     Change(
         R50, ('model.backbone.init_cfg', 'model.neck.init_cfg', 'model.head.predictor.init_cfg'), OFFICIAL_INIT,

@@ -1,6 +1,7 @@
 """Every config loads; top-level configs load the plugin; importing the plugin registers its parts;
 the stages share their views and image decoding; the models initialise as the official code."""
 import ast
+import fnmatch
 import glob
 import importlib
 import math
@@ -153,8 +154,10 @@ def test_stage3_views_are_stage1_views(stage1, stage3, view_size, patch_size):
     says (a box resized to the patch size by RoICrop instead of RandomResizedCrop)."""
     multi_view = _cfg(stage1).train_dataloader.dataset.pipeline[1]
     orl_views = _cfg(stage3).train_dataloader.dataset.pipeline[1]
-    assert multi_view.type == 'MultiView' and orl_views.type == 'ORLViews'
-    views = multi_view.transforms
+    # MultiView, or ImageViews (the views cut from the decoded image, as ORLViews cuts them)
+    assert multi_view.type in ('MultiView', 'ImageViews') and orl_views.type == 'ORLViews'
+    views = multi_view.transforms if multi_view.type == 'MultiView' else multi_view.pipelines
+    assert multi_view.get('photometric', 'pil') == orl_views.get('photometric', 'pil')
     assert orl_views.img_pipelines == views
     for view in views:  # the official RandomResizedCrop(224, interpolation=2): PIL bilinear
         assert view[0] == dict(
@@ -199,9 +202,11 @@ def test_every_stage_decodes_images_the_same_way(rel):
     cfg = _cfg(rel)
     loaders = _loaders([cfg.get('train_dataloader'), cfg.get('test_dataloader')], [])
     dataset = (cfg.get('train_dataloader') or {}).get('dataset', {})
-    # The COCO GPU-side augmentation configs decode COCO's JPEGs with OpenCV, which gives PIL's pixels
-    # exactly (test_decoding.py::test_jpeg_pixels_are_the_same_with_both_backends), for loader speed.
-    backend = 'cv2' if 'gpuaug' in rel and 'coco' in rel else 'pillow'
+    # The ResNet-50 stage-1 and stage-3 training configs (COCO, COCO+, a folder; CPU- and GPU-side
+    # augmentation) decode with OpenCV, which gives PIL's pixels exactly on JPEG
+    # (test_decoding.py::test_jpeg_pixels_are_the_same_with_both_backends), for loader speed.
+    backend = 'cv2' if fnmatch.fnmatch(rel, '*/byol_resnet50_*') or fnmatch.fnmatch(rel,
+                                                                                    '*/orl_resnet50_*') else 'pillow'
     if dataset.get('type') == 'ORLDataset':
         assert dataset.imdecode_backend == backend and not loaders
     else:

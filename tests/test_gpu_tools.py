@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PATHS = ('stage1/official', 'stage1/cpu', 'stage1/gpuaug', 'stage3/official', 'stage3/cpu', 'stage3/gpuaug',
-         'stage1/gpuaug+cv2', 'stage3/cpu+cv2', 'stage3/gpuaug+cv2')
+PATHS = ('stage1/official', 'stage1/cpu-pil', 'stage1/cpu', 'stage1/gpuaug', 'stage3/official', 'stage3/cpu-pil',
+         'stage3/cpu', 'stage3/gpuaug', 'stage3/cpu+pillow', 'stage3/gpuaug+pillow')
 
 
 def _env() -> dict:

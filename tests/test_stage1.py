@@ -133,7 +133,7 @@ def test_coco_config_is_the_paper_method(cfg_path):
     assert cfg.train_dataloader.collate_fn == dict(type='default_collate')
 
     # The views of the paper: blur 1.0 / 0.1, solarize 0 / 0.2.
-    views = cfg.train_dataloader.dataset.pipeline[1].transforms
+    views = cfg.train_dataloader.dataset.pipeline[1].pipelines  # ImageViews
     blur = [[t for t in v if t.type == 'GaussianBlur'][0].prob for v in views]
     solarize = [[t for t in v if t.type == 'Solarize'][0] for v in views]
     assert blur == [1.0, 0.1] and [s.prob for s in solarize] == [0.0, 0.2] and solarize[0].thr == 128

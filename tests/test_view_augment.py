@@ -282,6 +282,9 @@ def test_gpuaug_configs_split_their_cpu_pipelines(gpuaug):
         assert cpu_views.num_views == [1] * len(cpu_views.transforms)
         assert dev_views == dict(type='ImageViews', pipelines=cpu_views.transforms, crop_only=True)
         order = cpu_views.transforms
+    elif cpu_views.type == 'ImageViews':  # stage 1 on COCO: its CPU path runs ImageViews already
+        assert dev_views == dict(type='ImageViews', pipelines=cpu_views.pipelines, crop_only=True)
+        order = cpu_views.pipelines
     else:
         assert dev_views == dict(cpu_views, crop_only=True)
         order = cpu_views.img_pipelines + cpu_views.patch_pipelines * 2  # ORLViews' six views

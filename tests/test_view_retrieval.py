@@ -102,6 +102,9 @@ def test_hook_reads_the_training_views_and_turns_off_on_bad_data(tmp_path, colou
                     dataset=dict(pipeline=[dict(type='MultiView', num_views=[2], transforms=[cfg.view_pipeline1])])))))
     assert training_view_pipelines(one_pipeline) == [cfg.view_pipeline1] * 2
     assert training_view_pipelines(Config(dict(train_dataloader=dict(dataset=dict(pipeline=[]))))) is None
+    image_views = Config(
+        dict(train_dataloader=dict(dataset=dict(pipeline=[dict(type='ImageViews', pipelines=[first, second])]))))
+    assert training_view_pipelines(image_views) == [first, second]  # the COCO stage-1 config's transform
 
     root = str(tmp_path / 'scenes')
     make_synthetic_scenes(root, 5, seed=0, img_size=(64, 64), workers=1)  # 1 val image

@@ -5,7 +5,7 @@
 # probabilities. Any stage-1 config switches the same way.
 _base_ = './byol_resnet50_8xb64-coslr-800e_coco.py'
 
-views = _base_.train_pipeline[1].transforms  # MultiView: [view_pipeline1, view_pipeline2]
+views = _base_.train_pipeline[1].pipelines  # ImageViews: [view_pipeline1, view_pipeline2]
 # COCO is JPEG, which OpenCV decodes to exactly PIL's pixels (the official Image.open().convert('RGB'),
 # tests/test_decoding.py::test_jpeg_pixels_are_the_same_with_both_backends), faster.
 train_pipeline = [

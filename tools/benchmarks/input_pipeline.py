@@ -8,11 +8,14 @@ and cached under the work dir):
   out. The baseline of every ratio.
 - ``cpu``: this project's CPU path, the data set and pipeline of the COCO configs
   (``configs/byol/byol_resnet50_8xb64-coslr-800e_coco.py``,
-  ``configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py``).
+  ``configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py``): OpenCV decoding, the views cut from the
+  decoded image, hue and blur by OpenCV in PIL's arithmetic (``photometric='opencv'``).
+- ``cpu-pil``: the same with PIL decoding and PIL's hue and blur (``photometric='pil'``; stage 1 through
+  mmcv's ``MultiView``), the mmcv/PIL reference pipeline: the COCO configs before issue 16's switch.
 - ``gpuaug``: the data-loader side of the ``*-gpuaug-*`` configs (decode, crop and resize to uint8; the
   rest runs in the model's data preprocessor on the GPU).
-- ``...+cv2``: a path with the configs' decoder switched from PIL to OpenCV (the loader's other backend),
-  to show how much of it is the decoder.
+- ``...+pillow``: a path with the config's decoder switched from OpenCV to PIL (the loader's other
+  backend), to show how much of it is the decoder.
 
 Two measurements: CPU-ms per sample in this process on one core (process CPU time, paths interleaved in
 rounds), and CPU-ms per sample per data-loader worker with N workers (the workers' CPU time from /proc,
@@ -63,10 +66,11 @@ CONFIGS = {
     'stage3/cpu': 'configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py',
     'stage3/gpuaug': 'configs/orl/stage3/orl_resnet50_8xb64-gpuaug-coslr-800e_coco.py',
 }
-PATHS = ('stage1/official', 'stage1/cpu', 'stage1/gpuaug', 'stage3/official', 'stage3/cpu', 'stage3/gpuaug')
-# The same paths with the configs' decoder switched from PIL to OpenCV (the loader's other backend; the same
-# pixels for JPEGs): how much of a path is the decoder.
-CV2_PATHS = ('stage1/gpuaug+cv2', 'stage3/cpu+cv2', 'stage3/gpuaug+cv2')
+PATHS = ('stage1/official', 'stage1/cpu-pil', 'stage1/cpu', 'stage1/gpuaug', 'stage3/official', 'stage3/cpu-pil',
+         'stage3/cpu', 'stage3/gpuaug')
+# Paths with the config's decoder switched from OpenCV to PIL (the loader's other backend; the same pixels
+# for JPEGs): how much of a path is the decoder.
+DECODER_PATHS = ('stage3/cpu+pillow', 'stage3/gpuaug+pillow')
 TARGETS = {'stage3/cpu': 15.0, 'stage3/gpuaug': 8.0, 'stage1/gpuaug': 5.0}  # CPU-ms per sample (issue 16)
 ANN_FILE = 'annotations/images.json'
 STORE = 'orl/correspondence.orlstore'
@@ -80,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--workers', type=int, nargs='*', default=[1, 2], help='data-loader worker counts')
     p.add_argument('--worker-samples', type=int, default=160, help='samples per path and worker count')
     p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--paths', nargs='+', default=list(PATHS + CV2_PATHS), choices=PATHS + CV2_PATHS)
+    p.add_argument('--paths', nargs='+', default=list(PATHS + DECODER_PATHS), choices=PATHS + DECODER_PATHS)
     p.add_argument('--breakdown', action='store_true', help='also time every transform of every path')
     p.add_argument('--quick', action='store_true', help='a few samples of each path (seconds; for the test)')
     p.add_argument('--work-dir', default='work_dirs/benchmarks/input_pipeline')
@@ -322,12 +326,22 @@ class OfficialStage3:
 
 
 # ------------------------------------------------------------------------------------- this project
-def project_dataset(rel_cfg: str, root: str, decoder: Optional[str] = None):
+def reference_views(views: dict) -> dict:
+    """A config's views transform as the mmcv/PIL reference: PIL's photometric ops (``photometric='pil'``;
+    stage 1's ``ImageViews`` as mmcv's ``MultiView``, as the configs had it)."""
+    if views['type'] == 'ImageViews':
+        return dict(type='MultiView', num_views=[1] * len(views['pipelines']), transforms=views['pipelines'])
+    return dict(views, photometric='pil')
+
+
+def project_dataset(rel_cfg: str, root: str, decoder: Optional[str] = None, reference: bool = False):
     cfg = Config.fromfile(osp.join(ROOT, rel_cfg))
     ds = cfg.train_dataloader.dataset
     ds.update(data_root=root, ann_file=ANN_FILE, data_prefix=dict(img_path='images/'))
     if ds.type == 'ORLDataset':
         ds.correspondence_file = STORE
+    if reference:
+        ds.pipeline[1] = reference_views(ds.pipeline[1])
     if decoder:  # ORLDataset decodes itself; stage 1 with its pipeline's loader
         ds.update(imdecode_backend=decoder) if ds.type == 'ORLDataset' else ds.pipeline[0].update(
             imdecode_backend=decoder)
@@ -341,7 +355,9 @@ def build_path(name: str, root: str, prof: Optional['Profile'] = None):
     if name == 'stage3/official':
         return OfficialStage3(root, prof)
     base, _, decoder = name.partition('+')
-    ds = project_dataset(CONFIGS[base], root, decoder or None)
+    reference = base.endswith('-pil')  # the mmcv/PIL reference: PIL decoding and photometric ops
+    ds = project_dataset(CONFIGS[base.replace('-pil', '')], root, decoder or ('pillow' if reference else None),
+                         reference)
     if prof is not None:
         prof.instrument(ds.pipeline)
         if hasattr(ds, '_load_image'):

@@ -11,10 +11,13 @@ from orl_plugin.evaluation.view_retrieval import make_view_pairs, view_retrieval
 
 
 def training_view_pipelines(cfg: Any) -> Optional[List[list]]:
-    """The two view pipelines of a config's training ``MultiView`` transform (``None`` without one)."""
+    """The two view pipelines of a config's training ``MultiView`` or ``ImageViews`` transform (``None``
+    without one)."""
     dataset = cfg.get('train_dataloader', {}).get('dataset', {})
     for ds in (dataset, dataset.get('dataset', {})):  # plain, or wrapped once (RepeatDataset & co.)
         for t in ds.get('pipeline', []) or []:
+            if t.get('type') == 'ImageViews':
+                return list(t['pipelines'])[:2]
             if t.get('type') == 'MultiView':
                 transforms = list(t['transforms'])
                 if len(transforms) == 1:  # MultiView(num_views=[2], transforms=[pipeline])
