@@ -81,21 +81,26 @@ def opencv_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def pil_luma(img: np.ndarray, order: str = 'bgr') -> np.ndarray:
-    """PIL's ``convert('L')`` of a uint8 colour array, as float32 integers: the weighted sum is exact in
-    float32 (below 2**24), so the shift is a floor."""
-    luma = cv2.transform(img.astype(_F32), _LUMA[order])
+    """PIL's ``convert('L')`` of a uint8 colour array, as float32 integers."""
+    return _luma(img.astype(_F32), order)
+
+
+def _luma(img: np.ndarray, order: str) -> np.ndarray:
+    # the weighted sum of a float32 copy: exact in float32 (integers below 2**24), so the shift is a floor
+    luma = cv2.transform(img, _LUMA[order])
     luma += _F32(2**15)
     luma *= _F32(2**-16)
     return np.floor(luma, out=luma)
 
 
 def _blend(degenerate, image: np.ndarray, factor: float) -> np.ndarray:
-    # PIL's Image.blend (Blend.c): float32 degenerate + factor * (image - degenerate), clipped, truncated
-    out = image - degenerate
-    out *= _F32(factor)
-    out += degenerate
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+    # PIL's Image.blend (Blend.c): float32 degenerate + factor * (image - degenerate), clipped, truncated;
+    # ``image`` (float32) is overwritten
+    image -= degenerate
+    image *= _F32(factor)
+    image += degenerate
+    np.clip(image, 0, 255, out=image)
+    return image.astype(np.uint8)
 
 
 def _blend_table(degenerate: int, factor: float) -> np.ndarray:
@@ -118,8 +123,9 @@ def contrast(img: np.ndarray, factor: float, order: str = 'bgr') -> np.ndarray:
 def saturation(img: np.ndarray, factor: float, order: str = 'bgr') -> np.ndarray:
     """``ImageEnhance.Color(img).enhance(factor)`` on a uint8 colour array (PIL's pixels): each channel
     blended with PIL's luma."""
-    luma = pil_luma(img, order)
-    return _blend(cv2.merge([luma] * img.shape[2]), img.astype(_F32), factor)
+    out = img.astype(_F32)
+    luma = _luma(out, order)
+    return _blend(cv2.merge([luma] * img.shape[2]), out, factor)
 
 
 def solarize(img: np.ndarray, threshold: float) -> np.ndarray:
