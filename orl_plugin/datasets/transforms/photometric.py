@@ -52,15 +52,16 @@ def opencv_hue(img: np.ndarray, factor: float, order: str = 'bgr') -> np.ndarray
     channel maximum in both), rounded to uint8."""
     to_hsv, from_hsv = _HSV[order]
     hsv = cv2.cvtColor(img.astype(_F32), to_hsv)
-    h, s = hsv[..., 0], hsv[..., 1]
+    h, s = hsv[..., 0].copy(), hsv[..., 1].copy()  # contiguous: 4x cheaper arithmetic than on the strides
     h *= _F32(255 / 360)  # PIL's H: 255ths of a turn
     np.floor(h, out=h)
     h += _F32(_hue_shift(factor))
-    h[h >= 256] -= 256
+    np.subtract(h, _F32(256), out=h, where=h >= 256)
     h *= _F32(360 / 255)
     s *= _F32(255)
     np.floor(s, out=s)
     s *= _F32(1 / 255)
+    hsv[..., 0], hsv[..., 1] = h, s
     return cv2.convertScaleAbs(cv2.cvtColor(hsv, from_hsv))
 
 
