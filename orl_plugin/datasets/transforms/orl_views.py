@@ -52,8 +52,8 @@ def resize_crop(img: np.ndarray,
 def _jitter_op(t: ColorJitter, photometric: str = 'pil') -> Photometric:
     # mmcv's pillow backend runs these PIL operations on the RGB image; 'opencv': the same on the BGR array
     if photometric == 'opencv':
-        enhance = (brightness, partial(contrast, order='bgr'), partial(saturation,
-                                                                       order='bgr'), partial(opencv_hue, order='bgr'))
+        bgr = dict(order='bgr')
+        enhance = (brightness, partial(contrast, **bgr), partial(saturation, **bgr), partial(opencv_hue, **bgr))
     else:
         enhance = (lambda img, f: ImageEnhance.Brightness(img).enhance(f),
                    lambda img, f: ImageEnhance.Contrast(img).enhance(f),
