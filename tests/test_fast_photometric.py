@@ -1,23 +1,27 @@
-"""The direct path's ``photometric='opencv'`` (OpenCV hue and blur with PIL's arithmetic) against the PIL
-reference: each op with fixed parameters, the views with random ones (same draws, same statistics), the
-COCO CPU configs that use it, and the stage-3 data set with it."""
+"""The direct path's ``photometric='opencv'`` (the photometric chain on the uint8 array with PIL's
+arithmetic) against the PIL reference: each op with fixed parameters (exact for brightness, contrast,
+saturation, flip, grey and solarize; within stated tolerances for the hue and the blur), each transform's
+operation with random ones, the views with random ones (same draws, same statistics), the COCO CPU configs
+that use it, and the stage-3 data set with it."""
 import os.path as osp
 import pickle
 import random
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import DATASETS, TRANSFORMS
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageOps
 from test_view_augment import _photo  # photo-like, with grey, black and highlight pixels
 
 import orl_plugin  # noqa: F401
-from orl_plugin.datasets.transforms.orl_views import ViewPipeline
-from orl_plugin.datasets.transforms.photometric import opencv_blur, opencv_hue, pil_blur, pil_hue
+from orl_plugin.datasets.transforms.orl_views import ViewPipeline, photometric_op
+from orl_plugin.datasets.transforms.photometric import (brightness, contrast, opencv_blur, opencv_hue, pil_blur,
+                                                        pil_hue, pil_luma, saturation, solarize)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STAGE1 = 'configs/byol/byol_resnet50_8xb64-coslr-800e_coco.py'
@@ -28,6 +32,8 @@ STAGE3 = 'configs/orl/stage3/orl_resnet50_8xb64-coslr-800e_coco.py'
 # sigmas, under 12 % of the values by 1-2 levels for sigmas whose box weights sum to 2**24 - 1 (1.0, 2.0).
 HUE = dict(max_abs=8, mean_abs=0.03, differing=0.01)
 BLUR = dict(max_abs=2, mean_abs=0.15, differing=0.15)
+# colour jitter with the hue: HUE's levels stretched by up to 1.4x contrast and 1.4x brightness after it
+JITTER = dict(max_abs=16, mean_abs=0.05, differing=0.01)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +42,7 @@ def mmpretrain_scope():
         yield
 
 
-def _gap(a: Image.Image, b: Image.Image) -> dict:
+def _gap(a, b) -> dict:
     d = np.abs(np.asarray(a, dtype=np.int64) - np.asarray(b, dtype=np.int64))
     return dict(max_abs=int(d.max()), mean_abs=float(d.mean()), differing=float((d > 0).mean()))
 
@@ -55,12 +61,13 @@ def test_hue_is_pils(size):
     """12 factors over mmcv's whole range (-0.5..0.5, ends included): within HUE of PIL; the same op with
     the factor's sign flipped is 10x beyond the tolerance wherever that changes the hue (0.02..0.45)."""
     for i, f in enumerate(_values('hue', -0.5, 0.5)):
-        img = Image.fromarray(_photo(*size, seed=i))
-        want = pil_hue(img, f)
-        gap = _gap(opencv_hue(img, f), want)
-        assert _within(gap, HUE), (f, gap)
+        rgb = _photo(*size, seed=i)
+        want = pil_hue(Image.fromarray(rgb), f)
+        got = opencv_hue(rgb, f, 'rgb')
+        assert _within(_gap(got, want), HUE), (f, _gap(got, want))
+        assert (opencv_hue(rgb[..., ::-1], f, 'bgr') == got[..., ::-1]).all(), f  # BGR: the same pixels
         if 0.02 <= abs(f) <= 0.45:
-            assert _gap(opencv_hue(img, -f), want)['mean_abs'] > 10 * HUE['mean_abs'], f
+            assert _gap(opencv_hue(rgb, -f, 'rgb'), want)['mean_abs'] > 10 * HUE['mean_abs'], f
 
 
 @pytest.mark.parametrize('size', [(37, 53), (96, 96)])
@@ -69,13 +76,102 @@ def test_blur_is_pils(size):
     of PIL; the same op with sigma doubled or halved is beyond it (mean difference over 5x the tolerance)
     wherever the blur is more than a pixel wide (sigma >= 0.5)."""
     for i, sigma in enumerate(np.append(_values('blur', 0.1, 2.0), 1.0)):
-        img = Image.fromarray(_photo(*size, seed=20 + i))
-        want = pil_blur(img, float(sigma))
+        img = _photo(*size, seed=20 + i)
+        want = pil_blur(Image.fromarray(img), float(sigma))
         gap = _gap(opencv_blur(img, float(sigma)), want)
         assert _within(gap, BLUR), (sigma, gap)
         if sigma >= 0.5:
             for wrong in (2 * sigma, sigma / 2):
                 assert _gap(opencv_blur(img, float(wrong)), want)['mean_abs'] > 5 * BLUR['mean_abs'], (sigma, wrong)
+
+
+ENHANCE = dict(
+    brightness=(brightness, ImageEnhance.Brightness),
+    contrast=(contrast, ImageEnhance.Contrast),
+    saturation=(saturation, ImageEnhance.Color))
+
+
+def _rounded_blend(degenerate, img: np.ndarray, f: float) -> np.ndarray:
+    """A wrong blend: PIL's float32 arithmetic, but rounded instead of truncated."""
+    out = degenerate + np.float32(f) * (img.astype(np.float32) - degenerate)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize('name', list(ENHANCE))
+@pytest.mark.parametrize('size', [(37, 53), (96, 96)])
+def test_enhance_is_pils_exactly(name, size):
+    """12 factors over 0..2 (ends included: interpolation and extrapolation, ColorJitter's 0.6..1.4 inside)
+    and 1: PIL's pixels exactly, on RGB and on BGR arrays. Wrong versions differ on every image: the factor
+    off by 0.1, and rounding instead of PIL's truncation (non-integer factors)."""
+    ours, pils = ENHANCE[name]
+    luma_wrong = 0
+    for i, f in enumerate(np.append(_values(name, 0.0, 2.0), 1.0)):
+        rgb = np.ascontiguousarray(_photo(*size, seed=40 + i))
+        want = np.asarray(pils(Image.fromarray(rgb)).enhance(float(f)))
+        order = {} if name == 'brightness' else dict(order='rgb')
+        assert (ours(rgb, f, **order) == want).all(), f
+        bgr_order = {} if name == 'brightness' else dict(order='bgr')
+        assert (ours(np.ascontiguousarray(rgb[..., ::-1]), f, **bgr_order)[..., ::-1] == want).all(), f
+        assert (ours(rgb, f + 0.1, **order) != want).any(), f
+        if not float(f).is_integer():
+            degenerate = dict(
+                brightness=np.float32(0),
+                contrast=np.float32(int(pil_luma(rgb, 'rgb').mean() + 0.5)),
+                saturation=pil_luma(rgb, 'rgb')[..., None])[name]
+            assert (_rounded_blend(degenerate, rgb, f) != want).any(), f
+        if name != 'brightness':  # PIL's luma, not OpenCV's (other integer weights)
+            assert (pil_luma(rgb, 'rgb') == np.asarray(Image.fromarray(rgb).convert('L'))).all()
+            luma_wrong += (cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) != pil_luma(rgb, 'rgb')).any()
+    assert name == 'brightness' or luma_wrong > 0
+
+
+def test_solarize_is_pils_exactly():
+    """12 thresholds over 0..256 (ends included, integers and fractions): PIL's ``ImageOps.solarize``
+    exactly; inverting from the level above the threshold (``>`` for ``>=``) differs."""
+    rgb = _photo(64, 64, seed=60)
+    thresholds = np.append(_values('solarize', 0, 256), [128, 127.5, 200])
+    for thr in thresholds:
+        want = np.asarray(ImageOps.solarize(Image.fromarray(rgb), thr))
+        assert (solarize(rgb, thr) == want).all(), thr
+        if float(thr).is_integer() and 0 < thr < 256:
+            assert (solarize(rgb, thr + 1) != want).any(), thr
+
+
+def _ops_cases():
+    jitter = dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4)
+    return [
+        (dict(type='RandomFlip', prob=0.5), None),
+        (dict(type='RandomFlip', prob=0.5, direction='vertical'), None),
+        (dict(type='RandomGrayscale', prob=0.5, keep_channels=True, channel_weights=(0.114, 0.587, 0.2989)), None),
+        (dict(type='Solarize', thr=128, prob=0.5), None),
+        (dict(type='RandomApply', transforms=[jitter], prob=0.8), None),
+        (dict(type='RandomApply', transforms=[dict(jitter, saturation=0.2, hue=0.1)], prob=0.8), JITTER),
+        (dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=0.5), BLUR),
+    ]
+
+
+@pytest.mark.parametrize('cfg,tol', _ops_cases())
+def test_transform_ops_on_arrays_are_pils(cfg, tol):
+    """Each transform's 'opencv' operation (on the BGR array) against its 'pil' one (on the PIL RGB image),
+    20 seeds: the same random draws, and PIL's pixels (exactly, or within the blur's tolerance and the
+    hue's, stretched by the jitter after it, when they run)."""
+    t = TRANSFORMS.build(cfg)
+    fast, ref = photometric_op(t, 'opencv'), photometric_op(t, 'pil')
+    bgr = _photo(48, 64, seed=70)
+    for seed in range(20):
+        np.random.seed(seed)
+        random.seed(seed)
+        got = fast(bgr)
+        state = np.random.get_state()[1].tolist(), random.getstate()
+        np.random.seed(seed)
+        random.seed(seed)
+        want = np.asarray(ref(Image.fromarray(np.ascontiguousarray(bgr[..., ::-1]))))[..., ::-1]
+        assert state == (np.random.get_state()[1].tolist(), random.getstate()), seed
+        assert got.dtype == np.uint8 and got.shape == bgr.shape
+        if tol is None:
+            assert (got == want).all(), seed
+        else:
+            assert _within(_gap(got, want), tol), (seed, _gap(got, want))
 
 
 def _run(views, seed: int, img: np.ndarray, knn: np.ndarray):

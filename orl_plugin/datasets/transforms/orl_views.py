@@ -1,5 +1,6 @@
 """The views of a sample: ``ImageViews`` (views of one image) and ``ORLViews`` (stage 3's six views), and the
 direct way they run a view pipeline (:class:`ViewPipeline`)."""
+from functools import partial
 from typing import Callable, List, Optional, Sequence, Union
 
 import cv2
@@ -12,7 +13,8 @@ from mmpretrain.datasets.transforms import ColorJitter, GaussianBlur, RandomResi
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image, ImageEnhance, ImageOps
 
-from .photometric import PHOTOMETRIC_BACKENDS, opencv_blur, opencv_hue, pil_blur, pil_hue
+from .photometric import (PHOTOMETRIC_BACKENDS, brightness, contrast, opencv_blur, opencv_hue, pil_blur, pil_hue,
+                          saturation, solarize)
 from .roi_crop import RoICrop, fit_roi
 
 #: Order of the views in ``results['img']`` (and so in the model inputs).
@@ -20,7 +22,9 @@ ORL_VIEW_NAMES = ('img_v1', 'img_v2', 'intra_v1', 'intra_v2', 'inter_v1', 'inter
 #: How the direct path resizes a crop: torch's antialiased bilinear filter (PIL's filter, 4-5x faster; within
 #: one level of PIL and unbiased, about 0.2 % of the pixels differ when shrinking) or PIL (as the transforms).
 RESIZE_BACKENDS = ('torch', 'pillow')
-Photometric = Callable[[Image.Image], Image.Image]
+#: An image of the direct path's photometric operations: PIL RGB ('pil') or uint8 BGR array ('opencv').
+Image_ = Union[Image.Image, np.ndarray]
+Photometric = Callable[[Image_], Image_]
 
 
 def resize_crop(img: np.ndarray,
@@ -46,12 +50,16 @@ def resize_crop(img: np.ndarray,
 
 
 def _jitter_op(t: ColorJitter, photometric: str = 'pil') -> Photometric:
-    # mmcv's pillow backend runs these PIL operations on the RGB image
-    enhance = (lambda img, f: ImageEnhance.Brightness(img).enhance(f),
-               lambda img, f: ImageEnhance.Contrast(img).enhance(f), lambda img, f: ImageEnhance.Color(img).enhance(f),
-               opencv_hue if photometric == 'opencv' else pil_hue)
+    # mmcv's pillow backend runs these PIL operations on the RGB image; 'opencv': the same on the BGR array
+    if photometric == 'opencv':
+        bgr = dict(order='bgr')
+        enhance = (brightness, partial(contrast, **bgr), partial(saturation, **bgr), partial(opencv_hue, **bgr))
+    else:
+        enhance = (lambda img, f: ImageEnhance.Brightness(img).enhance(f),
+                   lambda img, f: ImageEnhance.Contrast(img).enhance(f),
+                   lambda img, f: ImageEnhance.Color(img).enhance(f), pil_hue)
 
-    def run(img: Image.Image) -> Image.Image:
+    def run(img: Image_) -> Image_:
         order, *factors = t._rand_params()
         for index in order:
             if factors[index] is not None:
@@ -61,39 +69,51 @@ def _jitter_op(t: ColorJitter, photometric: str = 'pil') -> Photometric:
     return run
 
 
-def _grey_op(t: RandomGrayscale) -> Photometric:
+def _grey_op(t: RandomGrayscale, photometric: str = 'pil') -> Photometric:
     # mmcv: the weighted sum of the BGR array's channels in float64 (in that order), truncated to uint8. The
     # same float64 products from tables, added in the same order: the same values, 3x cheaper.
     weights = np.array(t.channel_weights) / sum(t.channel_weights)
     tables = [np.arange(256) * w for w in weights]  # B, G, R
+    blue, red = (0, 2) if photometric == 'opencv' else (2, 0)  # the array: BGR ('opencv') or RGB ('pil')
 
-    def run(img: Image.Image) -> Image.Image:
+    def run(img: Image_) -> Image_:
         if t._random_prob() < t.prob:
-            rgb = np.asarray(img)
-            grey = tables[0][rgb[..., 2]]
-            grey += tables[1][rgb[..., 1]]
-            grey += tables[2][rgb[..., 0]]
-            img = Image.fromarray(grey.astype(np.uint8), 'L').convert('RGB')
+            arr = np.asarray(img)
+            grey = tables[0][arr[..., blue]]
+            grey += tables[1][arr[..., 1]]
+            grey += tables[2][arr[..., red]]
+            grey = grey.astype(np.uint8)
+            img = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR) if photometric == 'opencv' else Image.fromarray(
+                grey, 'L').convert('RGB')
         return img
 
     return run
 
 
+def _flip_op(t: RandomFlip, photometric: str = 'pil') -> Photometric:
+    horizontal = t.direction == 'horizontal'
+    if photometric == 'opencv':
+        code = 1 if horizontal else 0
+        return lambda img: cv2.flip(img, code) if t._choose_direction() else img
+    flip = Image.FLIP_LEFT_RIGHT if horizontal else Image.FLIP_TOP_BOTTOM
+    return lambda img: img.transpose(flip) if t._choose_direction() else img
+
+
 def photometric_op(t: BaseTransform, photometric: str = 'pil') -> Optional[Photometric]:
-    """A transform as an operation on one PIL RGB image, or None if it has none. It draws its random
-    parameters with the transform's own methods, in the transform's order, and calls the PIL operations the
-    transform calls (through mmcv's BGR/RGB copies), so it changes the image exactly as the transform does;
-    with ``photometric='opencv'`` the hue shift and the blur run PIL's arithmetic with OpenCV (within
-    rounding of PIL's pixels; :mod:`.photometric`), from the same random draws."""
+    """A transform as an operation on one image, or None if it has none. It draws its random parameters
+    with the transform's own methods, in the transform's order. With ``photometric='pil'`` it acts on a PIL
+    RGB image and calls the PIL operations the transform calls (through mmcv's BGR/RGB copies), so it
+    changes the image exactly as the transform does; with ``photometric='opencv'`` it acts on the BGR uint8
+    array with PIL's arithmetic (:mod:`.photometric`): PIL's pixels for flip, brightness, contrast,
+    saturation, grey and solarize, within rounding of them for the hue shift and the blur."""
     if isinstance(t, RandomFlip) and isinstance(t.prob, float) and t.direction in ('horizontal', 'vertical'):
-        flip = Image.FLIP_LEFT_RIGHT if t.direction == 'horizontal' else Image.FLIP_TOP_BOTTOM
-        return lambda img: img.transpose(flip) if t._choose_direction() else img
+        return _flip_op(t, photometric)
     if isinstance(t, RandomApply):
         ops = [photometric_op(c, photometric) for c in t.transforms.transforms]
         if any(op is None for op in ops):
             return None
 
-        def apply(img: Image.Image) -> Image.Image:
+        def apply(img: Image_) -> Image_:
             if t.random_apply():
                 for op in ops:
                     img = op(img)
@@ -103,24 +123,25 @@ def photometric_op(t: BaseTransform, photometric: str = 'pil') -> Optional[Photo
     if isinstance(t, ColorJitter) and t.backend == 'pillow':
         return _jitter_op(t, photometric)
     if isinstance(t, RandomGrayscale) and t.keep_channels and t.color_format == 'bgr':
-        return _grey_op(t)
+        return _grey_op(t, photometric)
     if isinstance(t, GaussianBlur):
         gaussian = opencv_blur if photometric == 'opencv' else pil_blur
 
-        def blur(img: Image.Image) -> Image.Image:
+        def blur(img: Image_) -> Image_:
             if t.random_disable():
                 return img
             return gaussian(img, t.radius if t.radius is not None else t.random_magnitude())
 
         return blur
     if isinstance(t, Solarize):
+        solar = solarize if photometric == 'opencv' else ImageOps.solarize
 
-        def solarize(img: Image.Image) -> Image.Image:
+        def solarize_op(img: Image_) -> Image_:
             if t.random_disable():
                 return img
-            return ImageOps.solarize(img, t.thr if t.thr is not None else t.random_magnitude())
+            return solar(img, t.thr if t.thr is not None else t.random_magnitude())
 
-        return solarize
+        return solarize_op
     return None
 
 
@@ -131,7 +152,8 @@ class ViewPipeline:
     :class:`RoICrop`) followed only by flips, colour jitter (pillow backend), grey, blur and solarize, it runs
     directly: the crop is cut from the decoded image as a view and resized (``resize``: torch's antialiased
     bilinear filter, or PIL's as the transforms), and the photometric transforms act on one PIL RGB image
-    (:func:`photometric_op`), converted back to the image's BGR once at the end. The random parameters are
+    (:func:`photometric_op`), converted back to the image's BGR once at the end, or with
+    ``photometric='opencv'`` on the BGR uint8 array itself (PIL's arithmetic). The random parameters are
     drawn by the transforms' own methods in the pipeline's order, so a seed gives the views of the mmcv
     pipeline: the same pixels with ``resize='pillow'`` (and ``photometric='pil'``). Any other pipeline runs
     as an mmcv ``Compose`` (``direct=False`` forces that).
@@ -140,7 +162,7 @@ class ViewPipeline:
         pipeline: The view's transforms (dicts, built with mmpretrain's registry, or transforms).
         resize: 'torch' or 'pillow' (see :data:`RESIZE_BACKENDS`).
         direct: Use the direct path when the pipeline allows it.
-        photometric: 'pil' or 'opencv': how the direct path blurs and shifts the hue
+        photometric: 'pil' or 'opencv': how the direct path runs the photometric transforms
             (see :data:`PHOTOMETRIC_BACKENDS`).
     """
 
@@ -191,6 +213,10 @@ class ViewPipeline:
         view = self._crop(img, results, box)
         if not self.ops:
             return view
+        if self.photometric == 'opencv':  # on the BGR array, no PIL image, no channel conversion
+            for op in self.ops:
+                view = op(view)
+            return view
         pil = Image.fromarray(cv2.cvtColor(view, cv2.COLOR_BGR2RGB))
         for op in self.ops:
             pil = op(pil)
@@ -219,9 +245,10 @@ class ImageViews(BaseTransform):
         crop_only (bool): Run only each pipeline's first transform, its crop (to uint8); the rest runs in
             the model's data preprocessor on the device (``ViewAugmentDataPreprocessor``, given the same
             pipelines). Default False.
-        photometric (str): How the direct path blurs and shifts the hue: 'pil' (default, the reference)
-            or 'opencv' (PIL's arithmetic run by OpenCV: the same draws, within rounding of PIL's pixels,
-            cheaper; see :data:`PHOTOMETRIC_BACKENDS`).
+        photometric (str): How the direct path runs the photometric transforms: 'pil' (default, the
+            reference: PIL operations on a PIL image) or 'opencv' (PIL's arithmetic on the uint8 array: the
+            same draws, PIL's pixels but for the hue and blur's rare rounding, cheaper; see
+            :data:`PHOTOMETRIC_BACKENDS`).
     """
 
     def __init__(self,
@@ -275,9 +302,10 @@ class ORLViews(BaseTransform):
         crop_only (bool): Run only each pipeline's first transform, the image views' ``RandomResizedCrop``
             and the patches' ``RoICrop`` (to uint8); the rest runs in the model's data preprocessor on the
             device (``ViewAugmentDataPreprocessor``, given the same pipelines). Default False.
-        photometric (str): How the direct path blurs and shifts the hue: 'pil' (default, the reference)
-            or 'opencv' (PIL's arithmetic run by OpenCV: the same draws, within rounding of PIL's pixels,
-            cheaper; see :data:`PHOTOMETRIC_BACKENDS`).
+        photometric (str): How the direct path runs the photometric transforms: 'pil' (default, the
+            reference: PIL operations on a PIL image) or 'opencv' (PIL's arithmetic on the uint8 array: the
+            same draws, PIL's pixels but for the hue and blur's rare rounding, cheaper; see
+            :data:`PHOTOMETRIC_BACKENDS`).
     """
 
     def __init__(self,

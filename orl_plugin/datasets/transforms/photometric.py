@@ -1,11 +1,17 @@
-"""The direct path's hue shift and Gaussian blur: PIL's (mmcv's pillow backend, the reference) and the same
-arithmetic run with OpenCV (``photometric='opencv'``), about 5x and 6x cheaper, on PIL RGB images.
+"""The direct path's photometric operations: PIL's (mmcv's pillow backend, the reference) for the hue and
+the blur, and ``photometric='opencv'``: the whole chain on the uint8 array (BGR or RGB), with PIL's
+arithmetic.
 
-The OpenCV versions keep PIL's quantisation, so they give PIL's pixels but for rare rounding at bin edges
-(``tests/test_fast_photometric.py`` states how close): the hue goes through PIL's 8-bit H and S (truncated
-as PIL's ``rgb2hsv``) in OpenCV's float HSV; the blur runs PIL's three extended box filters per axis with
-PIL's integer weights (``BoxBlur.c``), one OpenCV filter per pass, each rounded to uint8 (in float32: PIL
-rounds the exact sums, which decides differently on a few pixels for some sigmas).
+- Brightness, contrast, saturation (``ImageEnhance``: ``Image.blend`` of the image with a black image, a
+  grey image of the rounded mean luma, the luma image) and solarize give PIL's pixels exactly: PIL blends
+  in float32, ``degenerate + factor * (image - degenerate)``, clipped and truncated to uint8; brightness
+  and contrast as a 256-entry table (``cv2.LUT``), saturation in float32 numpy with PIL's luma
+  (``L = (19595 R + 38470 G + 7471 B + 2**15) >> 16``, exact in float32).
+- The hue and the blur keep PIL's quantisation, so they give PIL's pixels but for rare rounding at bin
+  edges (``tests/test_fast_photometric.py`` states how close): the hue goes through PIL's 8-bit H and S
+  (truncated as PIL's ``rgb2hsv``) in OpenCV's float HSV; the blur runs PIL's three extended box filters
+  per axis with PIL's integer weights (``BoxBlur.c``), one OpenCV filter per pass, each rounded to uint8
+  (in float32: PIL rounds the exact sums, which decides differently on a few pixels for some sigmas).
 """
 import cv2
 import numpy as np
@@ -13,11 +19,18 @@ from PIL import Image, ImageFilter
 
 from ...pil_box_blur import pil_box_blur_weights
 
-__all__ = ['PHOTOMETRIC_BACKENDS', 'pil_hue', 'opencv_hue', 'pil_blur', 'opencv_blur']
+__all__ = [
+    'PHOTOMETRIC_BACKENDS', 'pil_hue', 'opencv_hue', 'pil_blur', 'opencv_blur', 'pil_luma', 'brightness', 'contrast',
+    'saturation', 'solarize'
+]
 
-#: How the direct path shifts the hue and blurs: 'pil' (the mmcv/PIL operations, pixel for pixel) or
-#: 'opencv' (:func:`opencv_hue`, :func:`opencv_blur`). The other operations are the same in both.
+#: How the direct path runs its photometric operations: 'pil' (the mmcv/PIL operations on a PIL image,
+#: pixel for pixel) or 'opencv' (the functions of this module on the uint8 array, no PIL image).
 PHOTOMETRIC_BACKENDS = ('pil', 'opencv')
+_F32 = np.float32
+# PIL's RGB -> L weights (Convert.c, in 2**-16), per channel of each order
+_LUMA = dict(rgb=np.array([[19595, 38470, 7471]], _F32), bgr=np.array([[7471, 38470, 19595]], _F32))
+_HSV = dict(rgb=(cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB), bgr=(cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR))
 
 
 def _hue_shift(factor: float) -> int:
@@ -33,20 +46,23 @@ def pil_hue(img: Image.Image, factor: float) -> Image.Image:
     return Image.merge('HSV', (h, s, v)).convert('RGB')
 
 
-def opencv_hue(img: Image.Image, factor: float) -> Image.Image:
-    """:func:`pil_hue` in OpenCV's float HSV: H (degrees) and S truncated to PIL's 8-bit levels, the hue
-    level shifted mod 256, back to RGB (V is the channel maximum in both), rounded to uint8."""
-    hsv = cv2.cvtColor(np.asarray(img, dtype=np.float32), cv2.COLOR_RGB2HSV)
-    h, s = hsv[..., 0], hsv[..., 1]
-    h *= np.float32(255 / 360)  # PIL's H: 255ths of a turn
+def opencv_hue(img: np.ndarray, factor: float, order: str = 'bgr') -> np.ndarray:
+    """:func:`pil_hue` on a uint8 array in OpenCV's float HSV: H (degrees) and S truncated to PIL's 8-bit
+    levels, the hue level shifted mod 256, back to the array's channel ``order`` ('bgr' or 'rgb'; V is the
+    channel maximum in both), rounded to uint8."""
+    to_hsv, from_hsv = _HSV[order]
+    hsv = cv2.cvtColor(img.astype(_F32), to_hsv)
+    h, s = hsv[..., 0].copy(), hsv[..., 1].copy()  # contiguous: 4x cheaper arithmetic than on the strides
+    h *= _F32(255 / 360)  # PIL's H: 255ths of a turn
     np.floor(h, out=h)
-    h += np.float32(_hue_shift(factor))
-    h[h >= 256] -= 256
-    h *= np.float32(360 / 255)
-    s *= np.float32(255)
+    h += _F32(_hue_shift(factor))
+    np.subtract(h, _F32(256), out=h, where=h >= 256)
+    h *= _F32(360 / 255)
+    s *= _F32(255)
     np.floor(s, out=s)
-    s *= np.float32(1 / 255)
-    return Image.fromarray(cv2.convertScaleAbs(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)))
+    s *= _F32(1 / 255)
+    hsv[..., 0], hsv[..., 1] = h, s
+    return cv2.convertScaleAbs(cv2.cvtColor(hsv, from_hsv))
 
 
 def pil_blur(img: Image.Image, sigma: float) -> Image.Image:
@@ -54,12 +70,67 @@ def pil_blur(img: Image.Image, sigma: float) -> Image.Image:
     return img.filter(ImageFilter.GaussianBlur(radius=sigma))
 
 
-def opencv_blur(img: Image.Image, sigma: float) -> Image.Image:
-    """:func:`pil_blur` as PIL computes it: three horizontal then three vertical extended box filters with
-    PIL's integer weights, edges replicated, each pass rounded to uint8 (OpenCV, float32)."""
+def opencv_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """:func:`pil_blur` on a uint8 array as PIL computes it: three horizontal then three vertical extended
+    box filters with PIL's integer weights, edges replicated, each pass rounded to uint8 (OpenCV, float32)."""
     radius, ww, fw = (int(v[0]) for v in pil_box_blur_weights(np.array([sigma])))
-    box = np.array([fw] + [ww] * (2 * radius + 1) + [fw], np.float32) * np.float32(2**-24)
-    out = np.asarray(img)
+    box = np.array([fw] + [ww] * (2 * radius + 1) + [fw], _F32) * _F32(2**-24)
+    out = img
     for kernel in (box[None], ) * 3 + (box[:, None], ) * 3:
         out = cv2.filter2D(out, -1, kernel, borderType=cv2.BORDER_REPLICATE)
-    return Image.fromarray(out)
+    return out
+
+
+def pil_luma(img: np.ndarray, order: str = 'bgr') -> np.ndarray:
+    """PIL's ``convert('L')`` of a uint8 colour array, as float32 integers."""
+    return _luma(img.astype(_F32), order)
+
+
+def _luma(img: np.ndarray, order: str) -> np.ndarray:
+    # the weighted sum of a float32 copy: exact in float32 (integers below 2**24), so the shift is a floor
+    luma = cv2.transform(img, _LUMA[order])
+    luma += _F32(2**15)
+    luma *= _F32(2**-16)
+    return np.floor(luma, out=luma)
+
+
+def _blend(degenerate, image: np.ndarray, factor: float) -> np.ndarray:
+    # PIL's Image.blend (Blend.c): float32 degenerate + factor * (image - degenerate), clipped, truncated;
+    # ``image`` (float32) is overwritten
+    image -= degenerate
+    image *= _F32(factor)
+    image += degenerate
+    np.clip(image, 0, 255, out=image)
+    return image.astype(np.uint8)
+
+
+def _blend_table(degenerate: int, factor: float) -> np.ndarray:
+    return _blend(_F32(degenerate), np.arange(256, dtype=_F32), factor)
+
+
+def brightness(img: np.ndarray, factor: float) -> np.ndarray:
+    """``ImageEnhance.Brightness(img).enhance(factor)`` on a uint8 array (PIL's pixels)."""
+    return cv2.LUT(img, _blend_table(0, factor))
+
+
+def contrast(img: np.ndarray, factor: float, order: str = 'bgr') -> np.ndarray:
+    """``ImageEnhance.Contrast(img).enhance(factor)`` on a uint8 colour array (PIL's pixels): the blend with
+    the mean luma rounded half up (``ImageStat``'s exact integer sum over the pixel count)."""
+    luma = pil_luma(img, order)
+    mean = int(luma.sum(dtype=np.float64) / luma.size + 0.5)
+    return cv2.LUT(img, _blend_table(mean, factor))
+
+
+def saturation(img: np.ndarray, factor: float, order: str = 'bgr') -> np.ndarray:
+    """``ImageEnhance.Color(img).enhance(factor)`` on a uint8 colour array (PIL's pixels): each channel
+    blended with PIL's luma."""
+    out = img.astype(_F32)
+    luma = _luma(out, order)
+    return _blend(cv2.merge([luma] * img.shape[2]), out, factor)
+
+
+def solarize(img: np.ndarray, threshold: float) -> np.ndarray:
+    """``ImageOps.solarize`` (and mmcv's ``solarize``) on a uint8 array: levels from ``threshold`` up
+    inverted."""
+    levels = np.arange(256)
+    return cv2.LUT(img, np.where(levels < threshold, levels, 255 - levels).astype(np.uint8))
