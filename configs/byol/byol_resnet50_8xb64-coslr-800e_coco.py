@@ -12,9 +12,10 @@ default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=10, max_
 
 # The loader's CPU cost per sample sets how many cores a GPU needs (tools/benchmarks/input_pipeline.py):
 # COCO's JPEGs are decoded with OpenCV (PIL's pixels exactly, tests/test_decoding.py), and ImageViews cuts
-# both views from the decoded image and runs their hue shift and blur with OpenCV in PIL's arithmetic
-# (photometric='opencv': the same random draws, pixels within rounding of PIL's, the same statistics,
-# tests/test_fast_photometric.py). photometric='pil' gives the mmcv/PIL pipeline's pixels.
+# both views from the decoded image and runs their photometric transforms on the uint8 array in PIL's
+# arithmetic (photometric='opencv': the same random draws; flip, brightness, contrast, saturation, grey
+# and solarize give PIL's pixels, hue and blur within a few levels; tests/test_fast_photometric.py).
+# photometric='pil' gives the mmcv/PIL pipeline's pixels.
 train_pipeline = [
     dict(_base_.train_pipeline[0], imdecode_backend='cv2'),
     dict(type='ImageViews', pipelines=_base_.train_pipeline[1].transforms, photometric='opencv'),

@@ -16,10 +16,10 @@ default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=10, max_
 randomness = dict(seed=0, diff_rank_seed=True)
 
 # The loader's CPU cost per sample sets how many cores a GPU needs (tools/benchmarks/input_pipeline.py):
-# COCO's JPEGs are decoded with OpenCV (PIL's pixels exactly, tests/test_decoding.py), and the views' hue
-# shift and blur run with OpenCV in PIL's arithmetic (photometric='opencv': the same random draws, pixels
-# within rounding of PIL's, the same statistics, tests/test_fast_photometric.py). photometric='pil' gives
-# the mmcv/PIL pipeline's pixels.
+# COCO's JPEGs are decoded with OpenCV (PIL's pixels exactly, tests/test_decoding.py), and the views'
+# photometric transforms run on the uint8 array in PIL's arithmetic (photometric='opencv': the same random
+# draws; flip, brightness, contrast, saturation, grey and solarize give PIL's pixels, hue and blur within a
+# few levels; tests/test_fast_photometric.py). photometric='pil' gives the mmcv/PIL pipeline's pixels.
 train_pipeline = [
     _base_.train_pipeline[0],
     dict(_base_.train_pipeline[1], photometric='opencv'),
