@@ -30,7 +30,8 @@ class SceneImageDataset(BaseDataset):
       ``gt_labels`` (int64 (n,), index into ``metainfo['classes']``); crowd and empty boxes are left out.
       When the JSON has ``segmentation`` fields, an image whose kept objects all have one also gets
       ``gt_masks``: those segmentations as given (polygons or RLE), aligned with ``gt_bboxes``
-      (the mining metrics judge "a box lies inside an object" on them).
+      (the mining metrics judge "a box lies inside an object" on them; they stay out of the
+      pipeline's input).
     - ``''``: every image file under ``data_prefix['img_path']`` (recursive), sorted by relative path.
 
     Each data_info has ``img_path``, ``img_id`` (COCO id; the position for folders), ``sample_idx``
@@ -303,6 +304,9 @@ class SceneImageDataset(BaseDataset):
         another sample) and is counted; a missing file under mmcv's loader raises an error that
         says where it comes from."""
         data_info = self.get_data_info(idx)
+        # The masks are for the metrics (MiningLoop reads them from get_data_info), not the
+        # pipeline: a ragged list per image would not collate.
+        data_info.pop('gt_masks', None)
         try:
             results = self.pipeline(data_info)
         except BadImageError as e:
