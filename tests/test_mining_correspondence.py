@@ -215,6 +215,8 @@ def test_encode_once_gives_the_official_pairs(inputs, memory_run):
     assert store.params['bbox_min_size'] == 16 and store.params['intra_bbox_num'] == 100
     assert memory_run['metrics']['correspondence/num_images'] == inputs['n']
     assert 0.0 <= memory_run['metrics']['correspondence/pair_precision'] <= 1.0
+    # v2 scenes carry visible masks: the loop passes them on and 'inside' is judged on them
+    assert memory_run['metrics']['correspondence/inside_rule_masks'] == 1.0
     # the official JSON, on request, holds the same data
     js = MiningStore.open(memory_run['json'])
     assert js.kind == 'correspondence'

@@ -2,8 +2,9 @@
 their random-pair levels, and the chance level of proposal recall."""
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
-from orl_plugin.evaluation.box_metrics import matched_gt_labels, on_object
+from orl_plugin.evaluation.box_metrics import ObjectMasks, matched_gt_labels, on_object
 from orl_plugin.evaluation.correspondence_metric import pair_precision
 from orl_plugin.evaluation.selective_search_metric import SelectiveSearchMetric, random_placement
 
@@ -78,10 +79,80 @@ def test_pair_figures_for_both_criteria_and_their_random_levels():
         pair_precision_inside_random=1 / 4,
         pair_precision_on_objects_inside_random=1 / 2,
         kept_object_rate=3 / 7,
-        kept_object_rate_inside=5 / 7)
+        kept_object_rate_inside=5 / 7,
+        inside_rule_masks=0.0)  # no masks given: the box rule
     assert set(r) == set(expected)
     for key, value in expected.items():
         assert r[key] == pytest.approx(value), key
+
+
+def _rle(mask):
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return dict(size=rle['size'], counts=rle['counts'].decode())  # str counts, as read from JSON
+
+
+def _triangle(size=100, x0=10, y0=10, side=80):
+    """A right triangle filling the lower-left half of its box [x0, y0, side, side]: the box's
+    upper-right corner is empty."""
+    m = np.zeros((size, size), bool)
+    yy, xx = np.mgrid[0:side, 0:side]
+    m[y0:y0 + side, x0:x0 + side] = yy >= xx
+    return m
+
+
+def test_inside_on_the_objects_pixels():
+    gt = np.array([[10, 10, 90, 90]], np.float32)
+    boxes = np.array([[60, 12, 25, 25], [15, 60, 25, 25], [10, 10, 80, 80]])  # empty corner, body, whole box
+    tri = [[10, 10, 10, 90, 90, 90]]  # the same triangle as a polygon (its pixels, up to the edge's raster)
+    assert on_object(boxes, gt, 'inside')[:, 0].tolist() == [True, True, True]  # box rule
+    for masks in (ObjectMasks([_rle(_triangle())]), ObjectMasks([tri], 100, 100), ObjectMasks([tri])):
+        frac = masks.inside_fraction(boxes)[:, 0]
+        assert frac[0] == 0 and frac[1] == 1 and 0.49 < frac[2] < 0.52
+        assert on_object(boxes, gt, 'inside', 0.5, masks)[:, :1].tolist() == [[False], [True], [frac[2] >= 0.5]]
+        assert on_object(boxes, gt, 'iou', 0.5, masks).tolist() == on_object(boxes, gt, 'iou').tolist()
+    # uncompressed RLE (list counts, as COCO's crowd objects): the left half of the image is object
+    half = ObjectMasks([dict(size=[100, 100], counts=[0, 50 * 100, 50 * 100])])
+    assert half.inside_fraction(boxes)[:, 0].tolist() == [0.0, 1.0, 40 * 80 / 6400]
+    m = matched_gt_labels(boxes, gt, np.array([2]), 0.5, 'inside', ObjectMasks([_rle(_triangle())]))
+    assert m[:2, 2].tolist() == [False, True] and not m[:, :2].any()
+    with pytest.raises(ValueError, match='aligned'):
+        on_object(boxes, np.zeros((2, 4), np.float32), 'inside', 0.5, ObjectMasks([_rle(_triangle())]))
+
+
+def test_pair_figures_on_masks():
+    # As _two_images, but object A only fills the right half of its box [0, 0, 40, 40]: q1 (the
+    # whole box) is half object (inside, threshold inclusive); q2 (its upper-left quarter) holds none.
+    pairs, knn, gt_b, gt_l, kept = _two_images()
+    a = np.zeros((256, 256), bool)
+    a[0:40, 20:40] = True
+    squares = []
+    for x1, y1, x2, y2 in gt_b[0][1:].tolist() + gt_b[1].tolist():
+        squares.append(np.zeros((256, 256), bool))
+        squares[-1][int(y1):int(y2), int(x1):int(x2)] = True
+    masks0 = [_rle(a), _rle(squares[0])]
+    masks1 = [[[x1, y1, x2, y1, x2, y2, x1, y2]] for x1, y1, x2, y2 in gt_b[1].tolist()]  # polygons
+    expected = dict(
+        # inside on masks: object pairs q1-n1 (same category), q3-n2 (same), n1-q3 (0 vs 1)
+        pair_precision_inside=2 / 6,
+        pair_object_rate_inside=3 / 6,
+        pair_precision_on_objects_inside=2 / 3,
+        object_pairs_inside=3,
+        # kept boxes on objects: q1, q3 of 4 (cat 0, 1); n1, n2 of 3 (cat 0, 1)
+        kept_object_rate_inside=4 / 7,
+        pair_object_rate_inside_random=2 / 4 * 2 / 3,
+        pair_precision_inside_random=2 / 12,
+        pair_precision_on_objects_inside_random=1 / 2)
+    base = pair_precision(pairs, knn, gt_b, gt_l, kept_boxes=kept)
+    sizes = [(256, 256), (256, 256)]
+    # image 1's squares give what its boxes give, so masks on one image or both score the same
+    for gt_masks, rule in (([masks0, None], 0.5), ([masks0, masks1], 1.0)):
+        r = pair_precision(pairs, knn, gt_b, gt_l, kept_boxes=kept, gt_masks=gt_masks, img_sizes=sizes)
+        assert r['inside_rule_masks'] == rule
+        for key, value in expected.items():
+            assert r[key] == pytest.approx(value), key
+        assert {k: v for k, v in r.items() if 'inside' not in k} == {k: v for k, v in base.items() if 'inside' not in k}
+    # without masks: the box rule (q2 lies in A's box)
+    assert base['inside_rule_masks'] == 0.0 and base['object_pairs_inside'] == 5
 
 
 def test_pair_figures_without_object_pairs():
@@ -136,6 +207,15 @@ def test_selective_search_metric_chance_levels(tmp_path):
     assert res['mean_filtered_boxes'] == 1.0
     assert res['filtered_object_rate'] == res['filtered_object_rate_random'] == 0.5
     assert res['filtered_object_rate_inside'] == res['filtered_object_rate_inside_random'] == 0.5
+    assert res['inside_rule_masks'] == 0.0
+    # With a mask, image 0's object is its left 40 % only: the whole-image box is no longer inside it.
+    left = np.zeros((100, 100), bool)
+    left[:, :40] = True
+    metric.results[0]['gt_masks'] = [_rle(left)]
+    metric.results[1]['gt_masks'] = [[[20, 20, 30, 20, 30, 30, 20, 30]]]
+    res = metric.compute_metrics(metric.results)
+    assert res['inside_rule_masks'] == 1.0 and res['filtered_object_rate'] == 0.5
+    assert res['filtered_object_rate_inside'] == res['filtered_object_rate_inside_random'] == 0.0
 
 
 def test_selective_search_metric_image_size_from_the_boxes(tmp_path):

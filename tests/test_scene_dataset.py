@@ -106,6 +106,32 @@ def test_crowd_and_user_classes(tmp_path, scenes):
         assert ((labels >= 0) & (labels < 4)).all()
 
 
+def test_gt_masks_as_given(tmp_path, scenes):
+    root, summary = scenes
+    coco = json.load(open(summary['ann_file']))
+    img = summary['image_dir']
+    ds = SceneImageDataset(ann_file=summary['ann_file'], data_prefix=dict(img_path=img))
+    for i, im in enumerate(coco['images']):  # v2 scenes: one RLE per kept object, aligned with the boxes
+        anns = [a for a in coco['annotations'] if a['image_id'] == im['id']]
+        assert ds.get_data_info(i)['gt_masks'] == [a['segmentation'] for a in anns]
+    assert 'gt_masks' not in SceneImageDataset(
+        ann_file=summary['ann_file'], data_prefix=dict(img_path=img), with_masks=False).get_data_info(0)
+    # Polygons pass as given; an image with an object lacking one has no gt_masks; a file without any has none.
+    first = coco['images'][0]['id']
+    for a in coco['annotations']:
+        a['segmentation'] = [[1, 1, 9, 1, 5, 8]] if a['image_id'] == first else a['segmentation']
+    coco['annotations'][-1].pop('segmentation')
+    last = coco['annotations'][-1]['image_id']
+    ds = SceneImageDataset(ann_file=_write(tmp_path / 'poly.json', coco), data_prefix=dict(img_path=img))
+    infos = {info['img_id']: info for info in (ds.get_data_info(i) for i in range(len(ds)))}
+    assert infos[first]['gt_masks'] == [[[1, 1, 9, 1, 5, 8]]] * len(infos[first]['gt_bboxes'])
+    assert 'gt_masks' not in infos[last]
+    for a in coco['annotations']:
+        a.pop('segmentation', None)
+    ds = SceneImageDataset(ann_file=_write(tmp_path / 'boxes.json', coco), data_prefix=dict(img_path=img))
+    assert not any('gt_masks' in ds.get_data_info(i) for i in range(len(ds)))
+
+
 def test_two_jsons_in_order(tmp_path, scenes):
     root, summary = scenes
     train = json.load(open(summary['train_ann_file']))

@@ -32,9 +32,13 @@ def test_premise_benchmark_end_to_end(tool, tmp_path, capsys):
     assert 'knn_oracle' not in v1 and v2['knn_oracle'] > v2['knn_random']
     for r in (v1, v2):
         assert r['num_images'] == 24 and r['kept_boxes'] >= 1
-        shares = r['kept_on_inside'] + r['kept_holds'] + r['kept_background']
+        shares = r['kept_on_any'] + r['kept_holds'] + r['kept_background']
         assert shares == pytest.approx(1.0)  # every kept box is in exactly one class
-        assert 0 <= r['kept_on_iou'] <= r['kept_on_inside'] <= 1  # IoU >= 0.5 implies inside >= 0.5
+        assert 0 <= r['kept_on_iou'] <= r['kept_on_inside_box'] <= 1  # IoU >= 0.5 implies inside its box
+        assert max(r['kept_on_iou'], r['kept_on_inside']) <= r['kept_on_any'] <= 1
+    # v1 scenes have no masks: the box rule; v2's masks: an object's pixels, fewer than its box's
+    assert v1['inside_rule_masks'] == 0 and v1['kept_on_inside'] == v1['kept_on_inside_box']
+    assert v2['inside_rule_masks'] == 1 and v2['kept_on_inside'] < v2['kept_on_inside_box']
     out = capsys.readouterr().out
     assert '| v2 |' in out and 'KNN oracle' in out
     assert tool['main'](args) == 0  # resumes: nothing recomputed

@@ -167,6 +167,28 @@ def test_v2_objects_and_boxes(v2_scenes):
     assert all((h > 0).sum() >= 3 for h in hues.values())
 
 
+def test_v2_visible_masks(v2_scenes):
+    from pycocotools import mask as mask_utils
+    _, coco = v2_scenes
+    by_image = {im['id']: [] for im in coco['images']}
+    for a in coco['annotations']:
+        by_image[a['image_id']].append(a)
+    for anns in by_image.values():
+        covered = np.zeros((128, 128), np.int32)
+        for a in anns:
+            rle = a['segmentation']
+            assert rle['size'] == [128, 128] and isinstance(rle['counts'], str)
+            m = mask_utils.decode(dict(rle, counts=rle['counts'].encode())).astype(bool)
+            assert m.sum() == a['area'] == mask_utils.area(rle) > 0  # the visible pixels, counted as area
+            x, y, w, h = (int(v) for v in a['bbox'])
+            outside = m.copy()
+            outside[y:y + h, x:x + w] = False
+            assert not outside.any()  # inside the object's box
+            covered += m
+        assert covered.max() <= 1  # a pixel shows one object at most
+    # v1 files have no masks (they stay byte-identical, see test_version_1_is_unchanged)
+
+
 def test_v2_options_move_the_design(tmp_path):
     base = dict(num_images=24, seed=1, img_size=(96, 96), workers=1)
     one = make_synthetic_scenes(

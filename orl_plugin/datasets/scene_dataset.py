@@ -28,6 +28,10 @@ class SceneImageDataset(BaseDataset):
       official ORL KNN / correspondence files use. Labels are never needed; when a JSON has
       ``annotations`` every one of its images gets ``gt_bboxes`` (float32 (n, 4) xyxy) and
       ``gt_labels`` (int64 (n,), index into ``metainfo['classes']``); crowd and empty boxes are left out.
+      When the JSON has ``segmentation`` fields, an image whose kept objects all have one also gets
+      ``gt_masks``: those segmentations as given (polygons or RLE), aligned with ``gt_bboxes``
+      (the mining metrics judge "a box lies inside an object" on them; they stay out of the
+      pipeline's input).
     - ``''``: every image file under ``data_prefix['img_path']`` (recursive), sorted by relative path.
 
     Each data_info has ``img_path``, ``img_id`` (COCO id; the position for folders), ``sample_idx``
@@ -60,6 +64,8 @@ class SceneImageDataset(BaseDataset):
         max_bad_fraction: in training, the share of unreadable images above which the run stops
             (default 0.01); ``None``: never stop.
         backend_args: mmengine file backend arguments for reading JSONs and listing folders.
+        with_masks: keep the JSON's segmentations as ``gt_masks`` (default); ``False`` leaves them
+            out (COCO's polygons are most of its annotation file: training needs none of them).
         **kwargs: the other :class:`mmengine.dataset.BaseDataset` arguments (``pipeline``,
             ``test_mode``, ``lazy_init``, ``indices``, ``serialize_data``, ...).
     """
@@ -75,6 +81,7 @@ class SceneImageDataset(BaseDataset):
                  check_files: bool = False,
                  backend_args: Optional[dict] = None,
                  max_bad_fraction: Optional[float] = 0.01,
+                 with_masks: bool = True,
                  **kwargs: Any) -> None:
         if isinstance(ann_file, (list, tuple)):
             ann_files = [str(a) for a in ann_file]
@@ -100,6 +107,7 @@ class SceneImageDataset(BaseDataset):
         self.backend_args = copy.deepcopy(backend_args)
         self.skipped: List[dict] = []
         self.max_bad_fraction = max_bad_fraction
+        self.with_masks = with_masks
         self.bad_images: Optional[BadImageTally] = None
         self._user_classes = metainfo is not None and 'classes' in metainfo
         super().__init__(
@@ -180,6 +188,7 @@ class SceneImageDataset(BaseDataset):
             }
             has_anns = 'annotations' in content
             anns_by_image = self._group_annotations(ann_file, content) if has_anns else {}
+            has_masks = has_anns and self.with_masks and any(ann.get('segmentation') for ann in content['annotations'])
             for k, img in enumerate(content['images']):
                 for field in ('file_name', 'id'):
                     if not isinstance(img, dict) or field not in img:
@@ -192,8 +201,10 @@ class SceneImageDataset(BaseDataset):
                 if 'width' in img and 'height' in img:
                     info['width'], info['height'] = int(img['width']), int(img['height'])
                 if has_anns:
-                    info['gt_bboxes'], info['gt_labels'] = self._parse_boxes(
+                    info['gt_bboxes'], info['gt_labels'], masks = self._parse_boxes(
                         anns_by_image.get(img['id'], []), cat_id_to_label, info.get('width'), info.get('height'))
+                    if has_masks and all(m for m in masks):
+                        info['gt_masks'] = masks
                 data_list.append(info)
         return data_list
 
@@ -237,9 +248,10 @@ class SceneImageDataset(BaseDataset):
 
     @staticmethod
     def _parse_boxes(anns: List[dict], cat_id_to_label: Dict[Any, int], width: Optional[int],
-                     height: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
-        """COCO xywh -> xyxy float32 and 0-based labels; skip crowd, unknown-class and empty boxes."""
-        boxes, labels = [], []
+                     height: Optional[int]) -> Tuple[np.ndarray, np.ndarray, List[Any]]:
+        """COCO xywh -> xyxy float32, 0-based labels and the ``segmentation`` of each (``None``
+        where it has none); skip crowd, unknown-class and empty boxes."""
+        boxes, labels, masks = [], [], []
         for ann in anns:
             if ann.get('iscrowd', 0) or ann['category_id'] not in cat_id_to_label:
                 continue
@@ -252,7 +264,8 @@ class SceneImageDataset(BaseDataset):
                     continue
             boxes.append((x, y, x + w, y + h))
             labels.append(cat_id_to_label[ann['category_id']])
-        return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64))
+            masks.append(ann.get('segmentation') or None)
+        return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64), masks)
 
     def _drop_missing(self, data_list: List[dict]) -> List[dict]:
         kept = []
@@ -291,6 +304,9 @@ class SceneImageDataset(BaseDataset):
         another sample) and is counted; a missing file under mmcv's loader raises an error that
         says where it comes from."""
         data_info = self.get_data_info(idx)
+        # The masks are for the metrics (MiningLoop reads them from get_data_info), not the
+        # pipeline: a ragged list per image would not collate.
+        data_info.pop('gt_masks', None)
         try:
             results = self.pipeline(data_info)
         except BadImageError as e:

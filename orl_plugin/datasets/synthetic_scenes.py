@@ -27,6 +27,9 @@ Ground truth: every annotated object has the box of its full extent (also where 
 covers part of it), ``iscrowd=0`` and ``area`` = its visible pixel count. Placement is rejected when
 it would hide more than ``max_occlusion`` of an earlier object, and any object with less than
 half of itself visible at the end is left out of the annotations. Every box lies inside its image.
+Version 2 also writes each object's *visible* pixels as its ``segmentation`` (COCO compressed RLE;
+its pixel count is ``area``), so that "a box lies mostly inside an object" can be judged on the
+object's pixels rather than its box.
 
 Determinism: image ``i`` is drawn with its own ``numpy.random.Generator`` seeded by
 ``SeedSequence([seed, i])``, so the output is byte-identical for a seed whatever the number of worker
@@ -299,11 +302,18 @@ def _paint_object(rng: np.random.Generator, img: np.ndarray, cat: _Category, p: 
     ]
 
 
-def _draw_objects(rng: np.random.Generator, img: np.ndarray, cat_indices: Callable[[], int], n_try: int,
-                  scale_range: Tuple[float,
-                                     float], max_occlusion: float, min_visible: float, colour_cue: bool) -> List[dict]:
+def _draw_objects(rng: np.random.Generator,
+                  img: np.ndarray,
+                  cat_indices: Callable[[], int],
+                  n_try: int,
+                  scale_range: Tuple[float, float],
+                  max_occlusion: float,
+                  min_visible: float,
+                  colour_cue: bool,
+                  masks: bool = False) -> List[dict]:
     """Place and paint ``n_try`` objects back to front (``cat_indices()`` draws each one's category);
-    the annotations of those with at least ``min_visible`` of themselves showing at the end."""
+    the annotations of those with at least ``min_visible`` of themselves showing at the end, with
+    ``masks`` also their visible pixels as a COCO ``segmentation`` (:func:`_visible_rle`)."""
     h, w = img.shape[:2]
     owner = np.full((h, w), -1, dtype=np.int16)  # index of the object that shows at each pixel
     objects: List[dict] = []
@@ -323,9 +333,19 @@ def _draw_objects(rng: np.random.Generator, img: np.ndarray, cat_indices: Callab
         objects.append(dict(category_id=cat_idx + 1, bbox=bbox))
         full_area.append(placed.area)
         visible.append(placed.area)
-    return [
-        dict(obj, area=float(visible[j])) for j, obj in enumerate(objects) if visible[j] >= min_visible * full_area[j]
-    ]
+    kept = [j for j in range(len(objects)) if visible[j] >= min_visible * full_area[j]]
+    out = [dict(objects[j], area=float(visible[j])) for j in kept]
+    if masks:
+        for j, obj in zip(kept, out):
+            obj['segmentation'] = _visible_rle(owner == j)
+    return out
+
+
+def _visible_rle(mask: np.ndarray) -> dict:
+    """COCO compressed RLE of a boolean ``(h, w)`` mask, ``counts`` as str so that it goes into JSON."""
+    from pycocotools import mask as mask_utils
+    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return dict(size=[int(v) for v in rle['size']], counts=rle['counts'].decode('ascii'))
 
 
 def render_scene(rng: np.random.Generator,
@@ -477,8 +497,8 @@ def render_scene_v2(rng: np.random.Generator,
         max_occlusion, min_visible, colour_cue: as :func:`render_scene`.
 
     Returns:
-        The BGR uint8 image, its objects (as :func:`render_scene`) and the 0-based index of its
-        scene type in ``types``.
+        The BGR uint8 image, its objects (as :func:`render_scene`, plus each one's visible mask as
+        ``segmentation``, compressed RLE) and the 0-based index of its scene type in ``types``.
     """
     types = list(types) if types is not None else make_scene_types()
     w, h = img_size
@@ -496,7 +516,8 @@ def render_scene_v2(rng: np.random.Generator,
         return stype.categories[int(rng.integers(0, len(stype.categories)))]
 
     n_try = int(rng.integers(num_objects[0], num_objects[1] + 1))
-    annotations = _draw_objects(rng, img, category, n_try, scale_range, max_occlusion, min_visible, colour_cue)
+    annotations = _draw_objects(
+        rng, img, category, n_try, scale_range, max_occlusion, min_visible, colour_cue, masks=True)
     img = np.clip(img + rng.normal(0.0, 2.0, img.shape), 0, 255).astype(np.uint8)
     return img, annotations, t
 
@@ -699,14 +720,16 @@ def make_synthetic_scenes(out_dir: str,
             record['scene_type'] = types[scene_type].id
         images.append(record)
         for obj in objs:
-            annotations.append(
-                dict(
-                    id=len(annotations) + 1,
-                    image_id=index + 1,
-                    category_id=obj['category_id'],
-                    bbox=obj['bbox'],
-                    area=obj['area'],
-                    iscrowd=0))
+            ann = dict(
+                id=len(annotations) + 1,
+                image_id=index + 1,
+                category_id=obj['category_id'],
+                bbox=obj['bbox'],
+                area=obj['area'],
+                iscrowd=0)
+            if 'segmentation' in obj:  # version 2 only: version-1 files stay byte-identical
+                ann['segmentation'] = obj['segmentation']
+            annotations.append(ann)
     num_val = int(round(val_fraction * num_images))
     num_train = num_images - num_val
     paths = dict(

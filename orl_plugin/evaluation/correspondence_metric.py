@@ -1,5 +1,5 @@
 """``CorrespondenceMetric``: gather stage-2c results, write ``correspondence.orlstore``, score."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.logging import print_log
@@ -7,7 +7,7 @@ from mmpretrain.registry import METRICS
 
 from orl_plugin.store import write_correspondence_store
 
-from .box_metrics import matched_gt_labels
+from .box_metrics import matched_gt_labels, object_masks
 from .mining_metric import MiningMetric
 
 #: The official correspondence JSON's ``info`` fields, in its order.
@@ -24,17 +24,21 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
                    gt_labels: Sequence[Optional[np.ndarray]],
                    iou_thr: float = 0.5,
                    kept_boxes: Optional[Sequence[np.ndarray]] = None,
-                   inside_thr: float = 0.5) -> Dict[str, float]:
+                   inside_thr: float = 0.5,
+                   gt_masks: Optional[Sequence[Optional[list]]] = None,
+                   img_sizes: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> Dict[str, float]:
     """How often a mined RoI pair shows the same kind of object in both images.
 
     A box is *on an object* by either of two criteria (:func:`box_metrics.on_object`): IoU >=
-    ``iou_thr`` with a GT box (keys without suffix), or lying mostly inside a GT box,
-    intersection over the box's own area >= ``inside_thr`` (keys ending in ``_inside``; ORL's
-    boxes are often object parts, which IoU misses). A pair ``[q xywh, n xywh]`` of query ``i``
-    and neighbour ``knn[i, j]`` is an *object pair* when both boxes are on objects, and *correct*
-    when they are on objects of a common category. Only pairs whose two images both have ground
-    truth (``gt_bboxes`` not ``None``; an image with an empty list counts, its pairs are wrong)
-    are scored.
+    ``iou_thr`` with a GT box (keys without suffix), or lying mostly inside a GT object, the
+    object's pixels in the box over the box's area >= ``inside_thr`` (keys ending in ``_inside``;
+    ORL's boxes are often object parts, which IoU misses). The pixels are those of the object's
+    visible mask where the image has ``gt_masks`` (COCO segmentations aligned with its GT boxes;
+    ``img_sizes`` ``(height, width)`` rasterise polygons), else of its GT box (the box rule).
+    A pair ``[q xywh, n xywh]`` of query ``i`` and neighbour ``knn[i, j]`` is an *object pair*
+    when both boxes are on objects, and *correct* when they are on objects of a common category.
+    Only pairs whose two images both have ground truth (``gt_bboxes`` not ``None``; an image with
+    an empty list counts, its pairs are wrong) are scored.
 
     Per criterion (``s`` = its suffix):
 
@@ -50,7 +54,12 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
     many per neighbour as were mined, the exact expected count of correct / object pairs; the
     ``_on_objects`` level is the ratio of those two expected counts (the share among all random
     pairs pooled, as the mined figure is pooled). Also ``kept_object_rate{s}``: the share of the
-    kept boxes of the scored images that lie on an object.
+    kept boxes of the scored images that lie on an object. ``inside_rule_masks``: the share of
+    the images with ground truth whose ``_inside`` figures used masks (1.0: the mask rule
+    throughout, 0.0: the box rule throughout).
+
+    Each image's boxes (its kept boxes, its side of its own pairs and of the pairs that have it
+    as neighbour) are matched in one go, so its masks are decoded once and never all kept.
 
     Returns:
         The figures above and ``scored_pairs``; empty when no pair could be scored.
@@ -62,52 +71,61 @@ def pair_precision(pairs: Sequence[Sequence[np.ndarray]],
         if has_gt[i] and len(gt_labels[i]):
             num_cls = max(num_cls, int(np.max(gt_labels[i])) + 1)
     thr = dict(iou=iou_thr, inside=inside_thr)
-    correct = dict.fromkeys(thr, 0)
-    objects = dict.fromkeys(thr, 0)
-    rand_correct = dict.fromkeys(thr, 0.0)
-    rand_objects = dict.fromkeys(thr, 0.0)
-    scored = 0
-    kept_masks: Dict[tuple, np.ndarray] = {}
-
-    def masks_of(i: int, crit: str) -> np.ndarray:
-        if (i, crit) not in kept_masks:
-            kept_masks[i, crit] = _pad(
-                matched_gt_labels(
-                    np.asarray(kept_boxes[i]).reshape(-1, 4), gt_bboxes[i], gt_labels[i], thr[crit], crit), num_cls)
-        return kept_masks[i, crit]
-
-    for i in range(n):
-        if not has_gt[i]:
-            continue
+    # The box sets to match on each image: ('kept', i), ('q', i, j) and ('n', k, j) (the neighbour
+    # side of query k's pairs with neighbour slot j, which shows image knn[k, j]).
+    wanted: Dict[int, List[Tuple[tuple, np.ndarray]]] = {i: [] for i in range(n) if has_gt[i]}
+    scored_slots = []
+    for i in wanted:
+        if kept_boxes is not None:
+            wanted[i].append((('kept', i), np.asarray(kept_boxes[i]).reshape(-1, 4)))
         for j, p in enumerate(pairs[i]):
             nb = int(knn[i, j])
-            if len(p) == 0 or not has_gt[nb]:
-                continue
-            scored += len(p)
-            for crit, t in thr.items():
-                mq = _pad(matched_gt_labels(p[:, :4], gt_bboxes[i], gt_labels[i], t, crit), num_cls)
-                mn = _pad(matched_gt_labels(p[:, 4:], gt_bboxes[nb], gt_labels[nb], t, crit), num_cls)
-                correct[crit] += int((mq & mn).any(axis=1).sum())
-                objects[crit] += int((mq.any(axis=1) & mn.any(axis=1)).sum())
-                if kept_boxes is not None:
-                    aq, an = masks_of(i, crit).astype(np.int64), masks_of(nb, crit).astype(np.int64)
-                    if len(aq) and len(an):
-                        rand_correct[crit] += len(p) * float(((aq @ an.T) > 0).mean())
-                        rand_objects[crit] += len(p) * float(aq.any(axis=1).mean() * an.any(axis=1).mean())
-    if scored == 0:
+            if len(p) and has_gt[nb]:
+                scored_slots.append((i, j, nb, len(p)))
+                wanted[i].append((('q', i, j), p[:, :4]))
+                wanted[nb].append((('n', i, j), p[:, 4:]))
+    match: Dict[str, Dict[tuple, np.ndarray]] = {c: {} for c in thr}
+    with_masks = 0
+    for i, parts in wanted.items():
+        masks = None
+        if gt_masks is not None and gt_masks[i] is not None:
+            hw = img_sizes[i] if img_sizes is not None and img_sizes[i] is not None else (None, None)
+            masks = object_masks(gt_masks[i], *hw)
+            with_masks += 1
+        if not parts:
+            continue
+        boxes = np.concatenate([b for _, b in parts])
+        splits = np.cumsum([len(b) for _, b in parts])[:-1]
+        for crit, t in thr.items():
+            m = _pad(matched_gt_labels(boxes, gt_bboxes[i], gt_labels[i], t, crit, masks), num_cls)
+            match[crit].update(zip((key for key, _ in parts), np.split(m, splits)))
+    if not scored_slots:
         return {}
-    out: Dict[str, float] = dict(scored_pairs=scored)
+    scored = sum(c for *_, c in scored_slots)
+    out: Dict[str, float] = dict(scored_pairs=scored, inside_rule_masks=with_masks / len(wanted))
     for crit, s in CRITERION_SUFFIX.items():
-        out[f'pair_precision{s}'] = correct[crit] / scored
-        out[f'pair_object_rate{s}'] = objects[crit] / scored
-        out[f'pair_precision_on_objects{s}'] = correct[crit] / objects[crit] if objects[crit] else float('nan')
-        out[f'object_pairs{s}'] = objects[crit]
+        mt = match[crit]
+        correct = objects = 0
+        rand_correct = rand_objects = 0.0
+        for i, j, nb, count in scored_slots:
+            mq, mn = mt['q', i, j], mt['n', i, j]
+            correct += int((mq & mn).any(axis=1).sum())
+            objects += int((mq.any(axis=1) & mn.any(axis=1)).sum())
+            if kept_boxes is not None:
+                aq, an = mt['kept', i].astype(np.int64), mt['kept', nb].astype(np.int64)
+                if len(aq) and len(an):
+                    rand_correct += count * float(((aq @ an.T) > 0).mean())
+                    rand_objects += count * float(aq.any(axis=1).mean() * an.any(axis=1).mean())
+        out[f'pair_precision{s}'] = correct / scored
+        out[f'pair_object_rate{s}'] = objects / scored
+        out[f'pair_precision_on_objects{s}'] = correct / objects if objects else float('nan')
+        out[f'object_pairs{s}'] = objects
         if kept_boxes is not None:
-            out[f'pair_precision{s}_random'] = rand_correct[crit] / scored
-            out[f'pair_object_rate{s}_random'] = rand_objects[crit] / scored
+            out[f'pair_precision{s}_random'] = rand_correct / scored
+            out[f'pair_object_rate{s}_random'] = rand_objects / scored
             out[f'pair_precision_on_objects{s}_random'] = (
-                rand_correct[crit] / rand_objects[crit] if rand_objects[crit] else float('nan'))
-            on = [masks_of(i, crit).any(axis=1) for i in range(n) if has_gt[i]]
+                rand_correct / rand_objects if rand_objects else float('nan'))
+            on = [mt['kept', i].any(axis=1) for i in wanted]
             num_kept = sum(len(m) for m in on)
             out[f'kept_object_rate{s}'] = sum(int(m.sum()) for m in on) / num_kept if num_kept else float('nan')
     return out
@@ -136,8 +154,9 @@ class CorrespondenceMetric(MiningMetric):
         out_file (str): Output store (``<data_root>/orl/correspondence.orlstore``).
         json_file (str, optional): Also write the official correspondence JSON.
         iou_thr (float): IoU for a box to match a GT object. Default 0.5.
-        inside_thr (float): Intersection over the box's area for a box to lie inside a GT object
-            (the ``*_inside`` figures). Default 0.5.
+        inside_thr (float): The object's pixels in a box over the box's area for the box to lie
+            inside a GT object (the ``*_inside`` figures; the object's mask where the data set
+            gives ``gt_masks``, else its box; ``inside_rule_masks`` says which). Default 0.5.
         mining_params (dict, optional): The official ``info`` fields; the loop sets them from
             its pipeline and arguments (:meth:`set_mining_params`), so configs leave this out.
     """
@@ -214,7 +233,16 @@ class CorrespondenceMetric(MiningMetric):
         gt_b = [None if b is None else np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in gt_b]
         gt_l = [None if lab is None else np.asarray(lab, dtype=np.int64).reshape(-1) for lab in gt_l]
         metrics.update(
-            pair_precision(pairs, knn, gt_b, gt_l, self.iou_thr, kept_boxes=boxes, inside_thr=self.inside_thr))
+            pair_precision(
+                pairs,
+                knn,
+                gt_b,
+                gt_l,
+                self.iou_thr,
+                kept_boxes=boxes,
+                inside_thr=self.inside_thr,
+                gt_masks=[r.get('gt_masks') for r in results],
+                img_sizes=[(r['height'], r['width']) if r.get('height') and r.get('width') else None for r in results]))
         if all(b is None for b in gt_b):
             self.note_no_ground_truth('pair precision')
         return metrics

@@ -14,7 +14,8 @@ from mmengine.logging import print_log
 
 from orl_plugin.store import MiningStore, write_official_json
 
-COMMON_KEYS = ('index', 'skipped', 'skip_reason', 'img_path', 'file_name', 'img_id', 'gt_bboxes', 'gt_labels')
+COMMON_KEYS = ('index', 'skipped', 'skip_reason', 'img_path', 'file_name', 'img_id', 'width', 'height', 'gt_bboxes',
+               'gt_labels', 'gt_masks')
 
 
 class MiningMetric(BaseMetric):

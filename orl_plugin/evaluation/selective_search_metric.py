@@ -8,7 +8,7 @@ from mmpretrain.registry import METRICS
 from orl_plugin.datasets.transforms.box_filter import filter_boxes
 from orl_plugin.store import write_selective_search_store
 
-from .box_metrics import OBJECT_CRITERIA, gt_recall, on_object
+from .box_metrics import OBJECT_CRITERIA, gt_recall, object_masks, on_object
 from .mining_metric import MiningMetric
 
 
@@ -32,7 +32,9 @@ class SelectiveSearchMetric(MiningMetric):
     (``recall@{thr}_raw``) and by the boxes the correspondence step keeps (ORL's filter,
     ``filter_cfg``; ``recall@{thr}_filtered``), the mean box counts, and the share of the kept boxes
     that lie on an object (``filtered_object_rate``: IoU >= ``iou_thr`` with a GT box;
-    ``filtered_object_rate_inside``: intersection over the box's area >= ``inside_thr``).
+    ``filtered_object_rate_inside``: the object's pixels in the box over the box's area >=
+    ``inside_thr``, on its mask where the data set gives ``gt_masks``, else on its box;
+    ``inside_rule_masks``: the share of the scored images that had masks).
     Each of those figures has its chance level ``*_random``: the same figure for the same boxes
     (same number, same sizes) placed at uniformly random positions in their image
     (:func:`random_placement`, seeded by ``seed`` and the image index, so it repeats run to run).
@@ -105,7 +107,7 @@ class SelectiveSearchMetric(MiningMetric):
         names = {'iou': 'filtered_object_rate', 'inside': 'filtered_object_rate_inside'}
         counts = dict.fromkeys(['raw', 'filtered', 'raw_random', 'filtered_random'], 0)
         on = dict.fromkeys([*names.values(), *(f'{v}_random' for v in names.values())], 0)
-        num_gt = num_kept = 0
+        num_gt = num_kept = with_masks = 0
         for i in with_gt:
             gt = np.asarray(results[i]['gt_bboxes'], dtype=np.float32).reshape(-1, 4)
             filt = filter_boxes(boxes[i], **self.filter_cfg)
@@ -115,15 +117,19 @@ class SelectiveSearchMetric(MiningMetric):
             for kind, b in (('raw', boxes[i]), ('filtered', filt), ('raw_random', rand['raw']), ('filtered_random',
                                                                                                  rand['filtered'])):
                 counts[kind] += gt_recall(b, gt, self.iou_thr)[0]
+            masks = object_masks(results[i].get('gt_masks'), img_wh[1], img_wh[0])
+            with_masks += masks is not None
             for crit in OBJECT_CRITERIA:
-                on[names[crit]] += int(on_object(filt, gt, crit, thr[crit]).any(axis=1).sum())
-                on[f'{names[crit]}_random'] += int(on_object(rand['filtered'], gt, crit, thr[crit]).any(axis=1).sum())
+                on[names[crit]] += int(on_object(filt, gt, crit, thr[crit], masks).any(axis=1).sum())
+                on[f'{names[crit]}_random'] += int(
+                    on_object(rand['filtered'], gt, crit, thr[crit], masks).any(axis=1).sum())
             num_gt += len(gt)
             num_kept += len(filt)
         t = f'{self.iou_thr:g}'
         out = {f'recall@{t}_{kind}': hits / num_gt for kind, hits in counts.items()}
         out.update({k: v / max(num_kept, 1) for k, v in on.items()})
-        out.update(mean_filtered_boxes=num_kept / len(with_gt), num_gt=num_gt)
+        out.update(
+            mean_filtered_boxes=num_kept / len(with_gt), num_gt=num_gt, inside_rule_masks=with_masks / len(with_gt))
         return out
 
     @staticmethod

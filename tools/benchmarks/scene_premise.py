@@ -9,10 +9,12 @@ generates the scenes and measures what any stage 1 is up against:
   beside the random-neighbour level (``category_precision`` of ``KNNMetric``);
 * 2b/2c: selective search (fast, as stage 2b) and ORL's box filter at the CPU configs' settings
   (min side 32 at 256 px, aspect <= 3, IoU de-duplication 0.5, top 100): kept boxes per image,
-  the share of kept boxes on an object (IoU >= 0.5 with a GT box; or lying inside one,
-  intersection over box area >= 0.5), the share that hold a whole object (a GT box at least half
-  inside them: group and context boxes), and the share that is background (none of those);
-  each on-object share beside the same boxes placed at random (``random_placement``);
+  the share of kept boxes on an object (IoU >= 0.5 with a GT box; or lying inside one: the
+  object's visible pixels in the box over the box's area >= 0.5, on the object's mask where the
+  scenes have masks (version 2), also given by the box rule, its GT box in place of its pixels),
+  the share that hold a whole object (a GT box at least half inside them: group and context
+  boxes), and the share that is background (none of those); each on-object share beside the same
+  boxes placed at random (``random_placement``);
 * 2c's random level under the oracle neighbours: for pairs drawn uniformly from the kept boxes of
   an image and of one of its oracle neighbours, the rate of object pairs and, among those, the
   share whose objects share the category (per criterion). Mined pairs must beat these.
@@ -39,7 +41,8 @@ import numpy as np
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.datasets.transforms.box_filter import filter_boxes
 from orl_plugin.datasets.transforms.selective_search import selective_search
-from orl_plugin.evaluation.box_metrics import OBJECT_CRITERIA, gt_recall, matched_gt_labels, on_object, xywh_to_xyxy
+from orl_plugin.evaluation.box_metrics import (OBJECT_CRITERIA, gt_recall, matched_gt_labels, object_masks, on_object,
+                                               xywh_to_xyxy)
 from orl_plugin.evaluation.knn_metric import category_precision
 from orl_plugin.evaluation.selective_search_metric import random_placement
 from orl_plugin.store import atomic_write_json
@@ -141,25 +144,35 @@ def measure(ann_file: str, image_dir: str, k: int, seed: int, workers: int) -> D
 
     rng = np.random.default_rng(seed)
     num_kept = sum(len(b) for b in kept)
-    counts = dict.fromkeys(['on_iou', 'on_inside', 'holds', 'background', 'on_iou_random', 'on_inside_random'], 0)
-    hit = hit_random = num_gt = 0
+    counts = dict.fromkeys([
+        'on_iou', 'on_inside', 'on_inside_box', 'on_any', 'holds', 'background', 'on_iou_random', 'on_inside_random',
+        'on_inside_box_random'
+    ], 0)
+    hit = hit_random = num_gt = with_masks = 0
     masks: Dict[str, List[np.ndarray]] = {c: [] for c in OBJECT_CRITERIA}
     for b, g, lab, im in zip(kept, gt, labels, images):
-        on = {c: on_object(b, g, c).any(axis=1) for c in OBJECT_CRITERIA}
+        segms = [a.get('segmentation') for a in by_image[im['id']]]
+        obj = object_masks(segms if all(segms) else None, im['height'], im['width'])
+        with_masks += obj is not None
+        on = {c: on_object(b, g, c, 0.5, obj).any(axis=1) for c in OBJECT_CRITERIA}
+        on['inside_box'] = on_object(b, g, 'inside').any(axis=1)
         holds = (on_object_reverse(b, g) >= 0.5).any(axis=1)
         rand = random_placement(b, (im['width'], im['height']), rng)
-        counts['on_iou'] += int(on['iou'].sum())
-        counts['on_inside'] += int(on['inside'].sum())
-        # IoU >= 0.5 implies inside >= 0.5, so 'inside' is the union of the two criteria
-        counts['holds'] += int((holds & ~on['inside']).sum())
-        counts['background'] += int((~holds & ~on['inside']).sum())
+        for c in ('iou', 'inside', 'inside_box'):
+            counts[f'on_{c}'] += int(on[c].sum())
+        on_any = on['iou'] | on['inside']  # on masks, IoU >= 0.5 no longer implies inside
+        counts['on_any'] += int(on_any.sum())
+        counts['holds'] += int((holds & ~on_any).sum())
+        counts['background'] += int((~holds & ~on_any).sum())
         for c in OBJECT_CRITERIA:
-            counts[f'on_{c}_random'] += int(on_object(rand, g, c).any(axis=1).sum())
-            masks[c].append(matched_gt_labels(b, g, lab, 0.5, c) if lab.size else np.zeros((len(b), 0), bool))
+            counts[f'on_{c}_random'] += int(on_object(rand, g, c, 0.5, obj).any(axis=1).sum())
+            masks[c].append(matched_gt_labels(b, g, lab, 0.5, c, obj) if lab.size else np.zeros((len(b), 0), bool))
+        counts['on_inside_box_random'] += int(on_object(rand, g, 'inside').any(axis=1).sum())
         h, n = gt_recall(b, g)
         hit, num_gt = hit + h, num_gt + n
         hit_random += gt_recall(rand, g)[0]
     out.update({f'kept_{k_}': v / num_kept for k_, v in counts.items()})
+    out['inside_rule_masks'] = with_masks / len(images)
     out['recall_kept'] = hit / max(num_gt, 1)
     out['recall_kept_random'] = hit_random / max(num_gt, 1)
     if knn is not None:
@@ -187,9 +200,10 @@ def on_object_reverse(boxes_xywh: np.ndarray, gt_xyxy: np.ndarray) -> np.ndarray
 COLUMNS = (('objects_per_image', 'obj/img', '{:.2f}'), ('knn_oracle', 'KNN oracle', '{:.3f}'),
            ('knn_random', 'KNN random', '{:.3f}'), ('kept_boxes', 'kept/img', '{:.1f}'),
            ('kept_on_iou', 'on obj IoU (rnd)', None), ('kept_on_inside', 'inside obj (rnd)', None),
-           ('kept_holds', 'holds obj', '{:.3f}'), ('kept_background', 'background', '{:.3f}'),
-           ('oracle_pair_object_rate_random', 'rnd obj-pair IoU', '{:.3f}'), ('oracle_pair_object_rate_inside_random',
-                                                                              'rnd obj-pair inside', '{:.3f}'),
+           ('kept_on_inside_box', 'inside obj box rule (rnd)', None), ('kept_holds', 'holds obj', '{:.3f}'),
+           ('kept_background', 'background', '{:.3f}'), ('oracle_pair_object_rate_random', 'rnd obj-pair IoU',
+                                                         '{:.3f}'), ('oracle_pair_object_rate_inside_random',
+                                                                     'rnd obj-pair inside', '{:.3f}'),
            ('oracle_pair_precision_on_objects_inside_random', 'rnd same-cat of obj-pairs inside', '{:.3f}'))
 
 
@@ -215,7 +229,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if osp.isfile(res_path) and not args.fresh:
         with open(res_path) as f:
             saved = json.load(f)
-    settings = dict(num_images=args.num_images, img_size=args.img_size, seed=args.seed, k=args.k, filter=FILTER_CFG)
+    settings = dict(
+        num_images=args.num_images,
+        img_size=args.img_size,
+        seed=args.seed,
+        k=args.k,
+        filter=FILTER_CFG,
+        inside_rule='masks where the scenes have them')
     if saved.get('settings') != settings:
         saved = dict(settings=settings, designs={})
     for name in args.designs:
@@ -238,7 +258,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'[premise] {name}: {time.time() - t0:.0f} s', flush=True)
     shown = {n: saved['designs'][n] for n in args.designs}
     print(f'{args.num_images} scenes of {args.img_size} px per design, seed {args.seed}; '
-          f'ORL box filter {FILTER_CFG}; (rnd) = the same boxes placed at random')
+          f'ORL box filter {FILTER_CFG}; (rnd) = the same boxes placed at random; '
+          "'inside obj' on the objects' masks where the scenes have them (not v1), 'box rule' on their boxes")
     print(table(shown))
     print(f'-> {res_path}')
     return 0

@@ -51,7 +51,7 @@ list skipped images in their output header. Any other exception propagates.
 
 When fed to the evaluator every result also gets, from the data set's annotation (never cached,
 never read from the image): ``img_path``, ``file_name``, ``img_id``, ``width``, ``height``,
-``gt_bboxes``, ``gt_labels`` (those the data set has).
+``gt_bboxes``, ``gt_labels``, ``gt_masks`` (those the data set has).
 """
 import copy
 import hashlib
@@ -82,7 +82,7 @@ from orl_plugin.store import atomic_open, atomic_write_json
 from .checkpoint_check import check_checkpoint_keys
 
 # Data-info fields attached to every result before it reaches the evaluator.
-INFO_KEYS = ('img_path', 'file_name', 'img_id', 'width', 'height', 'gt_bboxes', 'gt_labels')
+INFO_KEYS = ('img_path', 'file_name', 'img_id', 'width', 'height', 'gt_bboxes', 'gt_labels', 'gt_masks')
 CACHE_FORMAT_VERSION = 1
 
 
@@ -113,7 +113,10 @@ def _collate_skipping(batch: Sequence[Any], collate_fn: Callable) -> dict:
     """Collate the readable samples of a batch; report the positions of skipped ones."""
     valid = [i for i, b in enumerate(batch) if not isinstance(b, SkippedSample)]
     skipped = {i: b.reason for i, b in enumerate(batch) if isinstance(b, SkippedSample)}
-    data = collate_fn([batch[i] for i in valid]) if valid else None
+    # gt_masks (ragged, for the metric: INFO_KEYS) would not collate
+    samples = [{k: v for k, v in batch[i].items() if k != 'gt_masks'} if isinstance(batch[i], dict) else batch[i]
+               for i in valid]
+    data = collate_fn(samples) if valid else None
     return dict(data=data, valid=valid, skipped=skipped)
 
 
