@@ -110,25 +110,32 @@ def test_gt_masks_as_given(tmp_path, scenes):
     root, summary = scenes
     coco = json.load(open(summary['ann_file']))
     img = summary['image_dir']
-    ds = SceneImageDataset(ann_file=summary['ann_file'], data_prefix=dict(img_path=img))
+    ds = SceneImageDataset(ann_file=summary['ann_file'], data_prefix=dict(img_path=img), test_mode=True)
     for i, im in enumerate(coco['images']):  # v2 scenes: one RLE per kept object, aligned with the boxes
         anns = [a for a in coco['annotations'] if a['image_id'] == im['id']]
         assert ds.get_data_info(i)['gt_masks'] == [a['segmentation'] for a in anns]
     assert 'gt_masks' not in SceneImageDataset(
-        ann_file=summary['ann_file'], data_prefix=dict(img_path=img), with_masks=False).get_data_info(0)
+        ann_file=summary['ann_file'], data_prefix=dict(img_path=img), test_mode=True, with_masks=False).get_data_info(0)
+    # Training never reads them (COCO's polygons would fill memory): by default only test mode keeps them.
+    assert 'gt_masks' not in SceneImageDataset(
+        ann_file=summary['ann_file'], data_prefix=dict(img_path=img)).get_data_info(0)
+    assert 'gt_masks' in SceneImageDataset(
+        ann_file=summary['ann_file'], data_prefix=dict(img_path=img), with_masks=True).get_data_info(0)
     # Polygons pass as given; an image with an object lacking one has no gt_masks; a file without any has none.
     first = coco['images'][0]['id']
     for a in coco['annotations']:
         a['segmentation'] = [[1, 1, 9, 1, 5, 8]] if a['image_id'] == first else a['segmentation']
     coco['annotations'][-1].pop('segmentation')
     last = coco['annotations'][-1]['image_id']
-    ds = SceneImageDataset(ann_file=_write(tmp_path / 'poly.json', coco), data_prefix=dict(img_path=img))
+    ds = SceneImageDataset(
+        ann_file=_write(tmp_path / 'poly.json', coco), data_prefix=dict(img_path=img), test_mode=True)
     infos = {info['img_id']: info for info in (ds.get_data_info(i) for i in range(len(ds)))}
     assert infos[first]['gt_masks'] == [[[1, 1, 9, 1, 5, 8]]] * len(infos[first]['gt_bboxes'])
     assert 'gt_masks' not in infos[last]
     for a in coco['annotations']:
         a.pop('segmentation', None)
-    ds = SceneImageDataset(ann_file=_write(tmp_path / 'boxes.json', coco), data_prefix=dict(img_path=img))
+    ds = SceneImageDataset(
+        ann_file=_write(tmp_path / 'boxes.json', coco), data_prefix=dict(img_path=img), test_mode=True)
     assert not any('gt_masks' in ds.get_data_info(i) for i in range(len(ds)))
 
 

@@ -52,7 +52,13 @@ class ProposalDataset(BaseDataset):
             proposal_file = osp.join(data_root, proposal_file)
         self.proposal_file = proposal_file
         if image_list is None:
-            image_list = dict(type='SceneImageDataset', ann_file=ann_file, data_root=data_root, data_prefix=data_prefix)
+            # the masks (where the JSON has them) are for the 2c metric's "inside an object" rule
+            image_list = dict(
+                type='SceneImageDataset',
+                ann_file=ann_file,
+                data_root=data_root,
+                data_prefix=data_prefix,
+                with_masks=True)
         self.image_list_cfg = copy.deepcopy(image_list)
         self._image_metainfo: dict = {}
         self._store = StoreHandle(proposal_file, kind='selective_search')

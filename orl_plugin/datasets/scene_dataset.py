@@ -64,7 +64,8 @@ class SceneImageDataset(BaseDataset):
         max_bad_fraction: in training, the share of unreadable images above which the run stops
             (default 0.01); ``None``: never stop.
         backend_args: mmengine file backend arguments for reading JSONs and listing folders.
-        with_masks: keep the JSON's segmentations as ``gt_masks`` (default); ``False`` leaves them
+        with_masks: keep the JSON's segmentations as ``gt_masks``; ``None`` (default): in test mode only
+            (mining and evaluation read them; training never does); ``False`` leaves them
             out (COCO's polygons are most of its annotation file: training needs none of them).
         **kwargs: the other :class:`mmengine.dataset.BaseDataset` arguments (``pipeline``,
             ``test_mode``, ``lazy_init``, ``indices``, ``serialize_data``, ...).
@@ -81,7 +82,7 @@ class SceneImageDataset(BaseDataset):
                  check_files: bool = False,
                  backend_args: Optional[dict] = None,
                  max_bad_fraction: Optional[float] = 0.01,
-                 with_masks: bool = True,
+                 with_masks: Optional[bool] = None,
                  **kwargs: Any) -> None:
         if isinstance(ann_file, (list, tuple)):
             ann_files = [str(a) for a in ann_file]
@@ -188,7 +189,8 @@ class SceneImageDataset(BaseDataset):
             }
             has_anns = 'annotations' in content
             anns_by_image = self._group_annotations(ann_file, content) if has_anns else {}
-            has_masks = has_anns and self.with_masks and any(ann.get('segmentation') for ann in content['annotations'])
+            with_masks = self.test_mode if self.with_masks is None else self.with_masks
+            has_masks = has_anns and with_masks and any(ann.get('segmentation') for ann in content['annotations'])
             for k, img in enumerate(content['images']):
                 for field in ('file_name', 'id'):
                     if not isinstance(img, dict) or field not in img:
