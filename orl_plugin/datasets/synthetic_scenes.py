@@ -701,7 +701,13 @@ def make_synthetic_scenes(out_dir: str,
         workers = min(os.cpu_count() or 1, 8) if num_images >= 64 else 1
     results: List[Tuple[int, str, List[dict], Optional[int]]] = []
     if workers > 1:
-        ctx = multiprocessing.get_context('spawn' if os.name == 'nt' else 'fork')
+        # Not 'fork': a child forked after the parent ran OpenCV (or torch) with threads can wait forever on
+        # locks of threads it did not inherit (seen: a test file that draws before it generates in parallel).
+        if 'forkserver' in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context('forkserver')
+            ctx.set_forkserver_preload([__name__])  # imported once by the server, not by every worker
+        else:
+            ctx = multiprocessing.get_context('spawn')
         with ctx.Pool(workers, initializer=_worker_init) as pool:
             for r in pool.imap(_image_job, jobs, chunksize=8):
                 results.append(r)
