@@ -72,6 +72,9 @@ def test_quick_run_writes_every_figure(quick_run):
     import torch
     assert any(k.startswith('backbone.') for k in torch.load(base['checkpoint'], weights_only=True)['state_dict'])
     assert res['arms']['instrument']['0']['label'].startswith('MEASURING INSTRUMENT, NOT ORL')
+    inst = res['setup']['instrument_scenes']  # trained on its own scenes, not on the ones it is measured on
+    assert sum(inst['images'].values()) == 24 and inst['data_root'] != res['setup']['data_root']
+    assert osp.isfile(osp.join(inst['data_root'], 'annotations', 'instances_train.json'))
     ss = res['data']['selective_search']['metrics']
     assert _numeric(ss['recall@0.5_raw']) and _numeric(ss['recall@0.5_raw_random'])
     (byol, ) = res['byol_matched'].values()
@@ -156,6 +159,20 @@ def test_targets_are_computed_from_the_numbers():
     one_seed['byol_matched']['det_mAP'] = s(0.2, 0.0, n=1)
     assert mech.evaluate_targets(one_seed)[4]['passed'] is None  # no spread from one seed: not measured
     assert mech.evaluate_targets({})[0]['passed'] is None
+
+
+def test_instrument_scenes_reach_only_the_instruments_training():
+    mech = _load()
+    args = mech.parse_args(
+        ['--instrument-scenes', '1000', '--cfg-options', 'stage1:val_dataloader.dataset.data_root=/u'])
+    assert args.instrument_scenes == 1000
+    opts = mech.arm_options('instrument', 0, args, '/inst')
+    roots = [o for o in opts if 'data_root' in o]
+    assert 'stage1:train_dataloader.dataset.data_root=/inst' in roots
+    assert 'stage1:test_dataloader.dataset.data_root=/inst' in roots
+    assert roots[-1] == 'stage1:val_dataloader.dataset.data_root=/u'  # the user's item comes last and wins
+    assert not [o for o in mech.arm_options('mocov2', 0, args, '/inst') if '/inst' in o]
+    assert not [o for o in mech.arm_options('instrument', 0, args, None) if '/inst' in o]
 
 
 @pytest.mark.timeout(900)

@@ -106,6 +106,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--img-size', type=int, default=256)
     p.add_argument('--stage1-epochs', type=int, default=2, help='E1: BYOL / MoCo v2 epochs')
     p.add_argument('--instrument-epochs', type=int, default=6, help='epochs of the instrument classifier')
+    p.add_argument(
+        '--instrument-scenes',
+        type=int,
+        default=2000,
+        help='train the instrument on the crops of this many separate v2 scenes (generator seed 1, the '
+        "yardstick's design; 80 %% for training); 0: on the yardstick scenes' own training split")
     p.add_argument('--stage3-epochs', type=int, default=2, help='E3: ORL stage-3 epochs')
     p.add_argument('--ft-iters', type=int, default=20, help='detection fine-tune iterations')
     p.add_argument(
@@ -148,6 +154,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.seeds = args.seeds[:1]
         args.stage1_epochs = args.instrument_epochs = args.stage3_epochs = 1
         args.ft_iters = 2
+        args.instrument_scenes = min(args.instrument_scenes, 24)
         args.max_probe_objects = min(args.max_probe_objects, 200)
     args.out = osp.abspath(args.out)
     return args
@@ -175,10 +182,13 @@ QUICK_OPTIONS = [
 ]
 
 
-def arm_options(arm: str, seed: int, args: argparse.Namespace) -> List[str]:
+def arm_options(arm: str, seed: int, args: argparse.Namespace, instrument_root: Optional[str] = None) -> List[str]:
     """Pipeline cfg-options of one arm and seed: the seed of both trainings, no in-training probe
-    hooks (every backbone is probed after training, the same way), the quick sizes, the user's."""
+    hooks (every backbone is probed after training, the same way), the instrument's own training
+    scenes where it has them, the quick sizes, the user's."""
     opts = [f'stage1:randomness.seed={seed}', f'stage3:randomness.seed={seed}']
+    if arm == 'instrument' and instrument_root:
+        opts += [f'stage1:{split}_dataloader.dataset.data_root={instrument_root}' for split in ('train', 'val', 'test')]
     if arm in SELF_SUPERVISED:
         opts.append('stage1:custom_hooks=[]')
         if args.quick:
@@ -331,6 +341,7 @@ class Run:
             failures=[],
             step_seconds={})
         self.shared_ss: Dict[str, str] = {}
+        self.instrument_root: Optional[str] = None  # --instrument-scenes: the instrument's training scenes
         # the seconds a step took when it ran, kept across resumed invocations (for the cost estimate)
         self.first_seconds: Dict[Tuple[str, str], float] = {}
         if osp.isfile(self.results_path):
@@ -439,7 +450,7 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
     work = osp.join(args.out, 'runs', f'{arm}_seed{seed}')
     os.makedirs(work, exist_ok=True)
     recipe = write_recipe(args.out, arm)
-    options = arm_options(arm, seed, args)
+    options = arm_options(arm, seed, args, run.instrument_root)
     schedule = {
         'stage1': args.instrument_epochs if arm == 'instrument' else args.stage1_epochs, 'stage3': args.stage3_epochs
     }
@@ -633,11 +644,12 @@ def characterise(run: Run, data_root: str) -> None:
         run.save()
 
 
-def ensure_scenes(root: str, num_images: int, img_size: int, options: Dict[str, Any]) -> Dict[str, int]:
-    """The v2 scenes (``make_synthetic_scenes``, seed 0) under ``root``, generated once."""
+def ensure_scenes(root: str, num_images: int, img_size: int, options: Dict[str, Any], seed: int = 0) -> Dict[str, int]:
+    """The v2 scenes (``make_synthetic_scenes``, seed 0 unless given) under ``root``, generated once."""
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
     if not osp.isfile(osp.join(root, 'annotations', 'instances_val.json')):
-        make_synthetic_scenes(root, num_images=num_images, seed=0, img_size=(img_size, img_size), workers=1, **options)
+        make_synthetic_scenes(
+            root, num_images=num_images, seed=seed, img_size=(img_size, img_size), workers=1, **options)
     counts = {}
     for split in ('train', 'val'):
         with open(osp.join(root, 'annotations', f'instances_{split}.json')) as f:
@@ -880,6 +892,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     run = Run(args)
     data_root = osp.join(args.out, 'scenes')
     counts = ensure_scenes(data_root, args.num_images, args.img_size, {})
+    instrument_scenes = None
+    if args.instrument_scenes and 'instrument' in args.arms:
+        # Its own scenes (another generator stream, the same design): the instrument's crops are
+        # then not the crops it is measured on, and it can see more of them than the yardstick has.
+        run.instrument_root = osp.join(args.out, f'instrument_scenes_{args.instrument_scenes}')
+        instrument_scenes = dict(
+            data_root=run.instrument_root,
+            seed=1,
+            images=ensure_scenes(run.instrument_root, args.instrument_scenes, args.img_size, {}, seed=1))
     _, preset = resolve_configs('synthetic')
     ratio = transfer.compute_ratio({s: osp.join(repo_root(), c) for s, c in dict(_BYOL, **SHARED_CONFIGS).items()})
     run.results['setup'] = dict(
@@ -890,6 +911,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         arms=args.arms,
         stage1_epochs=args.stage1_epochs,
         instrument_epochs=args.instrument_epochs,
+        instrument_scenes=instrument_scenes,
         stage3_epochs=args.stage3_epochs,
         ft_iters=args.ft_iters,
         quick=args.quick,
