@@ -77,6 +77,7 @@ def test_cli_table_json_and_one_line_errors(tmp_path, capsys):
     run_cli(score_pairs.main, [store, _coco(tmp_path / 'm.json'), '--out', str(out)])
     printed = capsys.readouterr().out
     assert 'judged on masks' in printed and '| pair_precision_on_objects | 0.5000 |' in printed
+    assert 'nan' not in printed and '| kept_object_rate |' in printed  # no random level there: '-'
     assert json.load(open(out))['scored_pairs'] == 3
     no_anns = tmp_path / 'images_only.json'
     content = json.load(open(tmp_path / 'm.json'))

@@ -79,6 +79,11 @@ def score(pairs_path: str,
     return out
 
 
+def _cell(v: Optional[float]) -> str:
+    # a figure without a random level (the kept-box rate is a property of the boxes, not of pairs): '-'
+    return '-' if v is None or v != v else f'{v:.4f}'
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     out = score(args.pairs, args.ann_file, args.img_prefix, args.iou_thr, args.inside_thr)
@@ -90,7 +95,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for fig in FIGURES:
         cells = []
         for s in CRITERION_SUFFIX.values():
-            cells += [f'{out.get(fig + s, float("nan")):.4f}', f'{out.get(fig + s + "_random", float("nan")):.4f}']
+            cells += [_cell(out.get(fig + s)), _cell(out.get(fig + s + '_random'))]
         print(f'| {fig} | ' + ' | '.join(cells) + ' |')
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
