@@ -175,6 +175,37 @@ def test_instrument_scenes_reach_only_the_instruments_training():
     assert not [o for o in mech.arm_options('instrument', 0, args, None) if '/inst' in o]
 
 
+def test_markers_follow_the_checkpoint_they_measured(tmp_path, monkeypatch):
+    """A probe or fine-tune marker is not reused once its checkpoint has been retrained in place."""
+    mech = _load()
+    ckpt, marker = tmp_path / 'epoch_1.pth', str(tmp_path / 'probe.done.json')
+    ckpt.write_bytes(b'model A')
+    calls = []
+
+    def probe():
+        calls.append(1)
+        return dict(object_probe=0.5 + len(calls))
+
+    assert mech.marker_step(marker, probe, source=str(ckpt)) == dict(object_probe=1.5, resumed=False)
+    assert mech.marker_step(marker, probe, source=str(ckpt)) == dict(object_probe=1.5, resumed=True)
+    ckpt.write_bytes(b'model B, retrained')
+    os.utime(ckpt, ns=(1, 1))
+    assert mech.marker_step(marker, probe, source=str(ckpt))['object_probe'] == 2.5 and len(calls) == 2
+
+    # the fine-tune's marker: same command, but the pretrained file changed -> it runs again
+    work = tmp_path / 'ft'
+    monkeypatch.setattr(mech.transfer.subprocess, 'call', lambda *a, **k: 0)
+    monkeypatch.setattr(mech.transfer, 'read_run_metrics', lambda d: {})
+    config = mech.resolve_configs('synthetic')[1]['finetune']
+    args = (osp.join(ROOT, config), str(ckpt), str(work), 0, 2, str(tmp_path), [], False)
+    assert mech.transfer.finetune(*args)['resumed'] is False
+    assert mech.transfer.finetune(*args)['resumed'] is True
+    ckpt.write_bytes(b'model C')
+    monkeypatch.setattr(mech.transfer.subprocess, 'call', lambda *a, **k: 1)
+    with pytest.raises(RuntimeError, match='fine-tune failed'):  # launched, not answered from the marker
+        mech.transfer.finetune(*args)
+
+
 @pytest.mark.timeout(900)
 def test_gpu_evidence_cpu_tiny_mode(quick_run):
     out, first, _ = quick_run

@@ -54,6 +54,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from orl_plugin.pipeline import Pipeline, PipelineOptions, load_config, repo_root, resolve_configs
+from orl_plugin.pipeline.records import folder_digest
 from orl_plugin.store import atomic_write_json
 
 ARMS = ('random', 'byol', 'mocov2', 'instrument')
@@ -428,12 +429,28 @@ def collected(marker: str) -> Dict[str, Any]:
 COLLECT = False  # set by main() from --collect: marker steps only read
 
 
-def marker_step(path: str, fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
-    """An in-process step with its own done-marker: the saved result, or ``fn()`` saved."""
-    if osp.isfile(path) or COLLECT:
-        return collected(path)
+def checkpoint_identity(path: Optional[str]) -> Optional[str]:
+    """A file's path, size and mtime as one digest (the pipeline's ``folder_digest`` of that file)."""
+    if not path or not osp.isfile(path):
+        return None
+    return folder_digest(osp.dirname(osp.abspath(path)), [osp.basename(path)])
+
+
+def marker_step(path: str, fn: Callable[[], Dict[str, Any]], source: Optional[str] = None) -> Dict[str, Any]:
+    """An in-process step with its own done-marker: the saved result, or ``fn()`` saved. A marker is
+    reused only while ``source`` (the checkpoint it measured) is the file it was then: a stage the
+    pipeline retrained is probed again, not answered from the old model's marker."""
+    if COLLECT:
+        rec = collected(path)
+        rec.pop('source', None)
+        return rec
+    ident = checkpoint_identity(source)
+    if osp.isfile(path):
+        rec = collected(path)
+        if rec.pop('source', None) == ident:
+            return rec
     value = fn()
-    atomic_write_json(path, value, indent=2)
+    atomic_write_json(path, dict(value, source=ident), indent=2)
     return dict(value, resumed=False)
 
 
@@ -475,8 +492,8 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
     use['stage1'] = ckpt  # the later pipeline calls take it as given (no re-check of stage 1)
     res['stage1_checkpoint'] = ckpt
     probe = base.get('probe') if arm == 'random' else run.step(
-        who, 'probe_stage1',
-        lambda: marker_step(osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(ckpt)))
+        who, 'probe_stage1', lambda: marker_step(
+            osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(ckpt), source=ckpt))
     if probe:
         res['stage1_probe'] = {k: v for k, v in probe.items() if k != 'resumed'}
     run.save()
@@ -511,8 +528,8 @@ def run_arm(run: Run, arm: str, seed: int, data_root: str, prober: Prober, ft_co
         res['stage3_checkpoint'] = ck3
         res['stage3_train'] = dict(wall_s=s3.get('wall_s'), cpu_s=s3.get('cpu_s'), epochs=args.stage3_epochs)
         p3 = run.step(
-            who, 'probe_stage3',
-            lambda: marker_step(osp.join(work, 'probe_stage3.done.json'), lambda: prober.probe_checkpoint(ck3)))
+            who, 'probe_stage3', lambda: marker_step(
+                osp.join(work, 'probe_stage3.done.json'), lambda: prober.probe_checkpoint(ck3), source=ck3))
         if p3:
             res['stage3_probe'] = {k: v for k, v in p3.items() if k != 'resumed'}
     run.save()
@@ -547,7 +564,9 @@ def random_baseline(run: Run, seed: int, prober: Prober) -> None:
         return
     probe = run.step(
         who, 'probe_stage1', lambda: marker_step(
-            osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(path, recalibrate=True)))
+            osp.join(work, 'probe_stage1.done.json'),
+            lambda: prober.probe_checkpoint(path, recalibrate=True),
+            source=path))
     run.results['random_init'][str(seed)] = dict(
         checkpoint=path, probe=probe and {k: v for k, v in probe.items() if k != 'resumed'})
     run.save()
@@ -555,14 +574,12 @@ def random_baseline(run: Run, seed: int, prober: Prober) -> None:
 
 def finetune(run: Run, config: str, pretrained: str, work_dir: str, seed: int, data_root: str) -> Dict[str, Any]:
     """``synthetic_transfer.finetune`` (its done-marker), the bbox mAPs of the end."""
-    marker = osp.join(work_dir, transfer.DONE)
-    resumed = osp.isfile(marker)
-    rec = collected(marker) if run.args.collect else transfer.finetune(
+    rec = collected(osp.join(work_dir, transfer.DONE)) if run.args.collect else transfer.finetune(
         config, pretrained, work_dir, seed, run.args.ft_iters, data_root, ft_options(run.args), run.args.verbose)
     m = rec['metrics']
     return dict(
         metrics={k: m.get(f'val/coco/{k}') for k in ('bbox_mAP', 'bbox_mAP_50')},
-        resumed=resumed,
+        resumed=bool(rec.get('resumed')),
         wall_s=rec.get('wall_s'))
 
 
@@ -580,8 +597,8 @@ def run_byol_matched(run: Run, seed: int, epochs: int, data_root: str, prober: P
     ckpt = rec['outputs']['checkpoint']
     res['train'] = dict(wall_s=rec.get('wall_s'), cpu_s=rec.get('cpu_s'))
     probe = run.step(
-        who, 'probe_stage1',
-        lambda: marker_step(osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(ckpt)))
+        who, 'probe_stage1', lambda: marker_step(
+            osp.join(work, 'probe_stage1.done.json'), lambda: prober.probe_checkpoint(ckpt), source=ckpt))
     if probe:
         res['probe'] = {k: v for k, v in probe.items() if k != 'resumed'}
     ft = run.step(who, 'finetune_stage1',

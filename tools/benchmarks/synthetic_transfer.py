@@ -48,6 +48,7 @@ from typing import Any, Dict, List, Optional
 
 from orl_plugin.pipeline import (Pipeline, PipelineOptions, data_root_options, latest_checkpoint, load_config,
                                  read_run_metrics, repo_root, resolve_configs, schedule_options)
+from orl_plugin.pipeline.records import folder_digest
 from orl_plugin.store import atomic_write_json
 
 ARMS = ('random', 'byol', 'orl', 'byol-stage1')
@@ -146,7 +147,8 @@ def run_pipeline(work_dir: str, to_stage: str, schedule: Dict[str, int], options
 def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, iters: int, data_root: str,
              extra: List[str], verbose: bool) -> Dict[str, Any]:
     """One tools/det_train.py run, as the pipeline's fine-tune stage launches it (skipped when its
-    done-marker holds the same command); returns its record."""
+    done-marker holds the same command and the same pretrained file: a retrained checkpoint at the
+    same path is fine-tuned again); returns its record (``resumed``: from the marker)."""
     marker = osp.join(work_dir, DONE)
     options = (
         data_root_options(config, osp.abspath(data_root)) + schedule_options(config, iters) +
@@ -156,11 +158,13 @@ def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, i
         osp.join(repo_root(), 'tools', 'det_train.py'), config, '--work-dir', work_dir, '--pretrained', pretrained
         or 'none', '--cfg-options'
     ] + options
+    source = folder_digest(osp.dirname(osp.abspath(pretrained)), [osp.basename(pretrained)]) \
+        if pretrained and osp.isfile(pretrained) else None
     if osp.isfile(marker):
         with open(marker) as f:
             rec = json.load(f)
-        if rec.get('command') == cmd:
-            return rec
+        if rec.get('command') == cmd and rec.get('pretrained_identity') == source:
+            return dict(rec, resumed=True)
     if osp.isdir(work_dir):
         shutil.rmtree(work_dir)  # a killed or different earlier run: start clean
     os.makedirs(work_dir)
@@ -183,10 +187,11 @@ def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, i
         metrics=metrics,
         checkpoint=latest_checkpoint(work_dir),
         pretrained=pretrained,
+        pretrained_identity=source,
         seed=seed,
         log=log)
     atomic_write_json(marker, rec, indent=2)
-    return rec
+    return dict(rec, resumed=False)
 
 
 def summarise(values: List[float]) -> Dict[str, Any]:
