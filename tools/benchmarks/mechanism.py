@@ -7,7 +7,8 @@ stage files inherit the repository configs) and measures every stage against its
 * ``random``: the BYOL model's random initialisation (a portable checkpoint, seeded), no training;
 * ``byol``, ``mocov2``: the self-supervised CPU stage-1 configs;
 * ``instrument``: a supervised classifier trained with the ground-truth labels on the ground-truth
-  object crops. A MEASURING INSTRUMENT, NOT ORL: it gives the features a perfect stage 1 would.
+  object crops of scenes of its own (``--instrument-scenes``). A MEASURING INSTRUMENT, NOT ORL: it
+  gives the features a perfect stage 1 would.
 
 Steps and figures (``results.json``, one markdown table, the targets with PASS/FAIL from the numbers):
 
@@ -28,11 +29,12 @@ probes; a killed run continues where it stopped. A failing step prints one line 
 and the run continues with what does not depend on it; ``results.json`` lists the failures.
 
 Cost, measured on the 2 shared cores with 320 training images (wall seconds at load 5-7 / at load 1-3):
-2b 233 / 80 (once), 2a 36 / 22, 2c 237 / 69, the instrument 3 epochs 500 (95 % held-out top-1), BYOL 2
-epochs 362, stage 3 one epoch 629 / 62, a 30-iteration fine-tune 420 / 95, a probe 40 / 14. The
-default (200 images, 3 seeds, 4 arms, E1 = E3 = 2, 20 fine-tune iterations, the characterisation)
-extrapolates to about 1.5 hours at load 1-3 and 4-5 hours at load 5-7; the 9 fine-tunes and 4
-stage-3 runs per seed are two thirds of it. ``--quick`` (the four arms): 11 minutes at load 3.
+2b 233 / 80 (once), 2a 36 / 22, 2c 237 / 69, the instrument 6 epochs on its 2,000 scenes (6,380 crops;
+``--instrument-scenes``, generated once) - / 340-480 (99 % held-out top-1), BYOL 2 epochs 362, stage 3
+one epoch 629 / 62, a 30-iteration fine-tune 420 / 50-95, a probe 40 / 5-14. The default (200 images, 3
+seeds, 4 arms, E1 = E3 = 2, 20 fine-tune iterations, the characterisation) extrapolates to 80 minutes at
+load 2-3 and 4-5 hours at load 5-7; the 9 fine-tunes and 4 stage-3 runs per seed are half of it.
+``--quick`` (the four arms): 11 minutes at load 3.
 ``--collect`` prints the table of a run in progress or cut off without running anything.
 
     python tools/benchmarks/mechanism.py --out work_dirs/mechanism
