@@ -244,10 +244,10 @@ def test_folder_timing_quick_writes_its_json(tmp_path):
         timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result['quick'] and result['num_images'] == [12, 14] and result['preset'] == 'folder-cpu'
+    assert result['quick'] and result['num_images'] == [12, 16] and result['preset'] == 'folder-cpu'
     assert set(result['stages']) == {'stage1', 'knn', 'selective_search', 'correspondence', 'stage3'}
     for r in result['stages'].values():
-        assert set(r['cpu_s']) == {'12', '14'} and all(v > 0 for v in r['cpu_s'].values())
+        assert set(r['cpu_s']) == {'12', '16'} and all(v > 0 for v in r['cpu_s'].values())
     assert result['stages']['stage1']['recipe_epochs'] == 30
     assert result['reference_search']['generated']['boxes_per_image'] > 0
     assert '| stage | per 1,000 images' in proc.stdout

@@ -140,6 +140,22 @@ def _knn_overrides(data, out, k=3):
     }
 
 
+def test_knn_metric_names_non_finite_embeddings(tmp_path):
+    """A diverged stage 1 gives NaN features; faiss then returns no neighbours. One clear error instead."""
+    samples = [
+        dict(
+            index=i,
+            file_name=f'{i}.jpg',
+            img_id=i,
+            gt_labels=np.array([0]),
+            embedding=np.array([np.nan if i >= 2 else 1.0, 0.0], np.float32)) for i in range(5)
+    ]
+    metric = KNNMetric(out_file=str(tmp_path / 'knn.orlstore'), k=2)
+    metric.process(None, samples)
+    with pytest.raises(ValueError, match=r"3 of 5 image embeddings are not finite.*'2\.jpg'"):
+        metric.compute_metrics(metric.results)
+
+
 def test_knn_step_one_vs_two_ranks(knn_setup):
     root, data, ckpt = knn_setup
     out1, out2 = str(root / 'knn1.orlstore'), str(root / 'knn2.orlstore')

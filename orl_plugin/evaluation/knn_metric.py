@@ -141,6 +141,13 @@ class KNNMetric(MiningMetric):
             raise ValueError(f'KNN with k={self.k} needs at least {self.k + 1} readable images, '
                              f'got {valid.size} of {n}')
         feats = np.stack([np.asarray(results[i]['embedding'], dtype=np.float32) for i in valid])
+        bad = ~np.isfinite(feats).all(axis=1)
+        if bad.any():  # faiss would return no neighbours for them; say why instead
+            first = results[int(valid[np.flatnonzero(bad)[0]])]
+            raise ValueError(f'KNN: {int(bad.sum())} of {len(feats)} image embeddings are not finite (NaN/inf), '
+                             f'the first of image {first.get("img_path") or first.get("file_name")!r}: the stage-1 '
+                             'model gives NaN features (a diverged training, e.g. BN statistics of a tiny last '
+                             'batch); check its checkpoint')
         use_gpu = _faiss_gpu_available() if self.use_gpu == 'auto' else bool(self.use_gpu)
         knn = np.repeat(np.arange(n, dtype=np.int64)[:, None], self.k, axis=1)
         knn[valid] = valid[exact_knn(feats, self.k, use_gpu=use_gpu)]
