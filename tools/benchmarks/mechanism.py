@@ -56,7 +56,6 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from orl_plugin.pipeline import Pipeline, PipelineOptions, load_config, repo_root, resolve_configs
-from orl_plugin.pipeline.records import folder_digest
 from orl_plugin.store import atomic_write_json
 
 ARMS = ('random', 'byol', 'mocov2', 'instrument')
@@ -431,13 +430,6 @@ def collected(marker: str) -> Dict[str, Any]:
 COLLECT = False  # set by main() from --collect: marker steps only read
 
 
-def checkpoint_identity(path: Optional[str]) -> Optional[str]:
-    """A file's path, size and mtime as one digest (the pipeline's ``folder_digest`` of that file)."""
-    if not path or not osp.isfile(path):
-        return None
-    return folder_digest(osp.dirname(osp.abspath(path)), [osp.basename(path)])
-
-
 def marker_step(path: str, fn: Callable[[], Dict[str, Any]], source: Optional[str] = None) -> Dict[str, Any]:
     """An in-process step with its own done-marker: the saved result, or ``fn()`` saved. A marker is
     reused only while ``source`` (the checkpoint it measured) is the file it was then: a stage the
@@ -446,7 +438,7 @@ def marker_step(path: str, fn: Callable[[], Dict[str, Any]], source: Optional[st
         rec = collected(path)
         rec.pop('source', None)
         return rec
-    ident = checkpoint_identity(source)
+    ident = transfer.file_identity(source)
     if osp.isfile(path):
         rec = collected(path)
         if rec.pop('source', None) == ident:

@@ -144,6 +144,14 @@ def run_pipeline(work_dir: str, to_stage: str, schedule: Dict[str, int], options
     return Pipeline(opts).run()
 
 
+def file_identity(path: Optional[str]) -> Optional[str]:
+    """A file's path, size and mtime as one digest (the pipeline's ``folder_digest`` of that file);
+    None for no file. A done-marker holding it is stale once the file is rewritten."""
+    if not path or not osp.isfile(path):
+        return None
+    return folder_digest(osp.dirname(osp.abspath(path)), [osp.basename(path)])
+
+
 def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, iters: int, data_root: str,
              extra: List[str], verbose: bool) -> Dict[str, Any]:
     """One tools/det_train.py run, as the pipeline's fine-tune stage launches it (skipped when its
@@ -158,8 +166,7 @@ def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, i
         osp.join(repo_root(), 'tools', 'det_train.py'), config, '--work-dir', work_dir, '--pretrained', pretrained
         or 'none', '--cfg-options'
     ] + options
-    source = folder_digest(osp.dirname(osp.abspath(pretrained)), [osp.basename(pretrained)]) \
-        if pretrained and osp.isfile(pretrained) else None
+    source = file_identity(pretrained)
     if osp.isfile(marker):
         with open(marker) as f:
             rec = json.load(f)
