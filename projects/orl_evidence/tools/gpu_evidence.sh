@@ -1,22 +1,19 @@
 #!/usr/bin/env bash
-# GPU evidence for the mechanism yardstick (tools/benchmarks/mechanism.py): the same run at a size where
-# stage 1 and stage 3 have enough data and epochs to learn, planned for <= 10 minutes on one GPU.
+# GPU evidence for the mechanism yardstick (../mechanism.py): the same run at a size where stage 1 and stage 3
+# have enough data and epochs to learn, planned for <= 10 minutes on one GPU (../README.md has the sizes).
 #
-#   OUT=work_dirs/gpu_evidence tools/benchmarks/gpu_evidence.sh            # one GPU
-#   OUT=/tmp/ev tools/benchmarks/gpu_evidence.sh --cpu-tiny               # the CPU smoke mode (tests)
-#   GPU_EVIDENCE_CPU_TINY=1 tools/benchmarks/gpu_evidence.sh              # the same
+#   OUT=work_dirs/gpu_evidence projects/orl_evidence/tools/gpu_evidence.sh       # one GPU
+#   OUT=/tmp/ev projects/orl_evidence/tools/gpu_evidence.sh --cpu-tiny          # the CPU smoke mode (tests)
+#   GPU_EVIDENCE_CPU_TINY=1 projects/orl_evidence/tools/gpu_evidence.sh         # the same
 #
-# GPU size: 1,000 v2 scenes (800 train), 2 seeds (the stage-3 vs BYOL target needs a spread), arms
-# random / MoCo v2 (the stage 1 that does not collapse) / the instrument (MEASURING INSTRUMENT, NOT
-# ORL), E1 = E3 = 20 epochs (matched BYOL: E1 + 1.5 * E3 = 50), batch 128 (stage 1) and 64 (stage 3)
-# with the configs' linear lr scaling (auto_scale_lr), 8 loader workers, 200 fine-tune iterations.
-# Its time is an estimate, not a measurement: about 50 stage processes of ~8 s start-up each plus a few
-# minutes of training. The run resumes, so a cut-off run is continued by running it again.
-# Extra arguments go to mechanism.py (e.g. --seeds 0 1 2, --arms ...). Output: $OUT/results.json,
-# $OUT/results.md and the run's console lines in $OUT/console.log.
+# The run resumes, so a cut-off run is continued by running it again. Extra arguments go to mechanism.py
+# (e.g. --seeds 0 1 2, --arms ...). Output: $OUT/results.json, $OUT/results.md and the run's console lines
+# in $OUT/console.log.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+# OpenMMLab's convention: the repository root on PYTHONPATH (the instrument configs import projects.orl_evidence).
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 PYTHON="${PYTHON:-python}"
 MODE=gpu
 if [[ "${1:-}" == "--cpu-tiny" ]]; then
@@ -43,13 +40,13 @@ if [[ "$MODE" == "gpu" ]]; then
           2a:test_dataloader.num_workers=8 2b:test_dataloader.num_workers=8
           ft:train_dataloader.num_workers=4)
 else
-    # The test suite's quick run (tests/test_mechanism.py uses the same arguments and OUT, so this mode
+    # The test suite's quick run (../tests/test_mechanism.py uses the same arguments and OUT, so this mode
     # resumes it): tiny scenes, one seed, the random-init baseline and the instrument arm.
     ARGS=(--quick --device cpu --arms instrument --ratios 0.1 0.2 --no-design)
 fi
 
-echo "gpu_evidence.sh ($MODE): $PYTHON tools/benchmarks/mechanism.py --out $OUT ${ARGS[*]} $*"
+echo "gpu_evidence.sh ($MODE): $PYTHON projects/orl_evidence/tools/mechanism.py --out $OUT ${ARGS[*]} $*"
 cd "$ROOT"
 start=$(date +%s)
-"$PYTHON" tools/benchmarks/mechanism.py --out "$OUT" "${ARGS[@]}" "$@" 2>&1 | tee "$OUT/console.log"
+"$PYTHON" projects/orl_evidence/tools/mechanism.py --out "$OUT" "${ARGS[@]}" "$@" 2>&1 | tee "$OUT/console.log"
 echo "gpu_evidence.sh ($MODE): finished in $(( $(date +%s) - start )) s; results: $OUT/results.json"
