@@ -19,14 +19,13 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SNAPSHOT = osp.join(ROOT, 'tests', 'data', 'configs_a2956d7.json')
 DROPPED = object()  # the key is gone
 
-# Configs added since the snapshot, with what they are.
+# Configs added since the snapshot, with what they are (the measuring instrument's are not shipped: they live in
+# projects/orl_evidence/configs, checked by its tests/test_instrument.py).
 COCO_90K = 'benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_ms-90k_coco_orl.py'
 GPUAUG = 'issue 16: the CPU config beside it with the photometric augmentation in the data preprocessor'
 FOLDER_GPU = ('issue 15 item 4: `orl-pipeline folder` on GPUs, the COCO recipe on a folder of images '
               '(selective search at <= 1024 px)')
 FOLDER_CPU = 'issue 15 item 4: `orl-pipeline folder` on a CPU, the CPU recipe on a folder of images'
-INSTRUMENT_TRAINING = 'the measuring instrument: a supervised stage-1 stand-in trained on ground-truth object crops'
-INSTRUMENT = 'issue 12 item 3: stage 2 with the measuring instrument as the stage-1 model'
 MOCOV2 = 'issue 12 item 2: a MoCo v2 stage 1 and stage 2 from its checkpoint'
 NEW_CONFIGS = {
     COCO_90K: "the paper's COCO transfer protocol (detectron2's schedule and PreciseBN), beside mmdet's 1x",
@@ -34,9 +33,6 @@ NEW_CONFIGS = {
     'byol/byol_resnet18_1xb32-gpuaug-coslr-30e_synthetic.py': GPUAUG,
     'orl/stage3/orl_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
     'orl/stage3/orl_resnet18_1xb16-gpuaug-coslr-30e_synthetic.py': GPUAUG,
-    'instrument/instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py': INSTRUMENT_TRAINING,
-    'instrument/instrument-knn_resnet18_synthetic.py': INSTRUMENT,
-    'instrument/instrument-correspondence_resnet18_synthetic.py': INSTRUMENT,
     'mocov2/mocov2_resnet18_1xb32-coslr-30e_synthetic.py': MOCOV2,
     'mocov2/mocov2_resnet50_8xb32-coslr-800e_coco.py': MOCOV2,
     'orl/stage2/knn_mocov2-resnet18_1xb64_synthetic.py': MOCOV2,

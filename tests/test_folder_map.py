@@ -1,5 +1,5 @@
-"""The README's folder map names every module and subpackage of ``orl_plugin`` and every config folder, and
-names nothing that is not there."""
+"""The README's folder map names every module and subpackage of ``orl_plugin``, every config folder and every
+project, and names nothing that is not there."""
 import glob
 import os
 import os.path as osp
@@ -27,11 +27,13 @@ def test_the_map_names_every_package_module_and_folder():
     assert not missing, f'not in the README folder map: {missing}'
     for sub in ('datasets/transforms/', 'engine/runners/', 'engine/hooks/', 'models/data_preprocessors/'):
         assert osp.isdir(osp.join(package, sub)) and osp.basename(sub.rstrip('/')) + '/' in text, sub
-    for folder in ('byol', 'mocov2', 'instrument', 'orl/stage2', 'orl/stage3', 'orl/folder', 'benchmarks/mmdetection'):
+    for folder in ('byol', 'mocov2', 'orl/stage2', 'orl/stage3', 'orl/folder', 'benchmarks/mmdetection'):
         assert osp.isdir(osp.join(ROOT, 'configs', folder)), folder
         assert folder.split('/')[-1] in text, folder
     actual = {osp.basename(p) for p in glob.glob(osp.join(ROOT, 'configs', '*')) if osp.isdir(p)}
-    assert actual <= {'_base_', 'byol', 'mocov2', 'orl', 'instrument', 'benchmarks'}, actual
+    assert actual <= {'_base_', 'byol', 'mocov2', 'orl', 'benchmarks'}, actual
+    projects = [osp.basename(p) for p in glob.glob(osp.join(ROOT, 'projects', '*')) if osp.isdir(p)]
+    assert 'orl_evidence' in projects and all(f'{p}/' in text for p in projects), projects
 
 
 def test_every_module_the_map_names_exists():

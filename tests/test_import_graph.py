@@ -1,18 +1,21 @@
-"""The package's import graph: no circles, and no layer imports one above it.
+"""The package's import graph: no circles, no layer imports one above it, and nothing shipped needs ``projects/``.
 
 Layers, top to bottom: pipeline -> engine -> models / evaluation -> datasets -> store. The edges are read
-from the source (``ast``), so an import inside a function counts as much as one at the top.
+from the source (``ast``), so an import inside a function counts as much as one at the top. ``projects/``
+(examples and the evidence harness) builds on the package; the package, its tools and its configs never
+import it (the wheel does not carry it).
 """
 import ast
 import glob
 import os
 import os.path as osp
-from typing import Dict, Set
+from typing import Dict, List, Set
 
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = osp.join(ROOT, 'orl_plugin')
+CONFIGS = osp.join(ROOT, 'configs')
 
 # (importing subpackage, subpackages it must never import)
 FORBIDDEN = {
@@ -100,3 +103,45 @@ def test_no_layer_imports_upward(graph, layer):
     bad = {(n, m) for n, deps in graph.items() if _inside(n, prefix) for m in deps if any(
         _inside(m, b) for b in banned)}
     assert not bad, '\n'.join(f'{n} imports {m}' for n, m in sorted(bad))
+
+
+def _absolute_imports(path: str) -> Set[str]:
+    """Every module name ``path`` imports absolutely (``import a.b``, ``from a.b import c``)."""
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module)
+    return found
+
+
+def _is_projects(module: str) -> bool:
+    return module == 'projects' or module.startswith('projects.')
+
+
+@pytest.mark.parametrize('folder', ['orl_plugin', 'tools'])
+def test_nothing_shipped_imports_projects(folder):
+    paths = [p for p in glob.glob(osp.join(ROOT, folder, '**', '*.py'), recursive=True) if '.mim' not in p]
+    assert paths
+    bad = {osp.relpath(p, ROOT): sorted(m for m in _absolute_imports(p) if _is_projects(m)) for p in paths}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def _strings_assigned(path: str, name: str) -> List[str]:
+    """The string constants in every top-level assignment to ``name`` of a config file."""
+    found: List[str] = []
+    for node in ast.parse(open(path).read(), path).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            found += [c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+    return found
+
+
+def test_no_shipped_config_imports_or_inherits_projects():
+    paths = glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
+    imports = {p: _strings_assigned(p, 'custom_imports') for p in paths}
+    assert sum(bool(v) for v in imports.values()) >= 10  # the configs were read (the others inherit theirs)
+    bad = {osp.relpath(p, ROOT): v for p, v in imports.items() if any(_is_projects(m) for m in v)}
+    assert not bad, bad
+    bases = {osp.relpath(p, ROOT): [b for b in _strings_assigned(p, '_base_') if 'projects/' in b] for p in paths}
+    assert not {k: v for k, v in bases.items() if v}

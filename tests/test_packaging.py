@@ -1,5 +1,7 @@
 """OpenMMLab's package conventions: the wheel carries configs, tools and the model index under
-orl_plugin/.mim, and mim finds them from any directory, after a wheel or an editable install."""
+orl_plugin/.mim, and mim finds them from any directory, after a wheel or an editable install; the wheel needs
+nothing of projects/."""
+import ast
 import glob
 import importlib.util
 import os
@@ -108,6 +110,24 @@ def test_wheel_carries_configs_tools_and_model_index(wheel):
     assert len(expected) > 40 and expected <= names, sorted(expected - names)
     assert 'orl_plugin/.mim/configs/byol/' + CPU_BYOL in names
     assert not [n for n in names if n.endswith('.pyc')]
+
+
+def test_the_wheel_needs_no_project(wheel):
+    """projects/ (examples, the evidence harness) is not in the wheel, and nothing in it imports a project module
+    or, for a config, names one (custom_imports, _base_)."""
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        assert not [n for n in names if n.split('/')[0] == 'projects' or '/projects/' in n]
+        sources = {n: ast.parse(z.read(n).decode(), n) for n in names if n.endswith('.py')}
+    assert any(n.startswith('orl_plugin/.mim/configs/') for n in sources)
+    for name, tree in sources.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not [a.name for a in node.names if a.name.split('.')[0] == 'projects'], name
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                assert (node.module or '').split('.')[0] != 'projects', name
+            elif name.startswith('orl_plugin/.mim/configs/') and isinstance(node, ast.Constant):
+                assert not str(node.value).startswith('projects.') and 'projects/' not in str(node.value), name
 
 
 def test_mim_after_a_wheel_install(wheel, tmp_path, synthetic_scenes):

@@ -94,6 +94,15 @@ def test_commands_for_each_launcher(tmp_path):
     assert cmd[:6] == ['bash', osp.join(tools, 'slurm_test.sh'), 'gpu', 'orl-knn', p.configs['knn'], '/c.pth']
 
 
+def test_stage_processes_have_the_repository_on_pythonpath(tmp_path, monkeypatch):
+    """OpenMMLab's launcher convention, for the single-process launch too: a config's custom_imports may name
+    the repository's own modules (``projects.*``) in every stage process."""
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(['/x', ROOT, '']))
+    p = Pipeline(PipelineOptions('synthetic', work_dir=str(tmp_path), dry_run=True))
+    assert p._launch_env()['PYTHONPATH'].split(os.pathsep) == [ROOT, '/x']
+    assert pl.with_pythonpath('/r', {}) == {'PYTHONPATH': '/r'}
+
+
 def test_data_root_options():
     cfg = osp.join(ROOT, pl.PRESETS['synthetic']['knn'])
     items = pl.data_root_options(cfg, '/elsewhere/scenes')

@@ -12,6 +12,9 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
+# OpenMMLab's convention: the repository root on PYTHONPATH, so that a config's custom_imports may name
+# the repository's own modules (projects.*).
+export PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}"
 
 CKPT_ARGS=()
 if [ -n "$CHECKPOINT" ] && [ "$CHECKPOINT" != "none" ]; then

@@ -15,6 +15,9 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 PYTHON=${PYTHON:-python}
+# OpenMMLab's convention: the repository root on PYTHONPATH, so that a config's custom_imports may name
+# the repository's own modules (projects.*).
+export PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}"
 
 CKPT_ARGS=()
 if [ -n "$CHECKPOINT" ] && [ "$CHECKPOINT" != "none" ]; then

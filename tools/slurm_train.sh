@@ -14,6 +14,9 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 PYTHON=${PYTHON:-python}
+# OpenMMLab's convention: the repository root on PYTHONPATH, so that a config's custom_imports may name
+# the repository's own modules (projects.*).
+export PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}"
 
 # SRUN_ARGS is split on purpose (several srun options in one variable).
 srun -p "${PARTITION}" \

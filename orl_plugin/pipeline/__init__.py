@@ -9,6 +9,7 @@ upstream outputs passed in through ``--cfg-options``. Modules: ``stages`` (the g
 """
 from .cli import main
 from .config_edits import data_root_options, load_config, parse_stage_options, schedule_options
+from .launch import with_pythonpath
 from .presets import FOLDER_PRESETS, PRESETS, folder_recipe, repo_root, resolve_configs
 from .records import latest_checkpoint, read_run_metrics
 from .runner import Pipeline, PipelineOptions
@@ -17,5 +18,6 @@ from .stages import STAGE_BY_NAME, STAGES, STORE_OUT_KEY, PipelineError, descend
 __all__ = [
     'main', 'data_root_options', 'load_config', 'parse_stage_options', 'schedule_options', 'PRESETS', 'FOLDER_PRESETS',
     'folder_recipe', 'repo_root', 'resolve_configs', 'latest_checkpoint', 'read_run_metrics', 'Pipeline',
-    'PipelineOptions', 'STAGE_BY_NAME', 'STAGES', 'STORE_OUT_KEY', 'PipelineError', 'descendants', 'resolve_stage'
+    'PipelineOptions', 'STAGE_BY_NAME', 'STAGES', 'STORE_OUT_KEY', 'PipelineError', 'descendants', 'resolve_stage',
+    'with_pythonpath'
 ]

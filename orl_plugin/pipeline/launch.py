@@ -7,11 +7,22 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 from .stages import PipelineError
 
 ENTRY_SCRIPTS = {'train': 'train.py', 'test': 'test.py', 'det_train': 'det_train.py'}
+
+
+def with_pythonpath(root: str, env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """``env`` (default: this process's environment) with ``root`` first on ``PYTHONPATH``: OpenMMLab's launcher
+    convention (``PYTHONPATH="$(dirname $0)/..":$PYTHONPATH``), so that a config's ``custom_imports`` may name a
+    module of the repository the tools are in (``projects.*``) in every process it starts."""
+    env = dict(os.environ if env is None else env)
+    root = osp.abspath(root)
+    rest = [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p and osp.abspath(p) != root]
+    env['PYTHONPATH'] = os.pathsep.join([root] + rest)
+    return env
 
 
 @dataclass(frozen=True)
@@ -91,8 +102,9 @@ class Launcher:
         ] + pos + ['--launcher', 'pytorch'] + tail)
 
     def environ(self) -> Dict[str, str]:
-        """The environment of a stage's processes."""
-        env = dict(os.environ if self.env is None else self.env)
+        """The environment of a stage's processes: the repository of ``tools_dir`` first on ``PYTHONPATH``
+        (:func:`with_pythonpath`, for the single-process launch too), the pipeline's interpreter as ``PYTHON``."""
+        env = with_pythonpath(osp.dirname(osp.abspath(self.tools_dir)), self.env)
         env.setdefault('PYTHONUNBUFFERED', '1')
         # The launcher scripts run ``$PYTHON``: the interpreter the pipeline itself runs with.
         env.setdefault('PYTHON', self.python)

@@ -1,50 +1,13 @@
-#!/usr/bin/env python
 """The mechanism yardstick: does each ORL stage do its job on scenes with ground truth?
 
-For each stage-1 arm and seed it runs the pipeline (``orl-pipeline`` on a per-arm recipe folder whose
-stage files inherit the repository configs) and measures every stage against its chance level:
-
-* ``random``: the BYOL model's random initialisation (a portable checkpoint, seeded), no training;
-* ``byol``, ``mocov2``: the self-supervised CPU stage-1 configs;
-* ``instrument``: a supervised classifier trained with the ground-truth labels on the ground-truth
-  object crops of scenes of its own (``--instrument-scenes``). A MEASURING INSTRUMENT, NOT ORL: it
-  gives the features a perfect stage 1 would.
-
-Steps and figures (``results.json``, one markdown table, the targets with PASS/FAIL from the numbers):
-
-* stage 1: object probe (kNN top-1 of held-out object crops) and view retrieval of the backbone,
-  beside the random initialisation as initialised and with BN statistics recalibrated on the data;
-* 2a: KNN category precision@10 beside the random neighbour; 2b: proposal recall (once per data set);
-* 2c: pair precision, object-pair rate and same-category share among object pairs, for both object
-  criteria (IoU >= 0.5 with a GT box; box mostly inside one object), each beside its random level;
-* stage 3 on the arm's pairs: object probe and synthetic detection transfer (``tools/det_train.py``
-  as ``synthetic_transfer.py`` runs it), beside the stage-1 model alone and BYOL at matched compute
-  (``synthetic_transfer.py``'s formula: E1 + E3 * r * N3 / N BYOL epochs, with E1 = ``--stage1-epochs``
-  for every arm: the instrument's own training is not ORL's cost);
-* characterisation (instrument arm, first seed; informative): object-pair rates as 2c's
-  ``topk_bbox_ratio`` varies, and 2a-2c on a second scene design (``scene_premise.DESIGNS``).
-
-Resumable: the pipeline's done-markers, the fine-tunes' markers and ``*.done.json`` of the in-process
-probes; a killed run continues where it stopped. A failing step prints one line (arm, seed, step, log)
-and the run continues with what does not depend on it; ``results.json`` lists the failures.
-
-Cost, measured on the 2 shared cores with 320 training images (wall seconds at load 5-7 / at load 1-3):
-2b 233 / 80 (once), 2a 36 / 22, 2c 237 / 69, the instrument 6 epochs on its 2,000 scenes (6,380 crops;
-``--instrument-scenes``, generated once) - / 340-480 (99 % held-out top-1), BYOL 2 epochs 362, stage 3
-one epoch 629 / 62, a 30-iteration fine-tune 420 / 50-95, a probe 40 / 5-14. The default (200 images, 3
-seeds, 4 arms, E1 = E3 = 2, 20 fine-tune iterations, the characterisation) extrapolates to 80 minutes at
-load 2-3 and 4-5 hours at load 5-7; the 9 fine-tunes and 4 stage-3 runs per seed are half of it.
-``--quick`` (the four arms): 11 minutes at load 3.
-``--collect`` prints the table of a run in progress or cut off without running anything.
-
-    python tools/benchmarks/mechanism.py --out work_dirs/mechanism
-    python tools/benchmarks/mechanism.py --out /tmp/mech --quick
+Per stage-1 arm (random init, BYOL, MoCo v2, the measuring instrument) and seed it runs the pipeline and
+measures every stage beside its chance level; resumable. What it measures, its cost and its command:
+``projects/orl_evidence/README.md``; the command line is ``projects/orl_evidence/tools/mechanism.py``.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -53,14 +16,22 @@ import statistics
 import sys
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from orl_plugin.pipeline import Pipeline, PipelineOptions, load_config, repo_root, resolve_configs
 from orl_plugin.store import atomic_write_json
 
+from . import scene_premise as premise
+from . import stage1_curve as curve
+from . import synthetic_transfer as transfer
+
+if TYPE_CHECKING:  # annotations only: the module imports torch where it uses it
+    import torch
+
 ARMS = ('random', 'byol', 'mocov2', 'instrument')
 SELF_SUPERVISED = ('byol', 'mocov2')
 INSTRUMENT_LABEL = 'MEASURING INSTRUMENT, NOT ORL (supervised, ground-truth labels)'
+INSTRUMENT_CONFIGS = 'projects/orl_evidence/configs/instrument'
 _BYOL = dict(
     stage1='configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py',
     knn='configs/orl/stage2/knn_byol-resnet18_1xb64_synthetic.py',
@@ -74,9 +45,9 @@ ARM_CONFIGS: Dict[str, Dict[str, str]] = {
         knn='configs/orl/stage2/knn_mocov2-resnet18_1xb64_synthetic.py',
         correspondence='configs/orl/stage2/correspondence_mocov2-resnet18_1xb64_synthetic.py'),
     'instrument': dict(
-        stage1='configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py',
-        knn='configs/instrument/instrument-knn_resnet18_synthetic.py',
-        correspondence='configs/instrument/instrument-correspondence_resnet18_synthetic.py'),
+        stage1=f'{INSTRUMENT_CONFIGS}/instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py',
+        knn=f'{INSTRUMENT_CONFIGS}/instrument-knn_resnet18_synthetic.py',
+        correspondence=f'{INSTRUMENT_CONFIGS}/instrument-correspondence_resnet18_synthetic.py'),
 }
 SHARED_CONFIGS = dict(
     selective_search='configs/orl/stage2/selective-search_synthetic.py',
@@ -84,22 +55,18 @@ SHARED_CONFIGS = dict(
 PROBE_CONFIG = _BYOL['stage1']  # every backbone is probed in this model, with these training views
 CORR_KEYS = ('pair_precision', 'pair_object_rate', 'pair_precision_on_objects')
 
-
-def _load_benchmark(name: str):
-    """A sibling benchmark script as a module (they are scripts, not a package)."""
-    path = osp.join(osp.dirname(osp.abspath(__file__)), f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'_bench_{name}', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+#: The repository this project lives in (its configs are named relative to it, as the shipped ones are).
+PROJECT_REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-transfer = _load_benchmark('synthetic_transfer')
-curve = _load_benchmark('stage1_probe_curve')
-premise = _load_benchmark('scene_premise')
+def config_path(rel: str) -> str:
+    """A config of :data:`ARM_CONFIGS` / :data:`SHARED_CONFIGS` as an absolute path: the project's own
+    (``projects/...``) in this checkout, the shipped ones where the pipeline finds them (``repo_root()``)."""
+    return osp.join(PROJECT_REPO if rel.startswith('projects/') else repo_root(), rel)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line (``--quick`` shrinks every size)."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='work_dirs/mechanism', help='output folder (scenes, runs, results.json)')
     p.add_argument('--arms', nargs='+', default=list(ARMS), choices=ARMS, help='stage-1 arms, run in this order')
@@ -194,7 +161,7 @@ def arm_options(arm: str, seed: int, args: argparse.Namespace, instrument_root: 
     if arm in SELF_SUPERVISED:
         opts.append('stage1:custom_hooks=[]')
         if args.quick:
-            cfg = load_config(osp.join(repo_root(), ARM_CONFIGS[arm]['stage1']))
+            cfg = load_config(config_path(ARM_CONFIGS[arm]['stage1']))
             opts += ['stage1:' + o for o in curve.view_size_options(cfg, 32)]
     if args.quick:
         opts += QUICK_OPTIONS
@@ -202,6 +169,7 @@ def arm_options(arm: str, seed: int, args: argparse.Namespace, instrument_root: 
 
 
 def ft_options(args: argparse.Namespace) -> List[str]:
+    """The detection fine-tunes' cfg-options: the ``ft:`` / ``finetune:`` items (the quick sizes first)."""
     items = (QUICK_OPTIONS if args.quick else []) + args.cfg_options
     return [o.split(':', 1)[1] for o in items if o.split(':', 1)[0] in ('ft', 'finetune')]
 
@@ -215,7 +183,7 @@ def write_recipe(out: str, arm: str) -> str:
         note = f'# {INSTRUMENT_LABEL}\n' if arm == 'instrument' and stage != 'stage3' and stage != 'selective_search' \
             else ''
         text = (f'# mechanism.py recipe of the {arm!r} arm, stage {stage}: the repository config, unchanged.\n{note}'
-                f"_base_ = '{osp.join(repo_root(), rel)}'\n")
+                f"_base_ = '{config_path(rel)}'\n")
         path = osp.join(folder, f'{stage}.py')
         if not osp.isfile(path) or open(path).read() != text:
             with open(path, 'w') as f:
@@ -256,17 +224,19 @@ class Prober:
 
     @property
     def splits(self) -> tuple:
+        """(training crops and labels, held-out crops and labels) of the object probe."""
         if self._data is None:
             self._data = self._load()
         return self._data[0]
 
     @property
     def views(self) -> tuple:
+        """The held-out view pairs of view retrieval."""
         if self._data is None:
             self._data = self._load()
         return self._data[1]
 
-    def build(self, seed: int):
+    def build(self, seed: int) -> 'torch.nn.Module':
         """The BYOL model as initialised with ``seed`` (mmengine's init_weights)."""
         import torch
         from mmengine.logging import MMLogger
@@ -359,9 +329,11 @@ class Run:
                 self.results['data']['selective_search'] = ss
 
     def say(self, msg: str) -> None:
+        """A progress line with the seconds since the start."""
         print(f'[mech {time.time() - self.t0:7.0f} s] {msg}', flush=True)
 
     def save(self) -> None:
+        """Write ``results.json`` (atomically)."""
         self.results['elapsed_s'] = round(time.time() - self.t0, 1)
         atomic_write_json(self.results_path, self.results, indent=2)
 
@@ -616,7 +588,7 @@ def characterise(run: Run, data_root: str) -> None:
     recipe = write_recipe(args.out, 'instrument')
     options = arm_options('instrument', args.seeds[0], args)
     default_ratio = float(
-        load_config(osp.join(repo_root(), ARM_CONFIGS['instrument']['correspondence']))['test_cfg']['topk_bbox_ratio'])
+        load_config(config_path(ARM_CONFIGS['instrument']['correspondence']))['test_cfg']['topk_bbox_ratio'])
     out = run.results['characterisation']
     out['ratios'] = {}
     for r in args.ratios:
@@ -670,6 +642,7 @@ def ensure_scenes(root: str, num_images: int, img_size: int, options: Dict[str, 
 
 # ----------------------------------------------------------------------------- summary and targets
 def summarise(values: List[Optional[float]]) -> Optional[Dict[str, Any]]:
+    """Mean, sample std, count and values of the numbers among ``values`` (None, NaN left out); None if none."""
     vals = [float(v) for v in values if isinstance(v, (int, float)) and not math.isnan(float(v))]
     if not vals:
         return None
@@ -748,7 +721,7 @@ def _two_std_apart(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]]) -> 
 
 
 def evaluate_targets(table: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The issue's targets, each PASS (True) / FAIL (False) / not measurable (None), from the table."""
+    """The yardstick's targets, each PASS (True) / FAIL (False) / not measurable (None), from the table."""
     out: List[Dict[str, Any]] = []
     inst = table.get('instrument', {})
     for crit, s in (('IoU >= 0.5', ''), ('inside >= 0.5', '_inside')):
@@ -812,6 +785,7 @@ def _pair(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]], digits: int 
 
 
 def markdown(results: Dict[str, Any]) -> str:
+    """``results.md``: the table, the chance levels, the targets, the characterisation, pending and failed steps."""
     t, setup = results['table'], results['setup']
     ss = (results['data'].get('selective_search') or {}).get('metrics', {})
     lines = [
@@ -896,6 +870,7 @@ def markdown(results: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run (or, with ``--collect``, read) every step; write and print the results."""
     global COLLECT
     args = parse_args(argv)
     COLLECT = args.collect
@@ -913,7 +888,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             seed=1,
             images=ensure_scenes(run.instrument_root, args.instrument_scenes, args.img_size, {}, seed=1))
     _, preset = resolve_configs('synthetic')
-    ratio = transfer.compute_ratio({s: osp.join(repo_root(), c) for s, c in dict(_BYOL, **SHARED_CONFIGS).items()})
+    ratio = transfer.compute_ratio({s: config_path(c) for s, c in dict(_BYOL, **SHARED_CONFIGS).items()})
     run.results['setup'] = dict(
         data_root=data_root,
         images=counts,
@@ -964,7 +939,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(md)
     run.say(f'results: {run.results_path}; stage logs: {run.log}')
     return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -1,24 +1,21 @@
-"""tools/benchmarks/stage1_probe_curve.py: both arms train and are probed, the baselines match the
-runs' start, a finished arm is not rerun."""
+"""``projects.orl_evidence.stage1_curve``: both arms train and are probed, the baselines match the runs' start,
+a finished arm is not rerun."""
 import json
 import os.path as osp
-import runpy
 
 import pytest
 from mmengine.config import Config
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOL = osp.join(ROOT, 'tools', 'benchmarks', 'stage1_probe_curve.py')
+from projects.orl_evidence import stage1_curve as curve
 
 
 def test_curve_benchmark_small_run(tmp_path, monkeypatch):
-    tool = runpy.run_path(TOOL)
     out = str(tmp_path / 'curve')
     argv = [
         '--num-images', '15', '--epochs', '1', '--crop-epochs', '1', '--view-size', '32', '--probe-interval', '1',
         '--out', out, '--cfg-options', 'optim_wrapper.optimizer.weight_decay=0.0002', 'train_dataloader.batch_size=8'
     ]
-    assert tool['main'](argv) == 0
+    assert curve.main(argv) == 0
     with open(osp.join(out, 'results.json')) as f:
         res = json.load(f)
 
@@ -49,5 +46,5 @@ def test_curve_benchmark_small_run(tmp_path, monkeypatch):
     assert 0.0 <= base['object_probe_bn_recalibrated'] <= 1.0
 
     # A second call reads the finished arms instead of training again.
-    monkeypatch.setattr(tool['subprocess'], 'run', lambda *a, **k: pytest.fail('an arm was rerun'))
-    assert tool['main'](argv) == 0
+    monkeypatch.setattr(curve.subprocess, 'run', lambda *a, **k: pytest.fail('an arm was rerun'))
+    assert curve.main(argv) == 0

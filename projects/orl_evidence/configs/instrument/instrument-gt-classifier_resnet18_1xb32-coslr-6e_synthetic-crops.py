@@ -2,19 +2,20 @@
 # labels on the ground-truth object crops of the synthetic scenes (tools/data/make_synthetic_scenes.py,
 # version 2). Given to stage 2 in place of a stage-1 checkpoint, it yields the features mining
 # would get from a perfect stage 1: it separates "stage 2 is correct" from "stage 1 learned".
-# It uses labels, which ORL never does; no ORL config may select it (tests/test_instrument.py).
+# It uses labels, which ORL never does; no ORL config may select it (../../tests/test_instrument.py).
 # Crops: each object's box plus 10 % context per side, 64 px (the CPU stage-2c crop size), the
 # BYOL configs' normalisation, so its backbone sees crops as 2c shows them; an angular-margin head
 # (./_base_/instrument_resnet18.py says why). Held-out accuracy (mmpretrain's Accuracy on the val
 # split's crops) is logged every epoch. On 400 v2 scenes of 256 px (1,314 training crops, 317 held
 # out): 98.4 % top-1 after 6 epochs (most common class: 19.9 %), about 3.5 minutes on one core. On
-# 2,000 scenes (6,380 crops; tools/benchmarks/mechanism.py trains it on scenes of its own): 99.4 %,
+# 2,000 scenes (6,380 crops; the mechanism yardstick trains it on scenes of its own): 99.4 %,
 # 6-8 minutes on 2 cores, and the mined pairs it gives are right more often (README).
-# On a 2-core CPU:
-#   python tools/train.py configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py
+# On a 2-core CPU, from the repository root (on PYTHONPATH: the config imports projects.orl_evidence):
+#   PYTHONPATH=. python tools/train.py \
+#       projects/orl_evidence/configs/instrument/instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py
 _base_ = ['./_base_/instrument_resnet18.py', 'mmpretrain::_base_/default_runtime.py']
 default_scope = 'mmpretrain'
-custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
+custom_imports = dict(imports=['orl_plugin', 'projects.orl_evidence'], allow_failed_imports=False)
 
 data_root = 'data/synthetic_scenes/'
 crop_size = 64

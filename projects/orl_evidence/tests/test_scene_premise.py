@@ -1,32 +1,25 @@
-"""tools/benchmarks/scene_premise.py: the premise figures from ground truth, end to end on a tiny set."""
+"""``projects.orl_evidence.scene_premise``: the premise figures from ground truth, end to end on a tiny set."""
 import json
-import os.path as osp
-import runpy
 
 import numpy as np
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from projects.orl_evidence import scene_premise as premise
 
 
-@pytest.fixture(scope='module')
-def tool():
-    return runpy.run_path(osp.join(ROOT, 'tools/benchmarks/scene_premise.py'), run_name='premise_under_test')
-
-
-def test_oracle_knn_stays_in_the_type(tool):
+def test_oracle_knn_stays_in_the_type():
     types = np.array([1, 1, 1, 2, 2, 2, 3, 3, 3, 3])
-    knn = tool['oracle_knn'](types, 2, seed=0)
+    knn = premise.oracle_knn(types, 2, seed=0)
     for i, row in enumerate(knn):
         assert i not in row and len(set(row)) == 2 and (types[row] == types[i]).all()
-    knn = tool['oracle_knn'](types, 3, seed=0)  # types 1 and 2 have two others: one from another type
+    knn = premise.oracle_knn(types, 3, seed=0)  # types 1 and 2 have two others: one from another type
     assert (types[knn[3]] == 2).sum() == 2 and 3 not in knn[3] and len(set(knn[3])) == 3
     assert (types[knn[7]] == 3).all()
 
 
-def test_premise_benchmark_end_to_end(tool, tmp_path, capsys):
+def test_premise_benchmark_end_to_end(tmp_path, capsys):
     args = ['--out', str(tmp_path), '--designs', 'v1', 'v2', '--num-images', '24', '--img-size', '96', '--k', '3']
-    assert tool['main'](args) == 0
+    assert premise.main(args) == 0
     res = json.load(open(tmp_path / 'results.json'))
     v1, v2 = res['designs']['v1'], res['designs']['v2']
     assert 'knn_oracle' not in v1 and v2['knn_oracle'] > v2['knn_random']
@@ -41,5 +34,5 @@ def test_premise_benchmark_end_to_end(tool, tmp_path, capsys):
     assert v2['inside_rule_masks'] == 1 and v2['kept_on_inside'] < v2['kept_on_inside_box']
     out = capsys.readouterr().out
     assert '| v2 |' in out and 'KNN oracle' in out
-    assert tool['main'](args) == 0  # resumes: nothing recomputed
+    assert premise.main(args) == 0  # resumes: nothing recomputed
     assert 'v2: done before' in capsys.readouterr().out

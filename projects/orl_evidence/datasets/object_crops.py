@@ -15,7 +15,7 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .scene_dataset import SceneImageDataset
+from orl_plugin.datasets.scene_dataset import SceneImageDataset
 
 
 def context_box(box_xyxy: Sequence[float],
@@ -79,6 +79,7 @@ class ObjectCropDataset(BaseDataset):
             **kwargs)
 
     def load_data_list(self) -> List[dict]:
+        """One data info per kept object of the scene set (see the class)."""
         classes = self._metainfo.get('classes')
         scenes = SceneImageDataset(
             ann_file=self.ann_file,
@@ -114,6 +115,7 @@ class ObjectCropDataset(BaseDataset):
         return data_list
 
     def extra_repr(self) -> List[str]:
+        """The lines ``repr()`` adds: the file, the context, the role."""
         return [
             f'Annotation file: \t{self.ann_file}', f'Context: \t{self.context}',
             'Role: \tmeasuring instrument (ground-truth labels), not ORL'

@@ -1,36 +1,8 @@
-#!/usr/bin/env python
 """Synthetic-scenes transfer benchmark: does ORL pre-training help a detector more than BYOL?
 
-The same detection fine-tune (the synthetic Faster R-CNN config, same iterations, same seed set)
-starts from
-
-* ``random``: no pre-training (``tools/det_train.py --pretrained none``);
-* ``byol``:   the stage-1 BYOL backbone, trained for the *matched* budget below;
-* ``orl``:    the ORL stage-3 backbone (stage 1 -> 2a/2b/2c mining -> stage 3, the pipeline);
-* ``byol-stage1`` (optional, ``--arms``): the stage-1 BYOL checkpoint ORL mined with (a
-  shorter budget than ORL's; it shows what stage 3 adds on top of the same stage-1 model).
-
-Matched pre-training compute. ORL spends its budget in two trainings: stage 1 (E1 BYOL epochs)
-and stage 3 (E3 ORL epochs; mining is inference only and not counted). We match the number of
-*pixels forwarded and back-propagated through the online backbone* (ConvNet FLOPs scale with
-pixels): a BYOL sample is 2 views of ``V`` px; an ORL sample is 2 views of ``V'`` px plus 2 intra-
-and 2 inter-RoI patches of ``P`` px, i.e. ``r = (2 V'^2 + 4 P^2) / (2 V^2)`` BYOL samples (1.5 with
-the shipped 96 px views and 48 px patches). Over N training images, of which ORL's data set keeps
-N3 (those with pairs), the BYOL arm runs ``E_byol = round(E1 + E3 * r * N3 / N)`` epochs. Target
-(EMA) forwards are the same in kind for both and are not counted. The wall-clock time of every
-pre-training is reported beside it.
-
-Seeds. Seed ``s`` sets ``randomness.seed`` of every pre-training stage and of the fine-tune of that
-seed; by default each seed gets its own pre-training (``--pretrain-per-seed``; ``--shared-pretrain``
-pre-trains once with seed 0 and only fine-tunes per seed, about 3x cheaper, and then the spread only
-covers the fine-tune). Reported: mean, sample standard deviation and the per-seed values of the
-val bbox mAP / mAP@0.5 at the end of the fine-tune.
-
-Everything runs through the pipeline and tools/det_train.py (subprocesses), with done-markers: a
-killed benchmark resumes where it stopped. Output (``--out DIR``): ``results.json``, ``results.md``.
-
-    python tools/benchmarks/synthetic_transfer.py --out work_dirs/synthetic_transfer
-    python tools/benchmarks/synthetic_transfer.py --out work_dirs/synthetic_transfer_quick --quick
+The same detection fine-tune starts from no pre-training, BYOL at ORL's matched compute, ORL's stage 3
+(and optionally ORL's own stage 1), over several seeds, with done-markers. Details, the matched-compute
+formula: ``projects/orl_evidence/README.md``; command line: ``projects/orl_evidence/tools/synthetic_transfer.py``.
 """
 from __future__ import annotations
 
@@ -47,7 +19,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from orl_plugin.pipeline import (Pipeline, PipelineOptions, data_root_options, latest_checkpoint, load_config,
-                                 read_run_metrics, repo_root, resolve_configs, schedule_options)
+                                 read_run_metrics, repo_root, resolve_configs, schedule_options, with_pythonpath)
 from orl_plugin.pipeline.records import folder_digest
 from orl_plugin.store import atomic_write_json
 
@@ -56,6 +28,7 @@ DONE = 'benchmark_done.json'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line (``--quick`` shrinks every size)."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='work_dirs/synthetic_transfer', help='output folder')
     p.add_argument(
@@ -111,6 +84,7 @@ def compute_ratio(configs: Dict[str, str]) -> Dict[str, float]:
 
 
 def ensure_data(root: str, num_images: int) -> Dict[str, int]:
+    """Synthetic scenes (seed 0) under ``root``, generated once; the image count per split."""
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
     if not osp.isfile(osp.join(root, 'annotations', 'instances_train.json')):
         print(f'[bench] generating {num_images} synthetic scenes under {root}', flush=True)
@@ -132,6 +106,7 @@ def orl_kept_images(store: str) -> int:
 
 def run_pipeline(work_dir: str, to_stage: str, schedule: Dict[str, int], options: List[str], data_root: str,
                  use: Dict[str, str], verbose: bool) -> dict:
+    """The ``synthetic`` pipeline up to ``to_stage`` in ``work_dir`` (finished stages skipped); its summary."""
     opts = PipelineOptions(
         'synthetic',
         work_dir=work_dir,
@@ -179,7 +154,11 @@ def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, i
     t0 = time.time()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, 'w') as f:
-        rc = subprocess.call(cmd, stdout=None if verbose else f, stderr=None if verbose else subprocess.STDOUT)
+        rc = subprocess.call(
+            cmd,
+            stdout=None if verbose else f,
+            stderr=None if verbose else subprocess.STDOUT,
+            env=with_pythonpath(repo_root()))
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if rc != 0:
         raise RuntimeError(f'fine-tune failed (exit {rc}): {" ".join(cmd)}; see {log}')
@@ -202,6 +181,7 @@ def finetune(config: str, pretrained: Optional[str], work_dir: str, seed: int, i
 
 
 def summarise(values: List[float]) -> Dict[str, Any]:
+    """Mean, sample standard deviation, values and count."""
     return dict(
         mean=statistics.fmean(values),
         std=statistics.stdev(values) if len(values) > 1 else 0.0,
@@ -216,6 +196,7 @@ def _cost(stages: Dict[str, dict], names: List[str]) -> Dict[str, float]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Pre-train, fine-tune every arm and seed, write and print the results."""
     args = parse_args(argv)
     t_start = time.time()
     out = osp.abspath(args.out)
@@ -328,6 +309,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def markdown(results: dict, args: argparse.Namespace, counts: Dict[str, int], configs: Dict[str, str],
              ratio: Dict[str, float]) -> str:
+    """``results.md``: the setup, the matched budgets and one row per arm."""
     pre = results['pretrain']
     byol_ep = sorted({v['epochs'] for k, v in pre.items() if k.startswith('byol')})
     lines = [
@@ -357,7 +339,3 @@ def markdown(results: dict, args: argparse.Namespace, counts: Dict[str, int], co
         f"Total benchmark time {results['elapsed_s'] / 60:.1f} min.", ''
     ]
     return '\n'.join(lines)
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -1,28 +1,8 @@
-#!/usr/bin/env python
 """Does ORL's premise hold in the synthetic scenes? Figures from the ground truth alone, no network.
 
-For each scene design (version 1, the version-2 default, and version 2 with one option changed) it
-generates the scenes and measures what any stage 1 is up against:
-
-* 2a: KNN category precision@10 of an *oracle* that retrieves 10 random images of the query's
-  scene type (what image-level similarity can give at best when scenes of a type look alike),
-  beside the random-neighbour level (``category_precision`` of ``KNNMetric``);
-* 2b/2c: selective search (fast, as stage 2b) and ORL's box filter at the CPU configs' settings
-  (min side 32 at 256 px, aspect <= 3, IoU de-duplication 0.5, top 100): kept boxes per image,
-  the share of kept boxes on an object (IoU >= 0.5 with a GT box; or lying inside one: the
-  object's visible pixels in the box over the box's area >= 0.5, on the object's mask where the
-  scenes have masks (version 2), also given by the box rule, its GT box in place of its pixels),
-  the share that hold a whole object (a GT box at least half inside them: group and context
-  boxes), and the share that is background (none of those); each on-object share beside the same
-  boxes placed at random (``random_placement``);
-* 2c's random level under the oracle neighbours: for pairs drawn uniformly from the kept boxes of
-  an image and of one of its oracle neighbours, the rate of object pairs and, among those, the
-  share whose objects share the category (per criterion). Mined pairs must beat these.
-
-Resumable (a finished design is not redone), seeded, JSON out, one table printed::
-
-    python tools/benchmarks/scene_premise.py --out work_dirs/scene_premise
-    python tools/benchmarks/scene_premise.py --out /tmp/premise --designs v1 v2 --num-images 400
+Per scene design: a 2a oracle's KNN category precision, the share of selective-search boxes kept by ORL's
+filter that lie on an object, and 2c's random level under the oracle neighbours, each beside its random
+level. Details: ``projects/orl_evidence/README.md``; command line: ``projects/orl_evidence/tools/scene_premise.py``.
 """
 from __future__ import annotations
 
@@ -31,7 +11,6 @@ import json
 import multiprocessing
 import os
 import os.path as osp
-import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -67,6 +46,7 @@ FILTER_CFG = dict(min_size=32, max_ratio=3.0, max_iou=0.5, topk=100)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='work_dirs/scene_premise', help='output folder (scenes, results.json)')
     p.add_argument('--designs', nargs='+', default=list(DESIGNS), choices=list(DESIGNS))
@@ -107,7 +87,7 @@ def oracle_knn(types: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def measure(ann_file: str, image_dir: str, k: int, seed: int, workers: int) -> Dict[str, float]:
-    """The premise figures of one generated scene set (see the module docstring)."""
+    """The premise figures of one generated scene set (the README says what each is)."""
     with open(ann_file) as f:
         coco = json.load(f)
     images = coco['images']
@@ -208,6 +188,7 @@ COLUMNS = (('objects_per_image', 'obj/img', '{:.2f}'), ('knn_oracle', 'KNN oracl
 
 
 def table(results: Dict[str, Dict[str, float]]) -> str:
+    """One markdown row per design (on-object shares beside their random level)."""
     head = ['design'] + [c[1] for c in COLUMNS]
     rows = [head, ['---'] * len(head)]
     for name, r in results.items():
@@ -222,6 +203,7 @@ def table(results: Dict[str, Dict[str, float]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Measure every design not measured before with these settings; write ``results.json``, print the table."""
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     res_path = osp.join(args.out, 'results.json')
@@ -263,7 +245,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(table(shown))
     print(f'-> {res_path}')
     return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

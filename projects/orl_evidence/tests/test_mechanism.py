@@ -1,4 +1,4 @@
-"""tools/benchmarks/mechanism.py (the mechanism yardstick) and tools/benchmarks/gpu_evidence.sh.
+"""The mechanism yardstick (``projects.orl_evidence.mechanism``, its command line and ``gpu_evidence.sh``).
 
 One quick run is shared by the tests: the random-init baseline (in-process checkpoint, probed as
 initialised and BN-recalibrated), the instrument arm (a trained stage 1, 2a-2c, stage 3, the probes, both
@@ -9,7 +9,6 @@ four-arm --quick run takes about 11 minutes here. gpu_evidence.sh's CPU-tiny mod
 arguments, so it resumes the quick run.
 """
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -18,20 +17,19 @@ import sys
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SCRIPT = osp.join(ROOT, 'tools', 'benchmarks', 'mechanism.py')
+from projects.orl_evidence import mechanism as mech
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+TOOLS = osp.join(ROOT, 'projects', 'orl_evidence', 'tools')
+SCRIPT = osp.join(TOOLS, 'mechanism.py')
 QUICK_ARGS = ['--quick', '--device', 'cpu', '--arms', 'instrument', '--ratios', '0.1', '0.2', '--no-design']
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location('mechanism_under_test', SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _run(args, env_extra=None, cmd=None):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''), **(env_extra or {}))
+    # No PYTHONPATH: the command line finds the repository itself, and the pipeline puts it on the path of the
+    # stage processes it launches (the instrument's configs import projects.orl_evidence).
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env.update(env_extra or {})
     return subprocess.run(
         cmd or [sys.executable, SCRIPT, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
@@ -60,7 +58,6 @@ def _numeric(x):
 def test_quick_run_writes_every_figure(quick_run):
     out, res, stdout = quick_run
     assert res['failures'] == []
-    mech = _load()
     rec = res['arms']['instrument']['0']
     for key, path in mech.FIGURES:
         assert _numeric(mech._get(rec, path)), key
@@ -115,7 +112,6 @@ def test_second_invocation_resumes_without_training(quick_run):
 
 
 def test_targets_are_computed_from_the_numbers():
-    mech = _load()
 
     def s(mean, std=0.0, n=3):
         return dict(mean=mean, std=std, n=n, values=[mean] * n)
@@ -162,7 +158,6 @@ def test_targets_are_computed_from_the_numbers():
 
 
 def test_instrument_scenes_reach_only_the_instruments_training():
-    mech = _load()
     args = mech.parse_args(
         ['--instrument-scenes', '1000', '--cfg-options', 'stage1:val_dataloader.dataset.data_root=/u'])
     assert args.instrument_scenes == 1000
@@ -177,7 +172,6 @@ def test_instrument_scenes_reach_only_the_instruments_training():
 
 def test_markers_follow_the_checkpoint_they_measured(tmp_path, monkeypatch):
     """A probe or fine-tune marker is not reused once its checkpoint has been retrained in place."""
-    mech = _load()
     ckpt, marker = tmp_path / 'epoch_1.pth', str(tmp_path / 'probe.done.json')
     ckpt.write_bytes(b'model A')
     calls = []
@@ -211,7 +205,7 @@ def test_gpu_evidence_cpu_tiny_mode(quick_run):
     out, first, _ = quick_run
     proc = _run([],
                 env_extra=dict(OUT=out, PYTHON=sys.executable),
-                cmd=['bash', osp.join(ROOT, 'tools', 'benchmarks', 'gpu_evidence.sh'), '--cpu-tiny'])
+                cmd=['bash', osp.join(TOOLS, 'gpu_evidence.sh'), '--cpu-tiny'])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'gpu_evidence.sh (cpu-tiny)' in proc.stdout and 'finished in' in proc.stdout
     assert osp.isfile(osp.join(out, 'console.log'))
@@ -224,5 +218,5 @@ def test_gpu_evidence_cpu_tiny_mode(quick_run):
     if not torch.cuda.is_available():
         proc = _run([],
                     env_extra=dict(OUT=osp.join(out, 'gpu'), PYTHON=sys.executable),
-                    cmd=['bash', osp.join(ROOT, 'tools', 'benchmarks', 'gpu_evidence.sh')])
+                    cmd=['bash', osp.join(TOOLS, 'gpu_evidence.sh')])
         assert proc.returncode == 2 and 'no CUDA device' in proc.stderr

@@ -1,31 +1,9 @@
-#!/usr/bin/env python
 """Stage-1 learning curve on synthetic scenes: do the held-out probes pass the random initialisation?
 
-Runs the CPU stage-1 config (``tools/train.py``, one subprocess per arm) on a synthetic-scenes set
-with its two hooks every ``--probe-interval`` epochs, and collects their curves from the run's
-``vis_data/scalars.json``:
-
-* ``probe/object_knn_top1``: kNN top-1 of the held-out split's object crops over the training
-  split's (``ObjectProbeHook``);
-* ``probe/view_top1``: held-out view retrieval (``ViewRetrievalHook``);
-* ``probe/view_rank``: the effective rank of those view features (``ViewRetrievalHook``), which
-  falls towards 1 when the features collapse into a few directions.
-
-Arms (``--arms``): ``scenes`` trains on the scene images (the method); ``object-crops`` trains the
-same recipe on the ground-truth object crops of the training images (no labels), to tell whether
-the scenes are what holds the features back. Both are probed on the same scenes.
-
-Beside the curves: the random initialisation probed twice, as a fresh network is (its BN layers are
-the identity in eval mode) and with BN statistics measured on the probe's reference crops, so a
-drop below the first can be read against the second.
-
-A finished arm is not rerun (``OUT/<arm>/arm_done.json``). Output: ``OUT/results.json``, and a table
-printed at the end.
-
-    python tools/benchmarks/stage1_probe_curve.py --out work_dirs/stage1_curve
-    python tools/benchmarks/stage1_probe_curve.py --num-images 40 --epochs 2 --view-size 32 --out /tmp/c
-    python tools/benchmarks/stage1_probe_curve.py --arms scenes --cfg-options optim_wrapper.optimizer.lr=0.01 \
-        --out work_dirs/stage1_curve_lr001
+Trains the CPU stage-1 config (``tools/train.py``, one subprocess per arm: the scenes, or their object crops)
+with its two probe hooks and collects their curves beside the random initialisation probed as initialised
+and with BN recalibrated. Details: ``projects/orl_evidence/README.md``; command line:
+``projects/orl_evidence/tools/stage1_curve.py``.
 """
 from __future__ import annotations
 
@@ -37,10 +15,14 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-from orl_plugin.pipeline import data_root_options, load_config, repo_root, schedule_options
+from orl_plugin.pipeline import data_root_options, load_config, repo_root, schedule_options, with_pythonpath
 from orl_plugin.store import atomic_write_json
+
+if TYPE_CHECKING:  # annotations only: the module imports torch where it uses it
+    import numpy as np
+    import torch
 
 ARMS = ('scenes', 'object-crops')
 CPU_CONFIG = 'configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py'
@@ -48,6 +30,7 @@ DONE = 'arm_done.json'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line (``--data-root`` defaults to ``OUT/data``)."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='work_dirs/stage1_curve', help='output folder')
     p.add_argument('--config', default=CPU_CONFIG, help='stage-1 config with the two probe hooks')
@@ -79,6 +62,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def ensure_scenes(root: str, num_images: int) -> None:
+    """Synthetic scenes (generator seed 7) under ``root``, generated once."""
     from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
     if not osp.isfile(osp.join(root, 'annotations', 'instances_val.json')):
         print(f'[bench] generating {num_images} synthetic scenes under {root}', flush=True)
@@ -129,6 +113,7 @@ def view_size_options(cfg: Dict[str, Any], size: int) -> List[str]:
 
 
 def hook_options(cfg: Dict[str, Any], interval: int, max_objects: int) -> List[str]:
+    """cfg-options running both probe hooks every ``interval`` epochs (the object probe on at most ``max_objects``)."""
     opts = []
     types = [h.get('type') for h in cfg.get('custom_hooks', [])]
     for name in ('ObjectProbeHook', 'ViewRetrievalHook'):
@@ -159,6 +144,7 @@ def read_curves(log_dir: str) -> Dict[str, list]:
 
 
 def run_arm(arm: str, args: argparse.Namespace, cfg: Dict[str, Any], crops_root: Optional[str]) -> dict:
+    """Train one arm in a ``tools/train.py`` subprocess and read its curves; a finished arm's record as saved."""
     work = osp.join(args.out, arm)
     done = osp.join(work, DONE)
     if osp.isfile(done):
@@ -186,7 +172,11 @@ def run_arm(arm: str, args: argparse.Namespace, cfg: Dict[str, Any], crops_root:
     t0 = time.time()
     with open(osp.join(work, 'bench_stdout.log'), 'w') as log:
         rc = subprocess.run(
-            cmd, stdout=None if args.verbose else log, stderr=subprocess.STDOUT, cwd=repo_root()).returncode
+            cmd,
+            stdout=None if args.verbose else log,
+            stderr=subprocess.STDOUT,
+            cwd=repo_root(),
+            env=with_pythonpath(repo_root())).returncode
     if rc:
         raise SystemExit(f'[bench] {arm}: tools/train.py exited {rc}; see {osp.join(work, "bench_stdout.log")}')
     runs = sorted(d for d in os.listdir(work) if osp.isfile(osp.join(work, d, 'vis_data', 'scalars.json')))
@@ -254,7 +244,7 @@ def random_init_baselines(args: argparse.Namespace) -> Dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def recalibrate_bn(model, crops) -> None:
+def recalibrate_bn(model: 'torch.nn.Module', crops: Sequence[np.ndarray]) -> None:
     """Replace the backbone's BN statistics by their cumulative average over ``crops`` (train-mode
     forwards of the 2c feature); the *fair* random baseline: a fresh network's eval-mode BN is the identity."""
     import torch
@@ -270,6 +260,7 @@ def recalibrate_bn(model, crops) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Baselines, then every arm; write ``results.json`` and print the table."""
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     ensure_scenes(args.data_root, args.num_images)
@@ -306,7 +297,3 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"{'-' if k is None else f'{k:.1f}'} |")
     print(f"[bench] results: {osp.join(args.out, 'results.json')}")
     return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

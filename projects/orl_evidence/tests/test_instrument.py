@@ -1,6 +1,7 @@
 """The measuring instrument: a classifier trained with ground-truth labels on ground-truth object
-crops. Its data set, a few training iterations, and that no ORL config ever selects it."""
+crops. Its data set, its configs, a few training iterations, and that no ORL config ever selects it."""
 import glob
+import os
 import os.path as osp
 
 import mmcv
@@ -12,14 +13,15 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import orl_plugin  # noqa: F401  (registers the components)
-from orl_plugin.datasets.object_crops import ObjectCropDataset, context_box
 from orl_plugin.datasets.synthetic_scenes import CATEGORIES, make_synthetic_scenes
 from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
+from projects.orl_evidence.datasets import ObjectCropDataset, context_box
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-INSTRUMENT_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'instrument', '**', '*.py'), recursive=True))
-OTHER_CONFIGS = sorted(
-    p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True) if p not in INSTRUMENT_CONFIGS)
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+INSTRUMENT_DIR = osp.join(ROOT, 'projects', 'orl_evidence', 'configs', 'instrument')
+INSTRUMENT_CONFIGS = sorted(glob.glob(osp.join(INSTRUMENT_DIR, '**', '*.py'), recursive=True))
+TOP_LEVEL = [p for p in INSTRUMENT_CONFIGS if '_base_' not in osp.relpath(p, INSTRUMENT_DIR).split(os.sep)]
+OTHER_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))  # the shipped ones
 
 
 @pytest.fixture(scope='module')
@@ -78,7 +80,7 @@ def test_object_crop_dataset_needs_annotations(tmp_path, scenes):
 
 def test_instrument_trains_and_reports_held_out_accuracy(scenes, tmp_path):
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs', 'instrument', 'instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py'))
+        osp.join(INSTRUMENT_DIR, 'instrument-gt-classifier_resnet18_1xb32-coslr-6e_synthetic-crops.py'))
     options = {'train_cfg.max_epochs': 1, 'default_hooks.logger.interval': 1}
     for split in ('train', 'val', 'test'):
         options.update({
@@ -111,6 +113,30 @@ def test_the_instrument_is_labelled():
         elif 'test_cfg' in cfg:  # its stage-2 configs: a mining step with the instrument as the stage-1 model
             assert cfg.test_cfg.type in ('KNNMiningLoop', 'CorrespondenceLoop'), path
     assert len(INSTRUMENT_CONFIGS) == 4
+
+
+@pytest.mark.parametrize('path', TOP_LEVEL, ids=[osp.basename(p) for p in TOP_LEVEL])
+def test_instrument_configs_load_like_the_shipped_ones(path):
+    """What tests/test_configs.py checks of every shipped config: the plugin loaded (and the project, which
+    registers the crop data set), no import allowed to fail, the scope, the workers, the one image decoder."""
+    cfg = Config.fromfile(path)
+    assert cfg.custom_imports == dict(imports=['orl_plugin', 'projects.orl_evidence'], allow_failed_imports=False)
+    assert cfg.default_scope == 'mmpretrain'
+    loaders = {k: cfg[k] for k in ('train_dataloader', 'val_dataloader', 'test_dataloader') if k in cfg}
+    assert loaders, path
+    for key, loader in loaders.items():
+        assert loader.get('num_workers', 0) or not loader.get('persistent_workers', False), key
+        steps = [v for k, v in _walk(loader.to_dict()) if k.endswith('type') and str(v).startswith('LoadImage')]
+        assert steps == ['LoadImageOrSkip'] * len(steps) and steps, key  # the one decoder of every stage
+        backends = {v for k, v in _walk(loader.to_dict()) if k.endswith('imdecode_backend')}
+        assert backends == {'pillow'}, key
+
+
+def test_the_crop_data_set_is_the_projects():
+    from mmpretrain.registry import DATASETS
+    assert DATASETS.get('ObjectCropDataset') is ObjectCropDataset
+    assert ObjectCropDataset.__module__ == 'projects.orl_evidence.datasets.object_crops'
+    assert not hasattr(orl_plugin.datasets, 'ObjectCropDataset')
 
 
 def _walk(value, path=''):
