@@ -19,9 +19,11 @@ from orl_plugin import compat
 from orl_plugin.cli import run_cli
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 
-# Every pre-training config (stage 1, stage 3, the instrument): every schedule is named coslr.
+# Every pre-training config (stage 1, stage 3, the instrument of projects/orl_evidence): every schedule is
+# named coslr.
 PRETRAINING = sorted(
-    p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*coslr*.py'), recursive=True) if '_base_' not in p)
+    p for pattern in ('configs/**/*coslr*.py', 'projects/*/configs/**/*coslr*.py')
+    for p in glob.glob(osp.join(ROOT, pattern), recursive=True) if '_base_' not in p)
 
 
 def _train_tool():
@@ -113,7 +115,7 @@ def _one_image_step(cfg: Config) -> None:
     sum(v for k, v in losses.items() if 'loss' in k).backward()
 
 
-@pytest.mark.parametrize('path', PRETRAINING, ids=lambda p: osp.relpath(p, osp.join(ROOT, 'configs')))
+@pytest.mark.parametrize('path', PRETRAINING, ids=lambda p: osp.relpath(p, ROOT))
 def test_no_pretraining_config_meets_a_batch_of_one(path):
     """Every pre-training config either drops its partial last batch or trains on a batch of one image
     (the instrument: a classifier without BatchNorm1d, whose 64 px crops leave 2x2 res5 maps)."""
