@@ -85,8 +85,18 @@ def test_folder_checks(photo_folder, tmp_path):
     # one batch per rank of each training stage, before anything runs (stage 3 only sees fewer images)
     for i in range(5, 20):
         Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(few / f'{i}.png')
+    # a small folder trains with the batch one epoch fills, and says so
+    pipe = Pipeline(PipelineOptions('folder-cpu', data_root=str(few), work_dir=str(tmp_path / 'w')))
+    assert pipe.fitted_batches == {'stage1': (32, 20)}
+    assert pipe.stage_options['stage1'][-1] == 'train_dataloader.batch_size=20'
+    # a batch the user gives is kept, and refused when the folder cannot fill it
     with pytest.raises(PipelineError) as err:
-        Pipeline(PipelineOptions('folder-cpu', data_root=str(few), work_dir=str(tmp_path / 'w')))
+        Pipeline(
+            PipelineOptions(
+                'folder-cpu',
+                data_root=str(few),
+                work_dir=str(tmp_path / 'w'),
+                cfg_options=['stage1:train_dataloader.batch_size=32']))
     assert str(err.value) == (
         f'{few} holds 20 image files (searched recursively for .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp); '
         'stage1 needs at least 32 for one batch of train_dataloader.batch_size=32 per rank on 1 rank (drop_last=True; '
@@ -101,7 +111,7 @@ def test_folder_checks(photo_folder, tmp_path):
                 data_root=str(few),
                 work_dir=str(tmp_path / 'w'),
                 gpus=2,
-                cfg_options=['stage1:train_dataloader.batch_size=8']))
+                cfg_options=['stage1:train_dataloader.batch_size=8', 'stage3:train_dataloader.batch_size=16']))
     Pipeline(
         PipelineOptions(
             'folder-cpu',

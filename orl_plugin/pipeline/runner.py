@@ -92,6 +92,7 @@ class Pipeline:
         self.stages = select_stages(opts.finetune, opts.to_stage)
         check_configs(self.preset, [s for s in self.stages if s not in self.configs and s not in self.use])
         self.image_list = self._check_image_list()
+        self.fitted_batches: Dict[str, Tuple[int, int]] = {}  # stage -> (config's batch, the folder's)
         # A plain image folder: its file count and content digest (which joins every fingerprint).
         self.folder: Optional[Dict[str, Any]] = self._check_folder() if self.preset in FOLDER_PRESETS else None
         self.forced: set = set(self.stages) if opts.force else set()
@@ -122,6 +123,11 @@ class Pipeline:
             if stage in self.configs and stage != 'finetune':
                 image_list_options(self.configs[stage], path)  # a config it cannot reach fails now
         return {'path': path, 'names': names, 'digest': digest}
+
+    def _batch_given(self, stage: str) -> bool:
+        """Whether the user set the training batch of ``stage`` (--cfg-options)."""
+        items = self.stage_options.get('*', []) + self.stage_options.get(stage, [])
+        return any(it.split('=', 1)[0] == 'train_dataloader.batch_size' for it in items)
 
     def _train_batch(self, stage: str) -> int:
         """The batch size per rank a training stage will run with (the user's --cfg-options win)."""
@@ -161,6 +167,12 @@ class Pipeline:
             batch = self._train_batch(stage)
             # DefaultSampler gives each rank ceil(n / ranks) images; training drops a partial batch.
             need = ranks * (batch - 1) + 1
+            fitted = (len(names) - 1) // ranks + 1  # the largest batch one epoch fills on every rank
+            if len(names) < need and fitted >= 2 and not self._batch_given(stage):
+                # A small folder (a first try on a laptop) trains with the batch it can fill, and says so.
+                self.stage_options.setdefault(stage, []).append(f'train_dataloader.batch_size={fitted}')
+                self.fitted_batches[stage] = (batch, fitted)
+                continue
             if len(names) < need:
                 needs.append(f'{stage} needs at least {need} for one batch of train_dataloader.batch_size={batch} '
                              f'per rank on {ranks} rank{"s" if ranks > 1 else ""} (drop_last=True; a smaller batch: '
@@ -243,6 +255,9 @@ class Pipeline:
                       'to choose)')
         if self.folder:
             self._say(f'{self.label}: {self.folder["num_files"]} image files under {self.folder["root"]}')
+        for stage, (batch, fitted) in self.fitted_batches.items():
+            self._say(f'{stage}: {self.folder["num_files"]} images make no batch of {batch}; training with batch '
+                      f'{fitted} (--cfg-options {stage}:train_dataloader.batch_size=N to choose)')
         self._link_data_root()
         self._say(f'{self.label}: work dir {self.work_dir}; stages: {", ".join(self.stages)}' +
                   (f'; forced: {", ".join(forced)}' if forced else ''))

@@ -66,6 +66,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--ft-iters', type=int, default=30, help='detection fine-tune iterations (0: none)')
     p.add_argument('--max-probe-objects', type=int, default=2000)
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE', help='for every stage-3 run')
+    p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'), help='cuda: the trainings on the visible GPU')
+    p.add_argument('--mine-only', action='store_true', help='stop after the pair stores are mined')
     p.add_argument('--collect', action='store_true', help='run nothing: the table of a run in progress')
     p.add_argument('--quick', action='store_true', help='tiny smoke run (the suite runs it)')
     p.add_argument('--verbose', action='store_true')
@@ -456,8 +458,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg_options=args.cfg_options,
         matched_epochs={a: matched_epochs(a, args) for a in args.arms},
         instrument=mech.INSTRUMENT_LABEL)
-    if not args.collect:
-        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    if args.device == 'cpu' and not args.collect:
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''  # the stages' processes too
     stores: Dict[str, str] = {}
     for miner in [m for m in MINERS if m in need]:
         mined = mine(run, miner, data_root)
@@ -471,6 +473,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if osp.isdir(path):
             stores['random'] = path
     run.save()
+    if args.mine_only:
+        run.say(f'mined: {stores}')
+        return 0
     for seed in args.seeds:
         run_seed(run, seed, stores, data_root, probe_set, preset['finetune'])
     run.results['table'] = build_table(run.results)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU evidence for the mechanism yardstick (../mechanism.py): the same run at a size where stage 1 and stage 3
-# have enough data and epochs to learn, planned for <= 10 minutes on one GPU (../README.md has the sizes).
+# GPU evidence: the mechanism yardstick (../mechanism.py, BYOL stage 3) and then the contrastive stage-3 arms
+# (../stage3_arms.py) at a size where stage 1 and stage 3 have enough data and epochs to learn, planned for
+# <= 10 minutes each on one GPU (../README.md has the sizes). MECHANISM=0 / STAGE3_ARMS=0 skip a part.
 #
 #   OUT=work_dirs/gpu_evidence projects/orl_evidence/tools/gpu_evidence.sh       # one GPU
 #   OUT=/tmp/ev projects/orl_evidence/tools/gpu_evidence.sh --cpu-tiny          # the CPU smoke mode (tests)
@@ -39,14 +40,27 @@ if [[ "$MODE" == "gpu" ]]; then
           stage3:auto_scale_lr.enable=True
           2a:test_dataloader.num_workers=8 2b:test_dataloader.num_workers=8
           ft:train_dataloader.num_workers=4)
+    ARMS_ARGS=(--device cuda --seeds 0 1 2 --num-images 2000 --epochs 40 --view-size 96 --patch-size 64
+               --batch-size 128 --lr 0.12 --stage1-epochs 20 --ft-iters 200
+               --cfg-options train_dataloader.num_workers=8)
 else
     # The test suite's quick run (../tests/test_mechanism.py uses the same arguments and OUT, so this mode
     # resumes it): tiny scenes, one seed, the random-init baseline and the instrument arm.
     ARGS=(--quick --device cpu --arms instrument --ratios 0.1 0.2 --no-design)
+    # ../tests/test_stage3_arms.py's quick run, which this mode resumes.
+    ARMS_ARGS=(--quick --device cpu --arms image intra inter-random inter-instrument --seeds 0 1 --ft-iters 0)
 fi
 
 echo "gpu_evidence.sh ($MODE): $PYTHON projects/orl_evidence/tools/mechanism.py --out $OUT ${ARGS[*]} $*"
 cd "$ROOT"
 start=$(date +%s)
-"$PYTHON" projects/orl_evidence/tools/mechanism.py --out "$OUT" "${ARGS[@]}" "$@" 2>&1 | tee "$OUT/console.log"
-echo "gpu_evidence.sh ($MODE): finished in $(( $(date +%s) - start )) s; results: $OUT/results.json"
+if [[ "${MECHANISM:-1}" == "1" ]]; then
+    "$PYTHON" projects/orl_evidence/tools/mechanism.py --out "$OUT" "${ARGS[@]}" "$@" 2>&1 | tee "$OUT/console.log"
+fi
+if [[ "${STAGE3_ARMS:-1}" == "1" ]]; then
+    echo "gpu_evidence.sh ($MODE): $PYTHON projects/orl_evidence/tools/stage3_arms.py --out $OUT/stage3_arms ${ARMS_ARGS[*]}"
+    "$PYTHON" projects/orl_evidence/tools/stage3_arms.py --out "$OUT/stage3_arms" "${ARMS_ARGS[@]}" 2>&1 \
+        | tee "$OUT/stage3_arms_console.log"
+fi
+echo "gpu_evidence.sh ($MODE): finished in $(( $(date +%s) - start )) s; results: $OUT/results.json" \
+     "$OUT/stage3_arms/results.json"
