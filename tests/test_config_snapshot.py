@@ -217,6 +217,10 @@ CHANGES: List[Change] = [
            "detectron2's RPN matcher: a box's best anchors are positive at any IoU (mmdet: >= 0.3)"),
     Change(('benchmarks/mmdetection/voc0712/*', ), 'train_cfg.val_interval', 24000,
            'detectron2 TEST.EVAL_PERIOD 0: evaluated once, after training'),
+    # ------------------------------------------------------------------ several ranks train as one
+    Change(('byol/*', 'orl/stage3/*'), 'train_dataloader.sampler.type', 'EvenShardSampler',
+           "mmengine's DefaultSampler pads an epoch with repeated images; EvenShardSampler gives every rank the "
+           'same number of distinct images: the batches of one rank with the whole batch (test_samplers.py)'),
 ]
 
 
