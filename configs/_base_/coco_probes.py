@@ -4,9 +4,9 @@
 # - The object probe (first, so that `--cfg-options custom_hooks.0.dataset.ann_file=...` points it at
 #   another COCO-format file): kNN top-1 of the backbone's pooled feature on the ground-truth objects
 #   of COCO val2017, at most 25 per class, 96 px crops, before training and after every epoch
-#   (probe/coco_object_knn_top1). Measured cost: 0.3 % of a COCO stage-1 epoch on 8 ranks
-#   (tools/benchmarks/online_probe_cost.py). Without the file it says so in one line at the start
-#   and training goes on.
+#   (probe/coco_object_knn_top1). Its cost, measured on the CPU and scaled to a COCO stage-1 epoch
+#   on 8 ranks: 0.12 % of the epoch (tools/benchmarks/online_probe_cost.py). Without the file it
+#   says so in one line at the start and training goes on.
 # - The collapse monitor: effective rank of the projector output on a fixed batch of 256 images
 #   every 50 iterations (monitor/projector_rank); a warning after 3 checks in a row below 2.
 # - The NaN guard: a NaN or infinite loss stops the run at once with one line naming the iteration
