@@ -7,8 +7,8 @@
 #   (probe/coco_object_knn_top1). Its cost, measured on the CPU and scaled to a COCO stage-1 epoch
 #   on 8 ranks: 0.12 % of the epoch (tools/benchmarks/online_probe_cost.py). Without the file it
 #   says so in one line at the start and training goes on.
-# - The collapse monitor: effective rank of the projector output on a fixed batch of 256 images
-#   every 50 iterations (monitor/projector_rank); a warning after 3 checks in a row below 2.
+# - The collapse monitor: effective rank of the projector output on a fixed batch of 128 images
+#   every 50 iterations (monitor/projector_rank); a warning after 3 checks in a row below 3.
 # - The NaN guard: a NaN or infinite loss stops the run at once with one line naming the iteration
 #   and the loss term, before anything saves that step (the last checkpoint stays the last good one).
 # - `tensorboard = True` (or `--cfg-options tensorboard=True`) writes every scalar to TensorBoard
@@ -26,7 +26,7 @@ custom_hooks = [
         interval=1,
         max_per_class=25,
         crop_size=96),
-    dict(type='CollapseMonitorHook', interval=50, num_samples=256, min_rank=2.0, patience=3),
+    dict(type='CollapseMonitorHook', interval=50, num_samples=128, min_rank=3.0, patience=3),
     dict(type='NaNGuardHook'),
     dict(type='TensorboardSwitchHook'),
 ]

@@ -118,7 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('run_dir', help='work dir, run folder, vis_data folder or scalars.json')
     parser.add_argument('--out', required=True, help='PNG to write')
-    parser.add_argument('--min-rank', type=float, default=2.0, help="the collapse monitor's threshold (drawn)")
+    parser.add_argument('--min-rank', type=float, default=3.0, help="the collapse monitor's threshold (drawn)")
     args = parser.parse_args(argv)
     folder = osp.dirname(osp.abspath(args.out))
     if not osp.isdir(folder):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, List, Optional
 
 import torch
@@ -45,8 +46,8 @@ class CollapseMonitorHook(Hook):
 
     def __init__(self,
                  interval: int = 50,
-                 num_samples: int = 256,
-                 min_rank: float = 2.0,
+                 num_samples: int = 128,
+                 min_rank: float = 3.0,
                  patience: int = 3,
                  batch_size: int = 64) -> None:
         if interval < 1 or num_samples < 2 or patience < 1 or batch_size < 1:
@@ -132,11 +133,12 @@ class CollapseMonitorHook(Hook):
         if self.disabled_reason is not None:
             runner.logger.warning(f'collapse monitor turned off: {self.disabled_reason}')
             return
+        t0 = time.perf_counter()
         value = self.rank(model)
         self.history.append((it, value))
         runner.visualizer.add_scalars({'monitor/projector_rank': value}, step=it)
         runner.logger.info(f'collapse monitor: projector output effective rank {value:.2f} of {self.dims} dims '
-                           f'(iteration {it}, {self._held()} fixed samples)')
+                           f'(iteration {it}, {self._held()} fixed samples; {time.perf_counter() - t0:.1f} s)')
         self._judge(runner, it, value)
 
     def _judge(self, runner: Any, it: int, value: float) -> None:
