@@ -5,9 +5,9 @@ Reads ``vis_data/scalars.json``, which mmengine's ``LocalVisBackend`` writes bes
 
 - loss: the total and each term (``loss``, ``loss_global``, ``loss_intra``, ``loss_inter``, ...);
 - probes: every ``probe/*top1`` (solid), its value at the start (``*_init``, dotted) and its chance
-  level (``*_chance``, dashed);
-- rank: the collapse monitor's ``monitor/projector_rank`` and the view probe's ``probe/view_rank``
-  (with ``--min-rank``, the monitor's warning threshold, dashed).
+  level (``*_chance``, dashed), in the probe's colour;
+- rank (log scale): the collapse monitor's ``monitor/projector_rank`` and the view probe's
+  ``probe/view_rank`` (with ``--min-rank``, the monitor's warning threshold, dashed red).
 
     python tools/analysis_tools/plot_curves.py work_dirs/byol_resnet18_1xb32-coslr-30e_synthetic --out curves.png
 
@@ -76,14 +76,22 @@ def panels(curves: Curves) -> Dict[str, List[str]]:
     return {name: keys for name, keys in out.items() if keys}
 
 
-def _style(key: str) -> dict:
+def _family(key: str) -> str:
+    """A curve and its start value and chance level share a colour."""
+    for suffix in ('_init', '_chance'):
+        if key.endswith(suffix):
+            return key[:-len(suffix)] + ('_top1' if suffix == '_chance' and 'top1' not in key else '')
+    return key
+
+
+def _style(key: str, colour: str) -> dict:
     if key.endswith('_chance'):
-        return dict(linestyle='--', color='grey', linewidth=1)
+        return dict(linestyle='--', color=colour, linewidth=1, alpha=0.7)
     if key.endswith('_init'):
-        return dict(linestyle=':', linewidth=1)
+        return dict(linestyle=':', color=colour, linewidth=1.2)
     if key == 'loss':
         return dict(linewidth=2, color='black')
-    return dict(linewidth=1.5, marker='o' if key.startswith('probe/') else None, markersize=3)
+    return dict(linewidth=1.5, color=colour, marker='o' if key.startswith('probe/') else None, markersize=3)
 
 
 def draw(curves: Curves, out: str, title: str, min_rank: Optional[float] = None) -> Dict[str, List[str]]:
@@ -91,18 +99,27 @@ def draw(curves: Curves, out: str, title: str, min_rank: Optional[float] = None)
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
     drawn = panels(curves)
     if not drawn:
         raise InputError(f'{title}: no loss, probe or rank curve in it')
     fig, axes = plt.subplots(len(drawn), 1, figsize=(9, 3.2 * len(drawn)), sharex=True, squeeze=False)
     labels = dict(loss='loss', probes='probe top-1', rank='effective rank')
+    palette = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for ax, (name, keys) in zip(axes[:, 0], drawn.items()):
+        families = sorted({_family(k) for k in keys})
         for key in keys:
             steps, values = zip(*curves[key])
-            ax.plot(steps, values, label=key, **_style(key))
-        if name == 'rank' and min_rank is not None:
-            ax.axhline(min_rank, color='red', linestyle='--', linewidth=1, label=f'warning below {min_rank:g}')
+            colour = palette[families.index(_family(key)) % len(palette)]
+            ax.plot(steps, values, label=key, **_style(key, colour))
+        if name == 'rank':
+            ax.set_yscale('log')  # 1 (collapse) to hundreds of directions
+            ax.yaxis.set_major_locator(FixedLocator([1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000]))
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            if min_rank is not None:
+                ax.axhline(min_rank, color='red', linestyle='--', linewidth=1, label=f'warning below {min_rank:g}')
         ax.set_ylabel(labels[name])
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc='best')
