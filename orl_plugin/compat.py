@@ -34,9 +34,10 @@ gets them. Every patch is idempotent and can be re-applied with :func:`apply_pat
 3. **``persistent_workers`` with ``num_workers=0``.** torch's ``DataLoader`` raises for
    this combination (mmpretrain's dataset bases set ``persistent_workers=True``); the
    patched builder drops ``persistent_workers`` when there are no workers.
-4. **CPU-only multi-process runs** (``torchrun ... --launcher pytorch`` with
-   ``env_cfg=dict(dist_cfg=dict(backend='gloo'))``). mmengine's ``_init_dist_pytorch``
-   calls ``torch.cuda.set_device`` unconditionally (raises without a GPU), and the
+4. **CPU-only multi-process runs** (``torchrun ... --launcher pytorch`` or ``srun ...
+   --launcher slurm`` with ``env_cfg=dict(dist_cfg=dict(backend='gloo'))``). mmengine's
+   ``_init_dist_pytorch`` and ``_init_dist_slurm`` call ``torch.cuda.set_device``
+   unconditionally (raises without a GPU), and the
    runner wraps the model in ``MMDistributedDataParallel(device_ids=[LOCAL_RANK])``,
    which torch refuses for a CPU module. With no accelerator the process group is
    initialised without pinning a device, and ``device_ids``/``output_device`` are
@@ -49,9 +50,17 @@ gets them. Every patch is idempotent and can be re-applied with :func:`apply_pat
    replacement does the modular shift mmcv intends (``int(hue_factor * 255) mod 256``,
    identical results for ``hue_factor >= 0``), for both the ``cv2`` and ``pillow``
    backends.
+6. **A data set too small for one batch.** A data loader with ``drop_last=True`` (every
+   pre-training config: a last batch of one image per rank crashes a BatchNorm1d neck)
+   makes no batch when a rank gets fewer images than its batch, and mmengine stops with an
+   ``AssertionError`` about ``epoch_length`` inside the scheduler. The patched builder
+   stops first, with one line that says how many images that batch size and number of
+   ranks need (:class:`NoBatchError`).
 """
 import functools
 import logging
+import os
+import subprocess
 import sys
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional
@@ -64,14 +73,19 @@ import mmengine.dist.utils as mmengine_dist_utils
 import mmengine.runner.checkpoint as mmengine_checkpoint
 import numpy as np
 import torch
+from mmengine.dataset import InfiniteSampler
 from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
+from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, MessageHub, print_log
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import FUNCTIONS
 from mmengine.runner import FlexibleRunner, Runner
 from PIL import Image
+from torch.utils.data import DataLoader
 
-__all__ = ['apply_patches', 'numpy_safe_globals', 'portable_checkpoint', 'to_plain']
+__all__ = [
+    'NoBatchError', 'apply_patches', 'check_makes_a_batch', 'numpy_safe_globals', 'portable_checkpoint', 'to_plain'
+]
 
 _PATCH_FLAG = '_orl_compat_patched'
 _BUFFER_TYPE = 'HistoryBuffer'
@@ -286,10 +300,43 @@ def _patch_build_dataloader(runner_cls: type) -> None:
 
     @functools.wraps(orig)
     def build_dataloader(dataloader: Any, *args: Any, **kwargs: Any):
-        return orig(_fix_dataloader_cfg(dataloader), *args, **kwargs)
+        loader = orig(_fix_dataloader_cfg(dataloader), *args, **kwargs)
+        check_makes_a_batch(loader)
+        return loader
 
     setattr(build_dataloader, _PATCH_FLAG, True)
     runner_cls.build_dataloader = staticmethod(build_dataloader)
+
+
+# --------------------------------------------------------------------------------------
+# 6. a data set too small for one batch per rank
+# --------------------------------------------------------------------------------------
+class NoBatchError(ValueError):
+    """A data loader that drops its last partial batch gets fewer images per rank than one batch."""
+
+
+def check_makes_a_batch(loader: Any) -> None:
+    """Raise :class:`NoBatchError` when ``loader`` (``drop_last=True``) makes no batch on this rank."""
+    if not isinstance(loader, DataLoader) or not loader.drop_last or not loader.batch_size or \
+            isinstance(loader.sampler, InfiniteSampler):  # an endless sampler always fills its batches
+        return
+    try:
+        if len(loader) > 0:
+            return
+        num_images = len(loader.dataset)
+    except TypeError:  # an iterable data set has no length
+        return
+    _, world_size = get_dist_info()
+    batch = loader.batch_size
+    # DefaultSampler(round_up=True) gives every rank ceil(n / world_size) indices; without it the
+    # last rank gets the fewest.
+    need = world_size * (batch - 1) + 1 if getattr(loader.sampler, 'round_up', False) else world_size * batch
+    training = not getattr(loader.dataset, 'test_mode', False)
+    key = 'train_dataloader.batch_size' if training else 'the data loader\'s batch_size'
+    ranks = f'{world_size} rank{"s" if world_size > 1 else ""}'
+    raise NoBatchError(f'{type(loader.dataset).__name__}: {num_images} {"training " if training else ""}images '
+                       f'make no batch of {batch} per rank ({key}={batch} on {ranks}, drop_last=True): it needs at '
+                       f'least {need} images; add images or lower {key}')
 
 
 # --------------------------------------------------------------------------------------
@@ -313,6 +360,28 @@ def _patch_cpu_distributed() -> None:
         setattr(_init_dist_pytorch, _PATCH_FLAG, True)
         # init_dist looks the function up in its module at call time.
         mmengine_dist_utils._init_dist_pytorch = _init_dist_pytorch
+
+    orig_init_slurm = mmengine_dist_utils._init_dist_slurm
+    if not getattr(orig_init_slurm, _PATCH_FLAG, False):
+
+        @functools.wraps(orig_init_slurm)
+        def _init_dist_slurm(backend: str, port: Optional[int] = None, init_backend: str = 'torch', **kwargs) -> None:
+            if _has_accelerator() or init_backend != 'torch':
+                return orig_init_slurm(backend, port=port, init_backend=init_backend, **kwargs)
+            # mmengine's environment from srun's variables, without pinning a device.
+            if 'MASTER_ADDR' not in os.environ:
+                node_list = os.environ['SLURM_NODELIST']
+                os.environ['MASTER_ADDR'] = subprocess.getoutput(f'scontrol show hostname {node_list} | head -n1')
+            if port is not None:
+                os.environ['MASTER_PORT'] = str(port)
+            os.environ.setdefault('MASTER_PORT', '29500')
+            os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+            os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+            os.environ['RANK'] = os.environ['SLURM_PROCID']
+            torch.distributed.init_process_group(backend=backend, **kwargs)
+
+        setattr(_init_dist_slurm, _PATCH_FLAG, True)
+        mmengine_dist_utils._init_dist_slurm = _init_dist_slurm
 
     orig_ddp_init = MMDistributedDataParallel.__init__
     if not getattr(orig_ddp_init, _PATCH_FLAG, False):

@@ -16,7 +16,7 @@ from mmengine.runner import Runner
 from mmpretrain.registry import DATASETS
 
 import orl_plugin  # noqa: F401  (registers the components)
-from orl_plugin.datasets.bad_images import TooManyBadImagesError
+from orl_plugin.datasets.bad_images import DEFAULT_MAX_BAD_FRACTION, TooManyBadImagesError, too_many_bad
 from orl_plugin.store import MiningStore, write_correspondence_store
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -29,6 +29,14 @@ SIZES = {'exif_rotated.jpg': (160, 96), 'tiny.png': (20, 15), 'large.jpg': (3000
 def mmpretrain_scope():
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         yield
+
+
+def _load_train_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('orl_tools_train', osp.join(ROOT, 'tools', 'train.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _names(mixed):
@@ -97,31 +105,79 @@ def _mostly_bad(mixed, tmp_path):
     return str(folder)
 
 
-def test_threshold_stops_a_mostly_bad_folder(mixed_images, tmp_path):
+def _named(message: str, folder: str) -> list:
+    """The files of ``folder`` an error message names after 'Unreadable:'."""
+    listed = message.split('Unreadable:')[1]
+    return sorted(n for n in os.listdir(folder) if osp.join(folder, n) + ' (' in listed)
+
+
+def test_a_mostly_bad_folder_stops_naming_every_bad_file(mixed_images, tmp_path):
+    """9 of 11 files bad: the default rule stops at the sixth bad file read (more than half of 11 are
+    then bad for sure), reads the images it has not met and names all nine, not only those read."""
     folder = _mostly_bad(mixed_images, tmp_path)
-    # Default 1 %: stops at the first bad file, and says how to see them all.
+    bad = sorted(n for n in os.listdir(folder) if n[0].isdigit())
     ds = _folder_dataset(folder)
-    with pytest.raises(TooManyBadImagesError, match='max_bad_fraction=0.01') as err:
+    with pytest.raises(TooManyBadImagesError, match='max_bad_fraction=0.5') as err:
         for i in range(len(ds)):
             ds[i]
-    assert 'check_images.py' in str(err.value)
-    # 50 % of 11 files: stops at the sixth bad file, naming the six, through loader workers.
-    ds = _folder_dataset(folder, max_bad_fraction=0.5)
+    message = str(err.value)
+    assert '\n' not in message
+    assert message.startswith('SceneImageDataset: 9 of its 11 images cannot be read (82%)'), message
+    assert 'check_images.py' in message and '--image-list' in message
+    assert _named(message, folder) == bad
+    assert 'photo' not in message.split('Unreadable:')[1]
+    # The same through two loader workers sharing one tally.
+    ds = _folder_dataset(folder)
     loader = torch.utils.data.DataLoader(ds, batch_size=11, num_workers=2, collate_fn=pseudo_collate)
     with pytest.raises(TooManyBadImagesError) as err:
         next(iter(loader))
-    named = [n for n in os.listdir(folder) if n[0].isdigit() and n in str(err.value)]
-    assert len(named) == 6, str(err.value)
-    assert 'photo' not in str(err.value).split('Unreadable:')[1]
+    assert _named(str(err.value), folder) == bad
+
+
+def test_a_wrong_path_stops_early_with_one_line(tmp_path, capsys):
+    """An image list whose files are all missing (a wrong data_prefix): stage 1 through tools/train.py
+    stops after 42 reads, far before half of the 200 images (Hoeffding's margin at 1e-9), and its one
+    line names the missing files."""
+    import json
+
+    from orl_plugin.cli import run_cli
+    train = _load_train_tool()
+    images = [dict(id=i, file_name=f'img_{i:03d}.jpg', width=64, height=64) for i in range(200)]
+    ann = tmp_path / 'list.json'
+    ann.write_text(json.dumps(dict(images=images, categories=[])))
+    argv = [
+        BYOL_SYNTHETIC_CONFIG, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', f'train_dataloader.dataset.ann_file={ann}',
+        f'train_dataloader.dataset.data_prefix.img_path={tmp_path}/wrong/', 'custom_hooks=[]'
+    ]
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(train.main, argv)
+    assert exit_.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: SceneImageDataset: 200 of its 200 images cannot be '
+                                                   'read (100%), more than max_bad_fraction=0.5'), err
+    assert f'{tmp_path}/wrong/img_000.jpg (unreadable)' in lines[0] and 'and 180 more' in lines[0]
+    assert out.count('skipped unreadable image') == 42
+
+
+def test_the_rule():
+    rule = too_many_bad
+    assert not rule(3, 13, 13, DEFAULT_MAX_BAD_FRACTION)  # a few broken files: never
+    assert not rule(15, 30, 30, 0.5) and rule(16, 16, 30, 0.5)  # more than half of 30, certain
+    assert not rule(41, 41, 10**6, 0.5) and rule(42, 42, 10**6, 0.5)  # every read fails: caught early
+    assert not rule(42, 42, 10**6, 0.5, sampled=False)  # list order (mining): only when certain
+    assert not rule(10**6, 10**6, 10**6, None)
 
 
 def test_stage1_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread):
+    """3 broken files of 13, the default rule: stage 1 trains, naming each once."""
     cfg = Config.fromfile(BYOL_SYNTHETIC_CONFIG)
     cfg.merge_from_dict(tiny_byol_overrides('', max_epochs=2, batch_size=13))
     cfg.merge_from_dict({
-        'train_dataloader.drop_last': True, 'train_dataloader.dataset.ann_file': '',
+        'train_dataloader.dataset.ann_file': '',
         'train_dataloader.dataset.data_prefix': dict(img_path=mixed_images['folder']),
-        'train_dataloader.dataset.max_bad_fraction': 0.5,
         'train_dataloader.dataset.pipeline.0': dict(type='LoadImageOrSkip'), 'work_dir': str(tmp_path / 'work'),
         'log_level': 'WARNING'
     })
@@ -160,11 +216,7 @@ def test_stage3_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread
     dl.update(batch_size=13, num_workers=0, persistent_workers=False)
     dl.sampler.shuffle = False
     dl.dataset.update(
-        data_root='',
-        ann_file='',
-        data_prefix=dict(img_path=mixed_images['folder']),
-        correspondence_file=store,
-        max_bad_fraction=0.5)
+        data_root='', ann_file='', data_prefix=dict(img_path=mixed_images['folder']), correspondence_file=store)
     views = dl.dataset.pipeline[1]
     for p in views.img_pipelines:
         p[0]['scale'] = 32
@@ -188,16 +240,20 @@ def test_stage3_trains_through_a_mixed_folder(mixed_images, tmp_path, one_thread
 
 
 def test_stage3_threshold(mixed_images, tmp_path):
+    """The same rule in stage 3: 3 bad files of 13 go on by default; above a limit of 10 % the stop names
+    all three, whichever it met first."""
     store = _stage3_store(mixed_images, str(tmp_path / 'corr.orlstore'))
-    ds = DATASETS.build(
-        dict(
-            type='ORLDataset',
-            data_prefix=dict(img_path=mixed_images['folder']),
-            correspondence_file=store,
-            pipeline=[]))
-    bad = [k for k in range(len(ds)) if osp.basename(ds.get_data_info(k)['img_path']) in mixed_images['bad']][0]
-    with pytest.raises(TooManyBadImagesError, match='ORLDataset: 1 of the'):
-        ds[bad]
+    cfg = dict(type='ORLDataset', data_prefix=dict(img_path=mixed_images['folder']), correspondence_file=store)
+    ds = DATASETS.build(dict(cfg, pipeline=[]))
+    bad = [k for k in range(len(ds)) if osp.basename(ds.get_data_info(k)['img_path']) in mixed_images['bad']]
+    np.random.seed(0)
+    for k in bad:
+        assert ds[k]['img_path'] not in mixed_images['bad']  # another sample
+    ds = DATASETS.build(dict(cfg, pipeline=[], max_bad_fraction=0.1))
+    with pytest.raises(TooManyBadImagesError, match='ORLDataset: 3 of its 13 images cannot be read') as err:
+        for k in range(len(ds)):
+            ds[k]
+    assert _named(str(err.value), mixed_images['folder']) == sorted(mixed_images['bad'])
 
 
 def _run_step(config, folder, work_dir, out, **options):
@@ -241,3 +297,19 @@ def test_mining_steps_name_the_skipped_files(mixed_images, tmp_path, one_thread)
         store = MiningStore.open(path)
         assert sorted(s['file_name'] for s in store.skipped) == bad, step
         assert all(s['reason'] for s in store.skipped)
+
+
+def test_a_mining_step_stops_on_a_mostly_bad_folder(mixed_images, tmp_path, one_thread):
+    """The same rule in the mining steps: selective search over 9 bad files of 11, in chunks of 4, stops
+    after its second chunk (8 bad: more than half of 11 for sure) and names all nine, the one in the
+    chunk it never computed too."""
+    folder = _mostly_bad(mixed_images, tmp_path)
+    with pytest.raises(TooManyBadImagesError) as err:
+        _run_step(
+            osp.join(STAGE2, 'selective-search_synthetic.py'), folder, str(tmp_path / 'w_ss'),
+            str(tmp_path / 'ss.orlstore'),
+            **{'test_dataloader.dataset.pipeline.1.max_size': 64, 'test_cfg.chunk_size': 4})
+    message = str(err.value)
+    assert message.startswith('[selective_search]: 9 of its 11 images cannot be read (82%)'), message
+    assert _named(message, folder) == sorted(n for n in os.listdir(folder) if n[0].isdigit())
+    assert not osp.exists(tmp_path / 'ss.orlstore')

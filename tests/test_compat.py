@@ -169,6 +169,7 @@ def test_apply_patches_is_idempotent():
             load_state_dict=MessageHub.load_state_dict,
             save_checkpoint=runner_module.save_checkpoint,
             init_dist=dist_utils._init_dist_pytorch,
+            init_dist_slurm=dist_utils._init_dist_slurm,
             ddp_init=MMDistributedDataParallel.__init__,
             adjust_hue=mmcv.adjust_hue)
 

@@ -82,6 +82,32 @@ def test_folder_checks(photo_folder, tmp_path):
         Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(few / f'{i}.png')
     with pytest.raises(PipelineError, match='holds 5 image files.*at least 11'):
         Pipeline(PipelineOptions('folder-cpu', data_root=str(few), work_dir=str(tmp_path / 'w')))
+    # one batch per rank of each training stage, before anything runs (stage 3 only sees fewer images)
+    for i in range(5, 20):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(few / f'{i}.png')
+    with pytest.raises(PipelineError) as err:
+        Pipeline(PipelineOptions('folder-cpu', data_root=str(few), work_dir=str(tmp_path / 'w')))
+    assert str(err.value) == (
+        f'{few} holds 20 image files (searched recursively for .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp); '
+        'stage1 needs at least 32 for one batch of train_dataloader.batch_size=32 per rank on 1 rank (drop_last=True; '
+        'a smaller batch: --cfg-options stage1:train_dataloader.batch_size=N)')
+    with pytest.raises(
+            PipelineError,
+            match='stage3 needs at least 31 for one batch of train_dataloader.batch_size=16 '
+            'per rank on 2 ranks'):
+        Pipeline(
+            PipelineOptions(
+                'folder-cpu',
+                data_root=str(few),
+                work_dir=str(tmp_path / 'w'),
+                gpus=2,
+                cfg_options=['stage1:train_dataloader.batch_size=8']))
+    Pipeline(
+        PipelineOptions(
+            'folder-cpu',
+            data_root=str(few),
+            work_dir=str(tmp_path / 'w'),
+            cfg_options=['train_dataloader.batch_size=8']))
     with pytest.raises(PipelineError, match='inside the image folder'):
         Pipeline(PipelineOptions('folder', data_root=str(few), work_dir=str(few / 'w')))
     # the stores' paths reach the stages through --cfg-options, which drops spaces
@@ -89,11 +115,92 @@ def test_folder_checks(photo_folder, tmp_path):
         Pipeline(PipelineOptions('folder-cpu', data_root=photo_folder, work_dir=str(tmp_path / 'my run')))
 
 
+def _clean_list(folder: str, out: str) -> str:
+    """The readable images of ``folder`` as tools/analysis_tools/check_images.py --out writes them."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('check_images',
+                                                  osp.join(ROOT, 'tools', 'analysis_tools', 'check_images.py'))
+    check_images = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_images)
+    assert check_images.main([folder, '--workers', '1', '--out', out]) == 0
+    return out
+
+
+def test_image_list_reaches_every_stage(photo_folder, tmp_path, capsys):
+    """--image-list: each stage's command reads the clean list (its ann_file), from the folder, and the
+    data sets built from those commands list exactly its 16 readable images."""
+    from mmengine.config import Config
+
+    from orl_plugin.datasets.scene_dataset import scene_data_infos
+    clean = _clean_list(photo_folder, str(tmp_path / 'clean.json'))
+    capsys.readouterr()
+    work = str(tmp_path / 'w')
+    batch = 'train_dataloader.batch_size=8'  # the CPU recipe's 32 and 16 need more images than 16
+    assert pl.main([
+        'folder-cpu', '--data-root', photo_folder, '--work-dir', work, '--image-list', clean, '--dry-run',
+        '--cfg-options', batch
+    ]) == 0
+    out = capsys.readouterr().out
+    stages = [s.name for s in pl.STAGES if not s.optional]
+    for stage in stages:
+        (line, ) = [ln for ln in out.splitlines() if ln.startswith(f'[pipeline] {stage}: ')]
+        loader = 'train_dataloader' if stage in ('stage1', 'stage3') else 'test_dataloader'
+        assert f'{loader}.dataset.ann_file={clean}' in line, line
+    assert '16 image files under' in out  # the list's images, not the folder's 19 files
+
+    pipe = pl.Pipeline(
+        pl.PipelineOptions(
+            'folder-cpu', data_root=photo_folder, work_dir=work, image_list=clean, dry_run=True, cfg_options=[batch]))
+    pipe.run()
+    readable = sorted(set(_names_in(photo_folder)) - set(BAD))
+    for stage in stages:
+        cfg = Config.fromfile(pipe.configs[stage])
+        cfg.merge_from_dict(dict(item.split('=', 1) for item in pipe._options(stage, pipe._inputs(stage)[1])))
+        dataset = (cfg.get('train_dataloader') or cfg.test_dataloader).dataset
+        # stage 3 and 2c read their image list beside a store: build that list alone
+        infos = scene_data_infos({k: dataset[k] for k in ('ann_file', 'data_root', 'data_prefix')})
+        assert sorted(i['file_name'] for i in infos) == readable, stage
+        assert all(osp.dirname(i['img_path']).startswith(pipe.data_root_arg()) for i in infos), stage
+
+
+def _names_in(folder: str) -> list:
+    return [osp.relpath(osp.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs]
+
+
+def test_image_list_checks_and_fingerprint(photo_folder, tmp_path):
+    import json
+    clean = _clean_list(photo_folder, str(tmp_path / 'clean.json'))
+    opts = dict(
+        preset_or_dir='folder-cpu',
+        data_root=photo_folder,
+        work_dir=str(tmp_path / 'w'),
+        cfg_options=['train_dataloader.batch_size=8'])
+    fp = Pipeline(PipelineOptions(**opts, image_list=clean))._fingerprint('selective_search', None, [])
+    assert Pipeline(PipelineOptions(**opts))._fingerprint('selective_search', None, []) != fp
+    (tmp_path / 'clean.json.d').mkdir()  # a folder without the listed images
+    content = json.load(open(clean))
+    content['images'] = content['images'][1:]
+    json.dump(content, open(clean, 'w'))
+    assert Pipeline(PipelineOptions(**opts, image_list=clean))._fingerprint('selective_search', None, []) != fp
+    with pytest.raises(PipelineError, match='names 15 images, 15 of them missing under'):
+        Pipeline(PipelineOptions(**dict(opts, data_root=str(tmp_path / 'clean.json.d')), image_list=clean))
+    with pytest.raises(PipelineError, match='--image-list .*nothing.json: no such file'):
+        Pipeline(PipelineOptions(**opts, image_list=str(tmp_path / 'nothing.json')))
+    # COCO+ reads two folders: one list cannot say which of them an image is in
+    with pytest.raises(
+            PipelineError, match='--image-list gives one image folder, but train_dataloader.dataset reads 2'):
+        Pipeline(PipelineOptions('coco-plus', work_dir=str(tmp_path / 'w2'), image_list=clean))
+
+
 def test_folder_content_joins_the_fingerprint(photo_folder, tmp_path):
     """Images added to the folder make every stage stale: the stores index the image list by position."""
     data = tmp_path / 'data'
     shutil.copytree(photo_folder, data)
-    opts = dict(preset_or_dir='folder-cpu', data_root=str(data), work_dir=str(tmp_path / 'w'))
+    opts = dict(
+        preset_or_dir='folder-cpu',
+        data_root=str(data),
+        work_dir=str(tmp_path / 'w'),
+        cfg_options=['train_dataloader.batch_size=8'])
     p = Pipeline(PipelineOptions(**opts))
     fp = p._fingerprint('selective_search', None, [])
     assert Pipeline(PipelineOptions(**opts))._fingerprint('selective_search', None, []) == fp
@@ -147,9 +254,8 @@ TINY = [
     'train_dataloader.persistent_workers=False',
     'test_dataloader.num_workers=0',
     'test_dataloader.persistent_workers=False',
-    # 3 bad files of 19 are 16 %; the 1 % default is for real folders, where that many means a wrong folder
-    'stage1:train_dataloader.dataset.max_bad_fraction=0.25',
-    'stage1:train_dataloader.batch_size=4',
+    # one batch of the 19 files: the epoch reads every file (training drops a partial last batch)
+    'stage1:train_dataloader.batch_size=19',
     *[f'stage1:train_dataloader.dataset.pipeline.1.transforms.{v}.0.scale=32' for v in (0, 1)],
     '2b:test_dataloader.dataset.pipeline.1.max_size=320',  # the 3000x2000 photo: a quick search
     '2c:test_dataloader.dataset.pipeline.1.min_size=24',

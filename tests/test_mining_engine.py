@@ -98,8 +98,13 @@ def test_bad_images_are_skipped_counted_and_listed(scenes, tmp_path):
         f.write(b'\xff\xd8 truncated garbage')  # corrupt; 000007.jpg on is missing
     cfg = Config.fromfile(SS_CONFIG)
     cfg.merge_from_dict({
-        'test_dataloader.dataset.data_root': data, 'test_dataloader.num_workers': 2, 'test_dataloader.batch_size': 3,
-        'test_cfg.chunk_size': 5, 'test_evaluator.out_file': str(tmp_path / 'ss.orlstore')
+        'test_dataloader.dataset.data_root': data,
+        'test_dataloader.num_workers': 2,
+        'test_dataloader.batch_size': 3,
+        'test_cfg.chunk_size': 5,
+        'test_evaluator.out_file': str(tmp_path / 'ss.orlstore'),
+        # 10 bad of 16 would stop the step (test_bad_images.py): here only the skipping and the listing count
+        'test_dataloader.dataset.max_bad_fraction': None
     })
     cfg.work_dir = str(tmp_path / 'work')
     cfg.experiment_name = 'bad_images'

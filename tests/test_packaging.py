@@ -14,6 +14,7 @@ import zipfile
 from importlib import metadata
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT
 
@@ -148,11 +149,15 @@ def test_mim_after_a_wheel_install(wheel, tmp_path, synthetic_scenes):
         'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
         'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32'
     ]
-    out = _mim(['train', 'orl-plugin', CPU_BYOL, '--gpus', '0', '--work-dir', work_dir, '--cfg-options', *options],
-               [target], str(cwd))
+    out = _mim([
+        'train', 'orl-plugin', CPU_BYOL, '--gpus', '0', '--work-dir', work_dir, '--auto-scale-lr', '--cfg-options',
+        *options
+    ], [target], str(cwd))
     config = osp.join(target, 'orl_plugin', '.mim', 'configs', 'byol', CPU_BYOL)
     assert f'will use {config} instead' in out
-    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+    ckpt = torch.load(osp.join(work_dir, 'epoch_1.pth'), map_location='cpu', weights_only=True)
+    # mim passed --auto-scale-lr to the plugin's train.py: lr 0.05 for a batch of 32, so 0.05 x 3 / 32
+    assert ckpt['optimizer']['param_groups'][0]['initial_lr'] == pytest.approx(0.05 * 3 / 32)
 
     # a tool by its name: the pipeline finds the installed configs and tools
     out = _mim(['run', 'orl-plugin', 'pipeline', 'synthetic', '--dry-run'], [target], str(cwd))

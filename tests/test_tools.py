@@ -76,7 +76,8 @@ def test_mim_train_cpu(tmp_path, synthetic_scenes):
     work_dir = str(tmp_path / 'work')
     # mmpretrain's train.py sets persistent_workers=True: left as is, with num_workers=0.
     proc = _run([
-        mim, 'train', 'mmpretrain', BYOL_SYNTHETIC_CONFIG, '--gpus', '0', '--work-dir', work_dir, '--cfg-options',
+        mim, 'train', 'mmpretrain', BYOL_SYNTHETIC_CONFIG, '--gpus', '0', '--work-dir', work_dir, '--auto-scale-lr',
+        '--cfg-options',
         *_cfg_options(synthetic_scenes['out_dir'], batch_size=3, keep=('train_dataloader.persistent_workers', ))
     ],
                 env=_env())
@@ -84,6 +85,9 @@ def test_mim_train_cpu(tmp_path, synthetic_scenes):
     assert 'Epoch(train) [1][2/2]' in log, log[-3000:]
     ckpt = torch.load(osp.join(work_dir, 'epoch_1.pth'), map_location='cpu', weights_only=True)
     assert ckpt['meta']['epoch'] == 1 and ckpt['meta']['iter'] == 2
+    # --auto-scale-lr with the config's base_batch_size: lr 0.05 for 32, so 0.05 x 3 / 32 for batch 3
+    assert 'LR is set based on batch size of 32 and the current batch size is 3' in log
+    assert ckpt['optimizer']['param_groups'][0]['initial_lr'] == pytest.approx(0.05 * 3 / 32)
 
 
 def _load_tool(name: str):
@@ -122,6 +126,13 @@ def test_train_args_to_config(monkeypatch):
     out = train.merge_args(cfg(), args)
     assert out.optim_wrapper.type == 'AmpOptimWrapper' and out.optim_wrapper.loss_scale == 512
     assert out.work_dir == 'wd' and out.launcher == 'pytorch'
+    assert 'auto_scale_lr' not in out
+
+    with_base = Config(dict(cfg().to_dict(), auto_scale_lr=dict(base_batch_size=512)))
+    out = train.merge_args(with_base, _parse(train, ['c.py'], monkeypatch))
+    assert not out.auto_scale_lr.get('enable', False)
+    out = train.merge_args(with_base, _parse(train, ['c.py', '--auto-scale-lr'], monkeypatch))
+    assert out.auto_scale_lr == dict(base_batch_size=512, enable=True)
 
 
 def test_test_args_to_config(monkeypatch):

@@ -32,6 +32,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'latest checkpoint in the work directory')
     parser.add_argument('--amp', action='store_true', help='enable automatic mixed precision training')
     parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate linearly with the total batch (batch_size x ranks) against the '
+        "config's auto_scale_lr.base_batch_size, as mmpretrain's train.py does")
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -75,6 +80,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+
+    # The Runner scales the optimizer's lr by world_size x batch_size / base_batch_size when enabled.
+    if args.auto_scale_lr:
+        if not isinstance(cfg.get('auto_scale_lr'), dict) or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise InputError(f'--auto-scale-lr: {args.config} has no auto_scale_lr.base_batch_size, the total '
+                             'batch its learning rate is meant for')
+        cfg.auto_scale_lr.enable = True
     return cfg
 
 

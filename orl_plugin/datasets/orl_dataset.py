@@ -12,7 +12,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
 from ..store import MiningStore, StoreHandle, check_image_list
-from .bad_images import BadImageTally
+from .bad_images import DEFAULT_MAX_BAD_FRACTION, BadImageTally
 from .transforms.box_ops import clip_boxes_xywh, warn_dropped_boxes
 from .transforms.loading import BadImageError, LoadImageOrSkip
 from .transforms.roi_crop import BoxOutsideImageError
@@ -65,7 +65,8 @@ class ORLDataset(BaseDataset):
         color_type, imdecode_backend, ignore_orientation, backend_args: As
             ``LoadImageOrSkip`` (defaults: colour, PIL, orientation ignored).
         max_bad_fraction (float, optional): Share of unreadable images above
-            which training stops (default 0.01); ``None``: never.
+            which training stops (default 0.5, the rule of every stage:
+            :mod:`~orl_plugin.datasets.bad_images`); ``None``: never.
         pipeline, test_mode, lazy_init, max_refetch, serialize_data,
         metainfo: As mmengine's ``BaseDataset``.
     """
@@ -81,7 +82,7 @@ class ORLDataset(BaseDataset):
                  imdecode_backend: str = 'pillow',
                  ignore_orientation: bool = True,
                  backend_args: Optional[dict] = None,
-                 max_bad_fraction: Optional[float] = 0.01,
+                 max_bad_fraction: Optional[float] = DEFAULT_MAX_BAD_FRACTION,
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  metainfo: Optional[dict] = None,
                  test_mode: bool = False,
@@ -213,13 +214,17 @@ class ORLDataset(BaseDataset):
     def _img_path(self, position: int) -> str:
         return bytes(self._img_paths[position]).decode('utf-8')
 
+    def _read(self, path: str) -> np.ndarray:
+        """Decode one image as training does (``BadImageError`` if it cannot be read)."""
+        return self.loader(dict(img_path=path))['img']
+
     def _load_image(self, position: int) -> Optional[np.ndarray]:
         """Decode image ``position`` of the image list; ``None`` (counted, and
         named once in the log) when it cannot be read."""
         try:
             img = self.loader(dict(img_path=self._img_path(position)))['img']
         except BadImageError as e:
-            self.bad_images.mark_bad(position, e, self._img_path)
+            self.bad_images.mark_bad(position, e, self._img_path, self._read)
             return None
         self.bad_images.mark_ok(position)
         return img

@@ -12,8 +12,8 @@ from mmengine.utils import is_abs
 from mmpretrain.registry import DATASETS
 
 from ..store import IMG_EXTENSIONS  # one rule for "is an image file"
-from .bad_images import BadImageTally
-from .transforms.loading import BadImageError
+from .bad_images import DEFAULT_MAX_BAD_FRACTION, BadImageTally
+from .transforms.loading import BadImageError, LoadImageOrSkip, read_image
 
 
 @DATASETS.register_module()
@@ -50,9 +50,11 @@ class SceneImageDataset(BaseDataset):
     Unreadable images in training (``LoadImageOrSkip`` in the pipeline raises ``BadImageError`` for
     missing, empty, truncated or corrupt files): the sample is replaced by another random one
     (mmengine's re-draw), the file is named once in a warning with its reason and counted, and the
-    run stops with an error naming them when they are more than ``max_bad_fraction`` of the images
-    (see :class:`~orl_plugin.datasets.bad_images.BadImageTally`, shared by the loader workers). In
-    test mode (the mining steps) the error goes to the caller, which records the image as skipped.
+    run stops with an error naming every unreadable file it finds when more than ``max_bad_fraction``
+    of the images are unreadable (:mod:`~orl_plugin.datasets.bad_images`: the rule of every stage;
+    :class:`~orl_plugin.datasets.bad_images.BadImageTally` is shared by the loader workers). In test
+    mode (the mining steps) the error goes to the caller, which skips the image and applies the same
+    rule.
 
     Args:
         ann_file: COCO-format JSON path(s), relative to ``data_root`` unless absolute; ``''`` for a folder.
@@ -61,8 +63,8 @@ class SceneImageDataset(BaseDataset):
         metainfo: ``dict(classes=...)`` to fix the class order (categories are matched by name);
             default: the JSON categories sorted by id.
         check_files: check at init that every image exists, skipping (and counting) missing ones.
-        max_bad_fraction: in training, the share of unreadable images above which the run stops
-            (default 0.01); ``None``: never stop.
+        max_bad_fraction: the share of unreadable images above which a stage reading this data set
+            stops (default 0.5: a wrong path or a broken folder); ``None``: never stop.
         backend_args: mmengine file backend arguments for reading JSONs and listing folders.
         with_masks: keep the JSON's segmentations as ``gt_masks``; ``None`` (default): in test mode only
             (mining and evaluation read them; training never does); ``False`` leaves them
@@ -81,7 +83,7 @@ class SceneImageDataset(BaseDataset):
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  check_files: bool = False,
                  backend_args: Optional[dict] = None,
-                 max_bad_fraction: Optional[float] = 0.01,
+                 max_bad_fraction: Optional[float] = DEFAULT_MAX_BAD_FRACTION,
                  with_masks: Optional[bool] = None,
                  **kwargs: Any) -> None:
         if isinstance(ann_file, (list, tuple)):
@@ -301,6 +303,13 @@ class SceneImageDataset(BaseDataset):
     def _img_path(self, idx: int) -> str:
         return self.get_data_info(idx)['img_path']
 
+    def _read(self, path: str) -> Any:
+        """Read one image as the pipeline's loader does (``BadImageError`` if it cannot be read)."""
+        transforms = getattr(self.pipeline, 'transforms', [])
+        if transforms and isinstance(transforms[0], LoadImageOrSkip):
+            return transforms[0](dict(img_path=path))
+        return read_image(path, backend_args=self.backend_args)
+
     def prepare_data(self, idx: int) -> Any:
         """Run the pipeline. In training an unreadable image gives ``None`` (mmengine then draws
         another sample) and is counted; a missing file under mmcv's loader raises an error that
@@ -314,7 +323,7 @@ class SceneImageDataset(BaseDataset):
         except BadImageError as e:
             if self.bad_images is None:
                 raise
-            self.bad_images.mark_bad(idx, e, self._img_path)
+            self.bad_images.mark_bad(idx, e, self._img_path, self._read)
             return None
         except FileNotFoundError as e:
             if exists(data_info['img_path'], backend_args=self.backend_args):

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         '--data-root',
         help=f"run on this data root instead of the configs' data_root ({FOLDER}: the folder of images, required)")
+    p.add_argument(
+        '--image-list',
+        metavar='FILE',
+        help='train and mine on the images this COCO-style list names (the clean list that '
+        'tools/analysis_tools/check_images.py --out writes), in every stage, read from the image folder of '
+        'the configs (--data-root DIR for folder)')
     p.add_argument('--dry-run', action='store_true', help='print the commands and exit')
     p.add_argument('--quiet', action='store_true', help="write stage output only to the stage's log file")
     return p

@@ -81,6 +81,23 @@ def data_root_options(config_path: str, new_root: str) -> List[str]:
     return items
 
 
+def image_list_options(config_path: str, image_list: str) -> List[str]:
+    """cfg-options that make a stage read the images of ``image_list`` (a COCO-style JSON such as
+    ``tools/analysis_tools/check_images.py --out`` writes): the ``ann_file`` of its data set (the
+    training or the mining one), whose image folder (``data_prefix``) stays the config's."""
+    cfg = load_config(config_path)
+    for loader in ('train_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        if 'ann_file' not in dataset:
+            continue
+        if isinstance(dataset.get('data_prefix'), (list, tuple)) and len(dataset['data_prefix']) > 1:
+            raise PipelineError(f'{config_path}: --image-list gives one image folder, but {loader}.dataset reads '
+                                f'{len(dataset["data_prefix"])} (data_prefix); make the list with one of them')
+        return [f'{loader}.dataset.ann_file={image_list}']
+    raise PipelineError(f'{config_path}: --image-list needs an ann_file in train_dataloader.dataset or '
+                        'test_dataloader.dataset')
+
+
 def schedule_options(config_path: str, length: int) -> List[str]:
     """cfg-options that change a config's training length to ``length`` epochs (epoch-based loop)
     or iterations (iteration-based loop) and rescale its schedule with it.
@@ -129,15 +146,18 @@ def stage_options(config_path: str,
                   data_root: Optional[str] = None,
                   schedule: Optional[int] = None,
                   common: Sequence[str] = (),
-                  own: Sequence[str] = ()) -> List[str]:
+                  own: Sequence[str] = (),
+                  image_list: Optional[str] = None) -> List[str]:
     """All cfg-options of one stage, one per key, later items winning (as DictAction would).
 
-    In order: the --data-root moves, the --schedule rescaling, the wired inputs, the user's items for
-    every stage (``common``) and the user's items for this stage (``own``).
+    In order: the --data-root moves, the --image-list, the --schedule rescaling, the wired inputs, the
+    user's items for every stage (``common``) and the user's items for this stage (``own``).
     """
     items: List[str] = []
     if data_root:
         items += data_root_options(config_path, data_root)
+    if image_list:
+        items += image_list_options(config_path, image_list)
     if schedule is not None:
         items += schedule_options(config_path, schedule)
     items += [f'{k}={v}' for k, v in wired.items()]

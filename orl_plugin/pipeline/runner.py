@@ -11,6 +11,7 @@ gives it a new run id, which makes every stage downstream of it stale. ``--from 
 and every stage that consumes its output (directly or not) to run again from scratch.
 """
 import datetime
+import hashlib
 import os
 import os.path as osp
 import re
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..store import IMG_EXTENSIONS, atomic_write_json, load_image_list
-from .config_edits import load_config, parse_stage_options, stage_options
+from .config_edits import image_list_options, load_config, parse_stage_options, stage_options
 from .launch import Launcher, Stopwatch, log_tail
 from .presets import FOLDER, FOLDER_PRESETS, check_configs, folder_recipe, repo_root, resolve_configs
 from .records import (DONE_MARKER, STAGE_LOG, SUMMARY_FILE, collect_outputs, fingerprint, fmt_metrics, folder_digest,
@@ -51,6 +52,7 @@ class PipelineOptions:
     srun_args: str = ''
     cfg_options: List[str] = field(default_factory=list)
     data_root: Optional[str] = None
+    image_list: Optional[str] = None
     schedule: Dict[str, int] = field(default_factory=dict)
     use: Dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
@@ -89,6 +91,7 @@ class Pipeline:
                                 "stages' --cfg-options cannot carry (mmengine's DictAction); choose another --work-dir")
         self.stages = select_stages(opts.finetune, opts.to_stage)
         check_configs(self.preset, [s for s in self.stages if s not in self.configs and s not in self.use])
+        self.image_list = self._check_image_list()
         # A plain image folder: its file count and content digest (which joins every fingerprint).
         self.folder: Optional[Dict[str, Any]] = self._check_folder() if self.preset in FOLDER_PRESETS else None
         self.forced: set = set(self.stages) if opts.force else set()
@@ -96,8 +99,39 @@ class Pipeline:
             self.forced |= set(descendants(resolve_stage(opts.from_stage)))
         self.records: Dict[str, dict] = {}
 
+    def _check_image_list(self) -> Optional[Dict[str, Any]]:
+        """``--image-list``: a COCO-style list of images (``check_images.py --out``) every stage reads
+        instead of its own list, from the image folder its config names (``--data-root`` moves it)."""
+        if not self.opts.image_list:
+            return None
+        path = osp.abspath(self.opts.image_list)
+        if not osp.isfile(path):
+            raise PipelineError(f'--image-list {path}: no such file')
+        if _NOT_IN_OPTIONS.search(path):
+            raise PipelineError(f'--image-list {path}: the path has a space, comma, bracket or quote, which the '
+                                "stages' --cfg-options cannot carry; move or link the file")
+        try:
+            names, _ = load_image_list(path)
+        except (OSError, ValueError) as e:
+            raise PipelineError(f'--image-list {path}: {e}') from None
+        if not names:
+            raise PipelineError(f'--image-list {path}: the list names no image')
+        with open(path, 'rb') as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        for stage in self.stages:
+            if stage in self.configs and stage != 'finetune':
+                image_list_options(self.configs[stage], path)  # a config it cannot reach fails now
+        return {'path': path, 'names': names, 'digest': digest}
+
+    def _train_batch(self, stage: str) -> int:
+        """The batch size per rank a training stage will run with (the user's --cfg-options win)."""
+        items = self.stage_options.get('*', []) + self.stage_options.get(stage, [])
+        given = [it.split('=', 1)[1] for it in items if it.split('=', 1)[0] == 'train_dataloader.batch_size']
+        return int(given[-1]) if given else int(load_config(self.configs[stage])['train_dataloader']['batch_size'])
+
     def _check_folder(self) -> Dict[str, Any]:
-        """The image folder of a folder preset: present, outside the work dir, enough images for 2a."""
+        """The image folder of a folder preset: present, outside the work dir, enough images for 2a and for one
+        batch per rank of each training stage."""
         if not self.opts.data_root:
             raise PipelineError(f'{self.preset}: --data-root DIR (the folder of images) is required')
         root = osp.abspath(self.opts.data_root)
@@ -106,13 +140,37 @@ class Pipeline:
         if osp.commonpath([root, self.work_dir]) == root:
             raise PipelineError(f'the work dir {self.work_dir} is inside the image folder {root}: the pictures the '
                                 'run draws would join its images; choose a --work-dir outside it')
-        names, _ = load_image_list(root)
+        if self.image_list:
+            names = self.image_list['names']
+            what = f'the image list {self.image_list["path"]} names {len(names)} images'
+            missing = [n for n in names if not osp.isfile(osp.join(root, n))]
+            if missing:
+                raise PipelineError(f'{what}, {len(missing)} of them missing under {root} (first: {missing[0]}); '
+                                    '--data-root must be the folder the list was made of')
+        else:
+            names, _ = load_image_list(root)
+            what = f'{root} holds {len(names)} image files (searched recursively for {" ".join(IMG_EXTENSIONS)})'
         k = int((load_config(self.configs['knn']).get('test_evaluator') or {}).get('k', 10))
+        needs = []
         if len(names) < k + 1:
-            raise PipelineError(f'{root} holds {len(names)} image files (searched recursively for '
-                                f'{" ".join(IMG_EXTENSIONS)}); ORL needs at least {k + 1}: each image is paired '
-                                f'with its {k} nearest other images')
-        return {'root': root, 'num_files': len(names), 'digest': folder_digest(root, names)}
+            needs.append(f'ORL needs at least {k + 1}: each image is paired with its {k} nearest other images')
+        ranks = max(self.opts.gpus, 1)
+        for stage in ('stage1', 'stage3'):
+            if stage not in self.stages or stage in self.use:
+                continue
+            batch = self._train_batch(stage)
+            # DefaultSampler gives each rank ceil(n / ranks) images; training drops a partial batch.
+            need = ranks * (batch - 1) + 1
+            if len(names) < need:
+                needs.append(f'{stage} needs at least {need} for one batch of train_dataloader.batch_size={batch} '
+                             f'per rank on {ranks} rank{"s" if ranks > 1 else ""} (drop_last=True; a smaller batch: '
+                             f'--cfg-options {stage}:train_dataloader.batch_size=N)')
+        if needs:
+            raise PipelineError(f'{what}; ' + '; '.join(needs))
+        digest = folder_digest(root, names)
+        if self.image_list:
+            digest = hashlib.sha256(f'{digest}:{self.image_list["digest"]}'.encode()).hexdigest()[:16]
+        return {'root': root, 'num_files': len(names), 'digest': digest}
 
     # ----------------------------------------------------------------- one stage's command
     def stage_dir(self, stage: str) -> str:
@@ -150,13 +208,14 @@ class Pipeline:
             self.configs[stage],
             wired,
             data_root=data_root,
+            image_list=self.image_list['path'] if self.image_list and stage != 'finetune' else None,
             schedule=self.schedule.get(stage),
             common=self.stage_options.get('*', []),
             own=self.stage_options.get(stage, []))
 
     def _fingerprint(self, stage: str, checkpoint: Optional[str], options: List[str]) -> str:
         upstream = {d: self.records[d]['run_id'] for d in STAGE_BY_NAME[stage].deps}
-        data = self.folder['digest'] if self.folder else None
+        data = self.folder['digest'] if self.folder else self.image_list['digest'] if self.image_list else None
         return fingerprint(self.configs[stage], checkpoint, options, upstream, data=data)
 
     def build_command(self, stage: str, checkpoint: Optional[str], options: List[str], resume: bool) -> List[str]:

@@ -47,7 +47,10 @@ strings: that is what the cache stores (``.npz``, loaded with ``allow_pickle=Fal
 Bad images: when the pipeline raises ``BadImageError`` (``LoadImageOrSkip`` does, for missing,
 empty or undecodable files), the image is skipped: its result is
 ``{'index': i, 'skipped': True, 'skip_reason': '...'}`` and the run goes on; metrics count and
-list skipped images in their output header. Any other exception propagates.
+list skipped images in their output header. The rule of every stage
+(:mod:`orl_plugin.datasets.bad_images`, the data set's ``max_bad_fraction``) stops the step once more
+than that share of the rank's images are unreadable, naming every unreadable file it finds. Any
+other exception propagates.
 
 When fed to the evaluator every result also gets, from the data set's annotation (never cached,
 never read from the image): ``img_path``, ``file_name``, ``img_id``, ``width``, ``height``,
@@ -76,6 +79,8 @@ from mmengine.runner.base_loop import BaseLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Dataset
 
+from orl_plugin.datasets.bad_images import (DEFAULT_MAX_BAD_FRACTION, TooManyBadImagesError, log_unreadable,
+                                            search_unreadable, stop_message, too_many_bad)
 from orl_plugin.datasets.transforms.loading import BadImageError
 from orl_plugin.store import atomic_open, atomic_write_json
 
@@ -236,6 +241,11 @@ class MiningLoop(BaseLoop):
         self.cache_dir: Optional[str] = None
         self.num_skipped = 0
         self.skipped_named: List[str] = []  # the first 20 skipped images, with their reasons
+        self._unreadable: List[str] = []  # every skipped image, as 'path (reason)'
+        self._rank_chunks: List[int] = []
+        self._rank_images = 0
+        self._fed_chunks: set = set()
+        self._num_fed = 0
 
     # ------------------------------------------------------------------ extension points
     def process_batch(self, data_batch: Any) -> List[dict]:
@@ -328,6 +338,8 @@ class MiningLoop(BaseLoop):
                 os.remove(osp.join(self.cache_dir, name))
 
         mine = [c for c in range(num_chunks) if c % world_size == rank]
+        self._rank_chunks = mine
+        self._rank_images = sum(len(self.chunk_indices(c)) for c in mine)
         done = [c for c in mine if osp.exists(self.chunk_path(c))]
         pending = sorted(set(mine) - set(done))
         print_log(
@@ -443,14 +455,37 @@ class MiningLoop(BaseLoop):
             info = self.dataset.get_data_info(r['index'])
             if r.get('skipped', False):
                 self.num_skipped += 1
+                path, reason = str(info.get('img_path', r['index'])), str(r.get('skip_reason', '?'))
+                # BadImageError reasons start with the path already
                 if len(self.skipped_named) < 20:
-                    path, reason = str(info.get('img_path', r['index'])), r.get('skip_reason', '?')
-                    # BadImageError reasons start with the path already
                     self.skipped_named.append(reason if path in reason else f'{path}: {reason}')
+                self._unreadable.append(f'{path} ({reason[len(path) + 2:] if reason.startswith(path) else reason})')
             for k in INFO_KEYS:
                 if k in info and k not in r:
                     r[k] = info[k]
+        self._num_fed += len(results)
+        self._fed_chunks.add(chunk_id)
+        # Images are read in list order, where broken files may sit together: only the certain test.
+        if too_many_bad(self.num_skipped, self._num_fed, self._rank_images, self.max_bad_fraction, sampled=False):
+            self._stop_for_bad_images()
         self.evaluator.process(data_samples=results)
+
+    @property
+    def max_bad_fraction(self) -> Optional[float]:
+        """The data set's ``max_bad_fraction`` (the rule of every stage), or its default."""
+        return getattr(self.dataset, 'max_bad_fraction', DEFAULT_MAX_BAD_FRACTION)
+
+    def _stop_for_bad_images(self) -> None:
+        """Read this rank's images not read yet (for a while) and stop, naming every unreadable file."""
+        rank, world_size = get_dist_info()
+        unread = [i for c in self._rank_chunks if c not in self._fed_chunks for i in self.chunk_indices(c)]
+        bad, good, unchecked = search_unreadable((i, self.dataset.get_data_info(i)['img_path']) for i in unread)
+        named = self._unreadable + [f'{e.img_path} ({e.reason})' for _, e in bad]
+        owner = f'[{self.step_name}]' + (f' rank {rank}' if world_size > 1 else '')
+        log_unreadable(owner, named)
+        raise TooManyBadImagesError(
+            stop_message(owner, named, self._num_fed + len(bad) + len(good), self._rank_images, self.max_bad_fraction,
+                         unchecked))
 
     def _dataset_fingerprint(self) -> dict:
         h = hashlib.sha1()

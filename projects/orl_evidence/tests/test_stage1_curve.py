@@ -13,7 +13,7 @@ def test_curve_benchmark_small_run(tmp_path, monkeypatch):
     out = str(tmp_path / 'curve')
     argv = [
         '--num-images', '15', '--epochs', '1', '--crop-epochs', '1', '--view-size', '32', '--probe-interval', '1',
-        '--out', out, '--cfg-options', 'optim_wrapper.optimizer.weight_decay=0.0002'
+        '--out', out, '--cfg-options', 'optim_wrapper.optimizer.weight_decay=0.0002', 'train_dataloader.batch_size=8'
     ]
     assert curve.main(argv) == 0
     with open(osp.join(out, 'results.json')) as f:
@@ -27,7 +27,7 @@ def test_curve_benchmark_small_run(tmp_path, monkeypatch):
         assert json.load(f)['annotations'] == []
 
     base = res['random_init']
-    assert res['cfg_options'] == ['optim_wrapper.optimizer.weight_decay=0.0002']
+    assert res['cfg_options'] == ['optim_wrapper.optimizer.weight_decay=0.0002', 'train_dataloader.batch_size=8']
     for arm in ('scenes', 'object-crops'):  # the recipe change reached both runs
         dumped = Config.fromfile(osp.join(out, arm, 'byol_resnet18_1xb32-coslr-30e_synthetic.py'))
         assert dumped.optim_wrapper.optimizer.weight_decay == 0.0002
@@ -40,7 +40,8 @@ def test_curve_benchmark_small_run(tmp_path, monkeypatch):
         assert rec['view_retrieval'][0][1] == pytest.approx(base['view_retrieval'], abs=1e-4)
         assert rec['view_rank'][0][1] == pytest.approx(base['view_rank'], rel=1e-3)
         assert len(rec['view_rank']) == 2 and all(r >= 1.0 for _, r in rec['view_rank'])
-    # 12 training scenes make one batch of 32, their ~50 object crops two: the crop arm trained on the crops.
+    # 12 training scenes make one batch of 8 (training drops a partial one), their ~50 object crops six: the
+    # crop arm trained on the crops.
     assert res['arms']['object-crops']['object_probe'][-1][0] > res['arms']['scenes']['object_probe'][-1][0]
     assert 0.0 <= base['object_probe_bn_recalibrated'] <= 1.0
 
