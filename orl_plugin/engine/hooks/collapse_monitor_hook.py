@@ -73,9 +73,9 @@ class CollapseMonitorHook(Hook):
     def _collect(self, data_batch: Any) -> bool:
         """Keep the first view of the batch's samples until ``num_samples`` are held; whether this
         batch completed the fixed batch."""
-        have = self._held()
         if not isinstance(data_batch, dict):
             return False
+        have = self._held()
         inputs = data_batch.get('inputs')
         view = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         if isinstance(view, (list, tuple)):  # pseudo_collate: one tensor per sample
@@ -152,8 +152,8 @@ class CollapseMonitorHook(Hook):
         self._below.append(it)
         if len(self._below) >= self.patience and not self._warned:
             self._warned = True
+            what = 'NaN or infinite' if math.isnan(value) else 'collapsing into a few directions'
             runner.logger.warning(
                 f'collapse monitor: the projector output\'s effective rank has been below {self.min_rank:g} for '
                 f'{len(self._below)} checks (iterations {self._below[0]}-{it}; now {value:.2f} on '
-                f'{self._held()} fixed samples): the features are collapsing into '
-                f'{"NaN" if math.isnan(value) else "a few directions"}')
+                f'{self._held()} fixed samples): the features are {what}')
