@@ -11,6 +11,6 @@ train_dataloader = dict(dataset=_base_.image_folder)
 # retrieval needs no labels: with no dataset it takes the first 256 training images (not held
 # out, which the log says); its feature rank, the label-free sign of collapse, is unaffected.
 # The other monitors (collapse monitor, NaN guard, TensorBoard switch) stay.
-custom_hooks = [dict(type='ViewRetrievalHook', dataset=None, interval=5, max_images=256)] + [
-    h for h in _base_.custom_hooks if h['type'] not in ('ObjectProbeHook', 'ViewRetrievalHook')
-]
+monitors = [h for h in _base_.custom_hooks if h['type'] not in ('ObjectProbeHook', 'ViewRetrievalHook')]
+custom_hooks = [dict(type='ViewRetrievalHook', dataset=None, interval=5, max_images=256), *monitors]
+del monitors
