@@ -78,6 +78,10 @@ OFFICIAL_INIT = [
 # The ResNet-50 stage-1 and stage-3 COCO training configs (COCO+ inherits them).
 COCO_R50_TRAIN = ('byol/byol_resnet50_8xb64-coslr-800e_coco*.py', 'orl/stage3/orl_resnet50_8xb64-coslr-800e_coco*.py')
 VIEWS = Config.fromfile(osp.join(ROOT, 'configs', '_base_', 'datasets', 'byol_views.py')).to_dict()
+MONITORS = {
+    name: Config.fromfile(osp.join(ROOT, 'configs', '_base_', name)).to_dict()['custom_hooks']
+    for name in ('coco_probes.py', 'synthetic_probes.py')
+}
 IMAGE_LOADER = dict(type='LoadImageOrSkip', imdecode_backend='pillow')
 COCO_TRAIN2017 = dict(
     data_root='data/coco/', ann_file='annotations/instances_train2017.json', data_prefix=dict(img_path='train2017/'))
@@ -225,6 +229,19 @@ CHANGES: List[Change] = [
            "detectron2's RPN matcher: a box's best anchors are positive at any IoU (mmdet: >= 0.3)"),
     Change(('benchmarks/mmdetection/voc0712/*', ), 'train_cfg.val_interval', 24000,
            'detectron2 TEST.EVAL_PERIOD 0: evaluated once, after training'),
+    # ------------------------------------------------------------------ several ranks train as one
+    Change(('byol/*', 'orl/stage3/*'), 'train_dataloader.sampler.type', 'EvenShardSampler',
+           "mmengine's DefaultSampler pads an epoch with repeated images; EvenShardSampler gives every rank the "
+           'same number of distinct images: the batches of one rank with the whole batch (test_samplers.py)'),
+    # ------------------------------------------------------------------ training monitors
+    Change(
+        COCO_R50_TRAIN, 'custom_hooks', MONITORS['coco_probes.py'],
+        'the monitors of a long run (_base_/coco_probes.py): the object probe on COCO val2017, the collapse '
+        'monitor, the NaN guard and the TensorBoard switch (docs/en/user_guides/monitoring.md)'),
+    Change(('byol/*synthetic.py', ), 'custom_hooks', MONITORS['synthetic_probes.py'],
+           'the collapse monitor, the NaN guard and the TensorBoard switch after the held-out probes'),
+    Change(COCO_R50_TRAIN + ('byol/*synthetic.py', ), 'tensorboard', False,
+           'the TensorBoard switch (TensorboardSwitchHook): off by default'),
 ]
 
 

@@ -37,8 +37,9 @@ def test_cpu_config_trains_and_saves_backbone(tmp_path):
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_level = 'WARNING'
-    probe, views = cfg.custom_hooks
+    probe, views, *monitors = cfg.custom_hooks
     assert probe.type == 'ObjectProbeHook' and views.type == 'ViewRetrievalHook'
+    assert [m.type for m in monitors] == ['CollapseMonitorHook', 'NaNGuardHook', 'TensorboardSwitchHook']
     probe.reference.data_root = probe.query.data_root = views.dataset.data_root = data_root
     probe.interval = views.interval = 1
     runner = Runner.from_cfg(cfg)
@@ -65,6 +66,11 @@ def test_cpu_config_trains_and_saves_backbone(tmp_path):
     # With the features' effective rank: 4 views spread over at most 3 directions around their mean.
     assert all(1.0 <= r['probe/view_rank'] <= 3.0 + 1e-6 for r in views)
     assert {r['probe/view_rank_init'] for r in views} == {views[0]['probe/view_rank']}
+    # The collapse monitor: its fixed batch is the first epoch's 8 images (fewer than it asks for),
+    # checked at the end of that epoch (iteration 2); its next check would be at iteration 10.
+    with open(osp.join(runner.log_dir, 'vis_data', 'scalars.json')) as f:
+        ranks = [r for r in map(json.loads, f) if 'monitor/projector_rank' in r]
+    assert [r['step'] for r in ranks] == [2] and 1.0 <= ranks[0]['monitor/projector_rank'] <= 7.0 + 1e-6
 
     ckpt_path = osp.join(cfg.work_dir, 'epoch_2.pth')
     ckpt = CheckpointLoader.load_checkpoint(ckpt_path, map_location='cpu')

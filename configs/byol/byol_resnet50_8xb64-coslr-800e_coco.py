@@ -4,7 +4,7 @@
 # after a 4-epoch linear warm-up, AMP. Each part is a fragment under ../_base_/.
 _base_ = [
     '../_base_/models/byol_resnet50.py', '../_base_/datasets/coco_scenes.py',
-    '../_base_/schedules/sgd_coslr-800e_bs512.py', 'mmpretrain::_base_/default_runtime.py'
+    '../_base_/schedules/sgd_coslr-800e_bs512.py', 'mmpretrain::_base_/default_runtime.py', '../_base_/coco_probes.py'
 ]
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 

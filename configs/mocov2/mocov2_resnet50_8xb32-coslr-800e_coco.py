@@ -6,7 +6,7 @@
 #   bash tools/dist_train.sh configs/mocov2/mocov2_resnet50_8xb32-coslr-800e_coco.py 8
 _base_ = [
     '../_base_/models/mocov2_resnet50.py', '../_base_/datasets/coco_scenes_mocov2.py',
-    '../_base_/schedules/sgd_coslr-800e_bs256.py', 'mmpretrain::_base_/default_runtime.py'
+    '../_base_/schedules/sgd_coslr-800e_bs256.py', 'mmpretrain::_base_/default_runtime.py', '../_base_/coco_probes.py'
 ]
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 

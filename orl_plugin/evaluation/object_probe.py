@@ -8,16 +8,20 @@ embedded with the online backbone (the 2c feature, ``RoIFeature``: avgpool + L2)
 of a *query* split is classified by a similarity-weighted vote of its ``k`` nearest reference
 crops (the weighted kNN of Wu et al. 2018, used by most self-supervised benchmarks). Reported: top-1
 accuracy, beside the chance level of always answering the most common category of the queries.
+
+With one annotated set (e.g. COCO val2017) the probe takes a class-balanced sample of its objects
+(:func:`class_balanced_crops`) and classifies every crop by its neighbours among the crops of the
+other images (:func:`leave_one_image_out_probe`).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from orl_plugin.datasets.transforms.crop_boxes import crop_boxes
-from orl_plugin.datasets.transforms.loading import read_image
+from orl_plugin.datasets.transforms.loading import BadImageError, read_image
 from orl_plugin.models.roi_feature import RoIFeature
 
 
@@ -62,9 +66,11 @@ def knn_classify(ref_feats: torch.Tensor,
                  query_feats: torch.Tensor,
                  num_classes: int,
                  k: int = 20,
-                 temperature: float = 0.07) -> torch.Tensor:
+                 temperature: float = 0.07,
+                 exclude: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Weighted kNN vote: each of the ``k`` most cosine-similar reference rows votes for its
-    label with weight ``exp(sim / temperature)``. Features must be L2-normalised.
+    label with weight ``exp(sim / temperature)``. Features must be L2-normalised. ``exclude``, a
+    ``(Q, R)`` bool mask, keeps the marked pairs from voting (e.g. crops of the query's own image).
 
     Returns:
         ``(Q,)`` predicted labels.
@@ -73,6 +79,8 @@ def knn_classify(ref_feats: torch.Tensor,
         raise ValueError('knn_classify: no reference features')
     k = min(k, len(ref_feats))
     sim = query_feats @ ref_feats.t()
+    if exclude is not None:
+        sim = sim.masked_fill(exclude.to(sim.device), float('-inf'))  # exp(-inf / T) = 0: no vote
     top_sim, top_idx = sim.topk(k, dim=1)
     votes = torch.zeros(len(query_feats), num_classes, dtype=sim.dtype, device=sim.device)
     votes.scatter_add_(1, ref_labels[top_idx], (top_sim / temperature).exp())
@@ -128,3 +136,104 @@ def object_knn_probe(model: torch.nn.Module,
         num_reference=int(len(ref_labels)),
         num_query=int(len(q_labels)),
         num_nonfinite=count_nonfinite(f_ref, f_q))
+
+
+def select_objects(data_list: Sequence[dict],
+                   max_per_class: int,
+                   min_side: float = 32.0,
+                   seed: int = 0) -> List[Tuple[int, int]]:
+    """A class-balanced sample of the annotated objects of ``data_list`` (SceneImageDataset infos):
+    at most ``max_per_class`` boxes of each class (0: all), drawn in a random order fixed by
+    ``seed`` so that they spread over the images, from the boxes with both sides >= ``min_side``
+    px. Reads no image.
+
+    Returns:
+        ``(info index, box index)`` pairs, in data-list order.
+    """
+    candidates = []
+    for i, info in enumerate(data_list):
+        boxes = np.asarray(info.get('gt_bboxes', np.zeros((0, 4))), np.float32).reshape(-1, 4)
+        labels = np.asarray(info.get('gt_labels', np.zeros((0, ), np.int64)), np.int64).reshape(-1)
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        candidates += [(i, j, int(labels[j])) for j in np.flatnonzero(sides >= min_side)]
+    order = np.random.default_rng(seed).permutation(len(candidates))
+    taken: Dict[int, int] = {}
+    chosen = []
+    for idx in order:
+        i, j, label = candidates[idx]
+        if max_per_class and taken.get(label, 0) >= max_per_class:
+            continue
+        taken[label] = taken.get(label, 0) + 1
+        chosen.append((i, j))
+    return sorted(chosen)
+
+
+def class_balanced_crops(data_list: Sequence[dict],
+                         max_per_class: int,
+                         size: int = 96,
+                         min_side: float = 32.0,
+                         seed: int = 0,
+                         skipped: Optional[List[str]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops of :func:`select_objects`' boxes, each image read once, resized to ``size`` with the
+    2c crop (images in the loader's BGR order). With a ``skipped`` list, an unreadable image is left
+    out and its ``'path (reason)'`` appended there; without one the error propagates.
+
+    Returns:
+        ``(N, size, size, 3)`` uint8 crops, ``(N,)`` int64 labels and ``(N,)`` int64 image indices
+        (into ``data_list``: the crops of one image share it).
+    """
+    by_image: Dict[int, List[int]] = {}
+    for i, j in select_objects(data_list, max_per_class, min_side, seed):
+        by_image.setdefault(i, []).append(j)
+    crops: List[np.ndarray] = []
+    labels: List[np.ndarray] = []
+    images: List[np.ndarray] = []
+    for i, box_idx in by_image.items():
+        info = data_list[i]
+        try:
+            img = read_image(info['img_path'])  # the training decoder: GT boxes fit its orientation
+        except BadImageError as e:
+            if skipped is None:
+                raise
+            skipped.append(f'{info["img_path"]} ({e.reason})')
+            continue
+        boxes = np.asarray(info['gt_bboxes'], np.float32).reshape(-1, 4)[box_idx]
+        xywh = np.round(np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)).astype(np.int64)
+        crops.append(crop_boxes(img, xywh, size))
+        labels.append(np.asarray(info['gt_labels'], np.int64).reshape(-1)[box_idx])
+        images.append(np.full(len(box_idx), i, np.int64))
+    if not crops:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, ), np.int64), np.zeros((0, ), np.int64)
+    return np.concatenate(crops), np.concatenate(labels), np.concatenate(images)
+
+
+@torch.no_grad()
+def leave_one_image_out_probe(model: torch.nn.Module,
+                              crops: np.ndarray,
+                              labels: np.ndarray,
+                              images: np.ndarray,
+                              k: int = 20,
+                              temperature: float = 0.07,
+                              batch_size: int = 128) -> Dict[str, float]:
+    """The weighted kNN probe on one set of crops: every crop is classified by the ``k`` nearest
+    crops of *other* images (crops of its own image share its context, so they may not vote).
+    Features as :func:`object_knn_probe` (online backbone, eval mode, restored afterwards).
+
+    Returns:
+        ``top1``, ``chance`` (share of the most common class), ``num_crops``, ``num_classes``
+        (classes present) and ``num_nonfinite``.
+    """
+    if len(np.unique(images)) < 2:
+        raise ValueError(f'object probe: needs objects of at least 2 images (got {len(crops)} crops of '
+                         f'{len(np.unique(images))} image)')
+    (feats, ) = encode_in_eval_mode(model, crops, batch_size=batch_size)
+    group = torch.from_numpy(images).to(feats.device)
+    label = torch.from_numpy(labels).to(feats.device)
+    pred = knn_classify(
+        feats, label, feats, int(labels.max()) + 1, k, temperature, exclude=group[:, None] == group[None, :])
+    return dict(
+        top1=float((pred.cpu().numpy() == labels).mean()),
+        chance=float(np.bincount(labels).max() / len(labels)),
+        num_crops=int(len(labels)),
+        num_classes=int(len(np.unique(labels))),
+        num_nonfinite=count_nonfinite(feats))

@@ -17,6 +17,7 @@ train_dataloader = dict(
     drop_last=True,
     persistent_workers=True,
     pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # every rank the same number of distinct images (DefaultSampler pads the epoch with repeats)
+    sampler=dict(type='EvenShardSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, **_base_.coco_train2017, pipeline=train_pipeline))

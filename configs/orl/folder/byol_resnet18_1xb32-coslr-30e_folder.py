@@ -10,4 +10,7 @@ train_dataloader = dict(dataset=_base_.image_folder)
 # A folder has no boxes and no held-out split. The object probe needs boxes: left out. View
 # retrieval needs no labels: with no dataset it takes the first 256 training images (not held
 # out, which the log says); its feature rank, the label-free sign of collapse, is unaffected.
-custom_hooks = [dict(type='ViewRetrievalHook', dataset=None, interval=5, max_images=256)]
+# The other monitors (collapse monitor, NaN guard, TensorBoard switch) stay.
+monitors = [h for h in _base_.custom_hooks if h['type'] not in ('ObjectProbeHook', 'ViewRetrievalHook')]
+custom_hooks = [dict(type='ViewRetrievalHook', dataset=None, interval=5, max_images=256), *monitors]
+del monitors

@@ -8,7 +8,8 @@
 # JSON works too (correspondence_file='.../*.json').
 _base_ = [
     '../../_base_/models/orl_resnet50.py', '../../_base_/datasets/coco_orl.py',
-    '../../_base_/schedules/sgd_coslr-800e_bs512.py', 'mmpretrain::_base_/default_runtime.py'
+    '../../_base_/schedules/sgd_coslr-800e_bs512.py', 'mmpretrain::_base_/default_runtime.py',
+    '../../_base_/coco_probes.py'
 ]
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 
