@@ -37,9 +37,12 @@ ROWS = {
         members=r'(byol|orl)_resnet50_8xb64-', rule=lambda batch: 0.4 * batch / 512),
     'mocov2_resnet50_8xb32-coslr-800e_coco.py': dict(
         members=r'mocov2_resnet50_8xb32-', rule=lambda batch: 0.03 * batch / 256),
+    'orl-mocov2_resnet50_8xb64-coslr-800e_coco.py': dict(
+        members=r'orl-mocov2_resnet50_8xb64-', rule=lambda batch: 0.03 * batch / 256),
     'byol_resnet18_1xb32-coslr-30e_synthetic.py': dict(members=r'byol_resnet18_1xb32-', rule=None),
     'orl_resnet18_1xb16-coslr-30e_synthetic.py': dict(members=r'orl_resnet18_1xb16-', rule=None),
-    'mocov2_resnet18_1xb32-coslr-30e_synthetic.py': dict(members=r'mocov2_resnet18_1xb32-', rule=None),
+    'mocov2_resnet18_1xb32-coslr-30e_synthetic.py': dict(members=r'^mocov2/mocov2_resnet18_1xb32-', rule=None),
+    'orl-mocov2_resnet18_1xb32-coslr-30e_synthetic.py': dict(members=r'orl-mocov2_resnet18_1xb32-', rule=None),
 }
 
 

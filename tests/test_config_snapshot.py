@@ -27,7 +27,10 @@ FOLDER_GPU = ('issue 15 item 4: `orl-pipeline folder` on GPUs, the COCO recipe o
               '(selective search at <= 1024 px)')
 FOLDER_CPU = 'issue 15 item 4: `orl-pipeline folder` on a CPU, the CPU recipe on a folder of images'
 MOCOV2 = 'issue 12 item 2: a MoCo v2 stage 1 and stage 2 from its checkpoint'
+CONTRASTIVE = 'ORL stage 3 with the contrastive objective (MoCo v2 form) in every branch, beside the paper\'s BYOL'
 NEW_CONFIGS = {
+    'orl/stage3/orl-mocov2_resnet18_1xb32-coslr-30e_synthetic.py': CONTRASTIVE,
+    'orl/stage3/orl-mocov2_resnet50_8xb64-coslr-800e_coco.py': CONTRASTIVE,
     COCO_90K: "the paper's COCO transfer protocol (detectron2's schedule and PreciseBN), beside mmdet's 1x",
     'byol/byol_resnet50_8xb64-gpuaug-coslr-800e_coco.py': GPUAUG,
     'byol/byol_resnet18_1xb32-gpuaug-coslr-30e_synthetic.py': GPUAUG,

@@ -6,7 +6,8 @@
 # those of ./orl_resnet50_8xb64-coslr-800e_coco.py.
 _base_ = [
     '../../_base_/models/orl-mocov2_resnet50.py', '../../_base_/datasets/coco_orl.py',
-    '../../_base_/schedules/sgd_coslr-800e_bs256.py', 'mmpretrain::_base_/default_runtime.py'
+    '../../_base_/schedules/sgd_coslr-800e_bs256.py', 'mmpretrain::_base_/default_runtime.py',
+    '../../_base_/coco_probes.py'
 ]
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 
