@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 from test_orl_model import _set_view_sizes  # every view and RoI patch of a pipeline, resized
 
 STAGE3_CONFIG = osp.join(ROOT, 'configs', 'orl', 'stage3', 'orl_resnet18_1xb16-coslr-30e_synthetic.py')
+CONTRASTIVE_CONFIG = osp.join(ROOT, 'configs', 'orl', 'stage3', 'orl-mocov2_resnet18_1xb32-coslr-30e_synthetic.py')
 DET_CONFIG = osp.join(ROOT, 'configs', 'benchmarks', 'mmdetection', 'synthetic',
                       'faster-rcnn_r18_fpn_1xb8-100i_synthetic.py')
 
@@ -125,15 +126,16 @@ def checkpoints(tmp_path_factory, synthetic_scenes):
     Runner.from_cfg(cfg).train()
 
     corr = official_correspondence(synthetic_scenes['train_ann_file'], str(root / 'corr.json'))
-    cfg = Config.fromfile(STAGE3_CONFIG)
-    cfg.merge_from_dict({
-        'work_dir': str(root / 'stage3'), 'log_level': 'WARNING', 'train_dataloader.batch_size': 3,
-        'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.data_root': data_root, 'train_dataloader.dataset.correspondence_file': corr,
-        'train_cfg.max_epochs': 1, 'default_hooks.checkpoint.interval': 1
-    })
-    _set_view_sizes(cfg.train_dataloader.dataset.pipeline, 32, 16)
-    Runner.from_cfg(cfg).train()
+    for config, work in ((STAGE3_CONFIG, 'stage3'), (CONTRASTIVE_CONFIG, 'stage3_contrastive')):
+        cfg = Config.fromfile(config)
+        cfg.merge_from_dict({
+            'work_dir': str(root / work), 'log_level': 'WARNING', 'train_dataloader.batch_size': 3,
+            'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
+            'train_dataloader.dataset.data_root': data_root, 'train_dataloader.dataset.correspondence_file': corr,
+            'train_cfg.max_epochs': 1, 'default_hooks.checkpoint.interval': 1
+        })
+        _set_view_sizes(cfg.train_dataloader.dataset.pipeline, 32, 16)
+        Runner.from_cfg(cfg).train()
     stage3 = str(root / 'stage3' / 'epoch_1.pth')
 
     cfg = Config.fromfile(DET_CONFIG)
@@ -150,13 +152,17 @@ def checkpoints(tmp_path_factory, synthetic_scenes):
     torch.set_num_threads(threads)
     if scope is not None:  # the detection run left 'mmdet' current; later tests expect the scope before it
         DefaultScope.get_instance('test_portable_checkpoints_restore', scope_name=scope.scope_name)
-    return dict(stage1=str(root / 'stage1' / 'epoch_1.pth'), stage3=stage3, det=str(root / 'det' / 'iter_2.pth'))
+    return dict(
+        stage1=str(root / 'stage1' / 'epoch_1.pth'),
+        stage3=stage3,
+        stage3_contrastive=str(root / 'stage3_contrastive' / 'epoch_1.pth'),
+        det=str(root / 'det' / 'iter_2.pth'))
 
 
 def test_checkpoints_load_in_a_vanilla_process(tmp_path, checkpoints):
     """Plain ``torch.load(weights_only=True)`` of all three, and mmdet's own Mask R-CNN config
     (R-18, FPN in_channels to match) initialising its backbone from the stage-3 checkpoint."""
-    paths = [checkpoints[k] for k in ('stage1', 'stage3', 'det')]
+    paths = [checkpoints[k] for k in ('stage1', 'stage3', 'stage3_contrastive', 'det')]
     # the control: the format of orl_plugin 0.1.0 (numpy arrays in the message hub) does not load
     old = str(tmp_path / 'numpy_format.pth')
     ckpt = torch.load(checkpoints['stage1'], weights_only=True)
@@ -173,5 +179,12 @@ def test_checkpoints_load_in_a_vanilla_process(tmp_path, checkpoints):
             set(report['keys'][path])
     mask_rcnn = report['mask_rcnn']
     assert mask_rcnn['type'] == 'MaskRCNN' and mask_rcnn['mask_head'] == 'FCNMaskHead'
+    assert mask_rcnn['missing'] == [] and mask_rcnn['unexpected'] == []
+    assert mask_rcnn['num'] > 100 and mask_rcnn['equal'] == mask_rcnn['num']
+    # the contrastive objective's checkpoint (its queues are plain tensors) initialises mmdet's backbone too
+    report = run_vanilla(
+        tmp_path, [checkpoints['stage3_contrastive']], mask_rcnn_ckpt=checkpoints['stage3_contrastive'])
+    assert report['unsafe'][checkpoints['stage3_contrastive']] == []
+    mask_rcnn = report['mask_rcnn']
     assert mask_rcnn['missing'] == [] and mask_rcnn['unexpected'] == []
     assert mask_rcnn['num'] > 100 and mask_rcnn['equal'] == mask_rcnn['num']
