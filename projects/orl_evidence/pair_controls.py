@@ -38,3 +38,49 @@ def random_pairs_store(src: str, out: str, seed: int = 0) -> str:
         image_ids=ids,
         params=dict(store.params),
         provenance=dict(control='random pairs of the same kept boxes of the same neighbours', source=src, seed=seed))
+
+
+def object_pairs_store(src: str, ann_file: str, out: str) -> str:
+    """A diagnostic, not ORL (it reads the ground truth): the mined pairs of ``src`` whose two boxes
+    both lie on a ground-truth object of the same category (IoU >= 0.5, the mining metrics' rule),
+    everything else of the store unchanged. Stage 3 on it shows what the inter-RoI branch does when
+    its non-object pairs are taken away."""
+    import json
+
+    from orl_plugin.evaluation.box_metrics import matched_gt_labels, xywh_to_xyxy
+
+    store = MiningStore.open(src)
+    with open(ann_file) as f:
+        ann = json.load(f)
+    by_name = {im['file_name']: im['id'] for im in ann['images']}
+    gt: dict = {im['id']: ([], []) for im in ann['images']}
+    for a in ann['annotations']:
+        gt[a['image_id']][0].append(a['bbox'])
+        gt[a['image_id']][1].append(a['category_id'])
+
+    def matches(i: int, boxes: np.ndarray) -> np.ndarray:
+        bxs, labels = gt[by_name[store.file_name(i)]]
+        if not bxs:
+            return np.zeros((len(boxes), 1), bool)
+        return matched_gt_labels(boxes, xywh_to_xyxy(np.asarray(bxs, np.float64)), np.asarray(labels))
+
+    n = len(store)
+    knn = np.stack([np.asarray(store.knn(i)) for i in range(n)])
+    pairs = []
+    for i in range(n):
+        row = []
+        for j, nb in enumerate(knn[i]):
+            p = np.asarray(store.pairs(i, j)).reshape(-1, 8)
+            mq, mn = matches(i, p[:, :4]), matches(int(nb), p[:, 4:])
+            width = min(mq.shape[1], mn.shape[1])
+            keep = (mq[:, :width] & mn[:, :width]).any(axis=1) if len(p) else np.zeros(0, bool)
+            row.append(p[keep].astype(np.int64))
+        pairs.append(row)
+    return write_correspondence_store(
+        out, [np.asarray(store.boxes(i)) for i in range(n)],
+        knn,
+        pairs,
+        file_names=store.file_names(),
+        image_ids=[int(v) for v in store.image_ids],
+        params=dict(store.params),
+        provenance=dict(control='mined pairs on same-category ground-truth objects only (reads labels)', source=src))

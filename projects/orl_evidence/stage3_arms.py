@@ -22,7 +22,7 @@ from orl_plugin.pipeline import load_config, repo_root, resolve_configs, with_py
 from orl_plugin.store import atomic_write_json
 
 from . import mechanism as mech
-from .pair_controls import random_pairs_store
+from .pair_controls import object_pairs_store, random_pairs_store
 from .probes import ProbeSet
 
 STAGE3_CONFIG = 'configs/orl/stage3/orl-mocov2_resnet18_1xb32-coslr-30e_synthetic.py'
@@ -33,23 +33,28 @@ ARMS: Dict[str, Tuple[Tuple[int, int, int], Optional[str]]] = {
     'inter-random': ((1, 1, 1), 'random'),
     'inter-instrument': ((1, 1, 1), 'instrument'),
     'inter-mocov2': ((1, 1, 1), 'mocov2'),
+    # a diagnostic, not ORL: the instrument's pairs that lie on same-category ground-truth objects only
+    'inter-objects': ((1, 1, 1), 'objects'),
 }
+DEFAULT_ARMS = ('image', 'intra', 'inter-random', 'inter-instrument', 'inter-mocov2')
 LABELS = {
     'image': 'image level only (the MoCo v2 baseline)',
     'intra': '+ intra-RoI',
     'inter-random': '+ intra + inter-RoI on random pairs (control)',
     'inter-instrument': "+ intra + inter-RoI on the instrument's pairs (ceiling)",
     'inter-mocov2': "+ intra + inter-RoI on a MoCo v2 stage 1's pairs (the chain, no labels)",
+    'inter-objects': "+ intra + inter-RoI on the instrument's object pairs only (diagnostic: reads labels)",
 }
 MINERS = ('instrument', 'mocov2')  # stage-1 models whose pairs the inter arms learn from
 DONE = 'train_done.json'
+PROBE_DONE = 'probes.done.json'  # the probe protocol's marker (a new protocol: a new name, so all re-probe)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """The command line (``--quick`` shrinks every size)."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='work_dirs/stage3_arms', help='output folder (scenes, runs, results.json)')
-    p.add_argument('--arms', nargs='+', default=list(ARMS), choices=list(ARMS))
+    p.add_argument('--arms', nargs='+', default=list(DEFAULT_ARMS), choices=list(ARMS))
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--num-images', type=int, default=960, help='v2 scenes stage 2 and 3 run on (20 %% held out)')
     p.add_argument('--probe-images', type=int, default=2000, help='v2 scenes of the probe set (generator seed 2)')
@@ -253,7 +258,7 @@ def run_seed(run: mech.Run, seed: int, stores: Dict[str, str], data_root: str, p
     rec: Dict[str, Any] = dict(checkpoint=init)
     probe = run.step(
         f'random seed {seed}', 'probe', lambda: mech.marker_step(
-            osp.join(base, 'probe.done.json'), lambda: probe_checkpoint(probe_set, None, seed), source=init))
+            osp.join(base, PROBE_DONE), lambda: probe_checkpoint(probe_set, None, seed), source=init))
     if probe:
         rec['probe'] = {k: v for k, v in probe.items() if k != 'resumed'}
     if args.ft_iters:
@@ -281,7 +286,7 @@ def run_seed(run: mech.Run, seed: int, stores: Dict[str, str], data_root: str, p
         out.update(checkpoint=ckpt, wall_s=tr.get('wall_s'))
         probe = run.step(
             who, 'probe', lambda: mech.marker_step(
-                osp.join(work, 'probe.done.json'), lambda: probe_checkpoint(probe_set, ckpt), source=ckpt))
+                osp.join(work, PROBE_DONE), lambda: probe_checkpoint(probe_set, ckpt), source=ckpt))
         if probe:
             out['probe'] = {k: v for k, v in probe.items() if k != 'resumed'}
         if args.ft_iters:
@@ -472,6 +477,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             random_pairs_store(stores['instrument'], path, seed=0)
         if osp.isdir(path):
             stores['random'] = path
+    if 'objects' in need and 'instrument' in stores:
+        path = osp.join(args.out, 'mining', 'objects', 'correspondence.orlstore')
+        if not osp.isdir(path) and not args.collect:
+            object_pairs_store(stores['instrument'], osp.join(data_root, 'annotations', 'instances_train.json'), path)
+        if osp.isdir(path):
+            stores['objects'] = path
     run.save()
     if args.mine_only:
         run.say(f'mined: {stores}')
