@@ -99,6 +99,17 @@ def _model_names():
     return names
 
 
+def test_console_scripts_point_at_functions():
+    """pyproject's [project.scripts] name importable functions (a moved module would leave a dead command)."""
+    import tomllib
+    with open(osp.join(ROOT, 'pyproject.toml'), 'rb') as f:
+        scripts = tomllib.load(f)['project']['scripts']
+    assert 'orl-pipeline' in scripts
+    for name, target in scripts.items():
+        module, func = target.split(':')
+        assert callable(getattr(importlib.import_module(module), func, None)), f'{name} = {target}'
+
+
 def test_wheel_carries_configs_tools_and_model_index(wheel):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
