@@ -17,7 +17,7 @@ from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 
-from orl_plugin.cli import InputError
+from orl_plugin.utils.error_policy import InputError
 
 GPUS = (1, 4, 8, 16, 64)
 DOC = osp.join(ROOT, 'docs', 'en', 'user_guides', 'running_at_scale.md')

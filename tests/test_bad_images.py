@@ -140,7 +140,7 @@ def test_a_wrong_path_stops_early_with_one_line(tmp_path, capsys):
     line names the missing files."""
     import json
 
-    from orl_plugin.cli import run_cli
+    from orl_plugin.utils.error_policy import run_cli
     train = _load_train_tool()
     images = [dict(id=i, file_name=f'img_{i:03d}.jpg', width=64, height=64) for i in range(200)]
     ann = tmp_path / 'list.json'

@@ -1,4 +1,4 @@
-"""The tools' error policy (orl_plugin.cli): a known error is one line naming the full path and the
+"""The tools' error policy (orl_plugin.utils.error_policy): a known error is one line naming the full path and the
 field, exit status 2, no traceback; --debug shows the traceback; a bug keeps its traceback."""
 import importlib.util
 import json
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from orl_plugin.cli import InputError, error_line, is_known_error, run_cli
+from orl_plugin.utils.error_policy import InputError, error_line, is_known_error, run_cli
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

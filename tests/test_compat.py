@@ -1,4 +1,4 @@
-"""Tests of orl_plugin.compat: the fixes for the stack's known breakages (STACK.md)."""
+"""Tests of orl_plugin.utils.stack_fixes: the fixes for the stack's known breakages (STACK.md)."""
 import os.path as osp
 import pickle
 
@@ -13,7 +13,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 
 import orl_plugin  # noqa: F401  (applies the patches)
-from orl_plugin import compat
+from orl_plugin.utils import stack_fixes
 
 
 class _RecordResumedState(Hook):
@@ -178,14 +178,14 @@ def test_apply_patches_is_idempotent():
     assert checkpoint_module.save_checkpoint is runner_pkg.save_checkpoint is \
         before['save_checkpoint']
     safe_globals = set(map(str, torch.serialization.get_safe_globals()))
-    compat.apply_patches()
-    compat.apply_patches()
+    stack_fixes.apply_patches()
+    stack_fixes.apply_patches()
     assert patched() == before
     assert set(map(str, torch.serialization.get_safe_globals())) == safe_globals
     for fn in before.values():
         # One layer of wrapping over the library's own function, not a stack of them.
-        assert getattr(fn, '_orl_compat_patched', False)
-        assert not getattr(fn.__wrapped__, '_orl_compat_patched', False)
+        assert getattr(fn, '_orl_stack_fix', False)
+        assert not getattr(fn.__wrapped__, '_orl_stack_fix', False)
 
 
 # --------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ import torch
 import yaml
 from mmengine.registry import DefaultScope
 
-from orl_plugin.checkpoint_convert import (CheckpointFormatError, DroppedObject, extract_backbone, load_checkpoint_file,
-                                           resnet_depth)
-from orl_plugin.cli import run_cli
+from orl_plugin.utils.checkpoint import (CheckpointFormatError, DroppedObject, extract_backbone, load_checkpoint_file,
+                                         resnet_depth)
+from orl_plugin.utils.error_policy import run_cli
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -295,7 +295,7 @@ def test_publish_and_export_training_checkpoint(tmp_path):
 
 
 def test_publish_unpatched_training_checkpoint(tmp_path):
-    """A checkpoint from a run without orl_plugin.compat pickles HistoryBuffer objects (with
+    """A checkpoint from a run without orl_plugin.utils.stack_fixes pickles HistoryBuffer objects (with
     ``getattr`` calls): a weights-only load refuses it; the tools read its weights with the
     runner state as inert placeholders, and publishing drops that state."""
     from mmengine.logging import HistoryBuffer

@@ -297,7 +297,7 @@ def test_nan_guard_stops_at_the_right_iteration_and_keeps_the_last_good_checkpoi
 
 
 def test_nan_guard_through_the_command_line_is_one_line_and_status_2(tmp_path, capsys):
-    from orl_plugin.cli import EXIT_KNOWN_ERROR, run_cli
+    from orl_plugin.utils.error_policy import EXIT_KNOWN_ERROR, run_cli
 
     def main(argv):
         _toy_runner(str(tmp_path), nan_at=3).train()

@@ -155,5 +155,5 @@ def test_probe_cli_scores_checkpoints(tmp_path, capsys):
 
     bad = str(tmp_path / 'bad.pth')
     torch.save(dict(state_dict={'backbone.conv1.weight': net.conv1.weight.detach()}), bad)
-    with pytest.raises(ValueError, match='bad.pth'):  # orl_plugin.cli.InputError
+    with pytest.raises(ValueError, match='bad.pth'):  # orl_plugin.utils.error_policy.InputError
         tool['main']([cfg, bad, '--data-root', root])

@@ -12,7 +12,7 @@ import online_probe_cost  # noqa: E402
 
 
 def test_a_bad_out_path_is_one_line_before_any_work(tmp_path, capsys):
-    from orl_plugin.cli import run_cli
+    from orl_plugin.utils.error_policy import run_cli
     out = tmp_path / 'missing' / 'cost.json'
     with pytest.raises(SystemExit) as info:
         run_cli(online_probe_cost.main, ['--out', str(out)])

@@ -182,7 +182,8 @@ def test_mim_after_an_editable_install(source, tmp_path, synthetic_scenes):
     (dist_info, ) = glob.glob(osp.join(prefix, 'lib', 'python*', 'site-packages', 'orl_plugin-*.dist-info'))
     site = osp.dirname(dist_info)
     # what `make install` runs after `pip install -e`, as the copy's own module
-    spec = importlib.util.spec_from_file_location('copy_mim_files', osp.join(source, 'orl_plugin', 'mim_files.py'))
+    copy = osp.join(source, 'orl_plugin', 'utils', 'mim_files.py')
+    spec = importlib.util.spec_from_file_location('copy_mim_files', copy)
     copy_mim_files = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(copy_mim_files)
     link = copy_mim_files.link_editable_install(metadata.PathDistribution(pathlib.Path(dist_info)))
@@ -208,7 +209,7 @@ def test_mim_after_an_editable_install(source, tmp_path, synthetic_scenes):
 
 
 def test_link_editable_install_is_idempotent(tmp_path):
-    from orl_plugin import mim_files
+    from orl_plugin.utils import mim_files
     dist_info = tmp_path / 'site' / 'orl_plugin-0.1.0.dist-info'
     dist_info.mkdir(parents=True)
     dist = metadata.PathDistribution(pathlib.Path(dist_info))
@@ -228,7 +229,7 @@ def test_link_editable_install_is_idempotent(tmp_path):
 def test_link_finds_the_editable_install_behind_the_checkouts_egg_info(tmp_path, monkeypatch):
     """``make install`` runs the linker from the checkout, whose ``orl_plugin.egg-info`` (left by the
     editable build, no direct_url.json) comes first on sys.path: the editable one must win."""
-    from orl_plugin import mim_files
+    from orl_plugin.utils import mim_files
     checkout, site = tmp_path / 'checkout', tmp_path / 'site'
     (checkout / 'orl_plugin.egg-info').mkdir(parents=True)
     (checkout / 'orl_plugin.egg-info' / 'PKG-INFO').write_text('Metadata-Version: 2.1\nName: orl-plugin\n')

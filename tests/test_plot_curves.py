@@ -56,7 +56,7 @@ def test_a_run_with_losses_only_gets_one_panel(tmp_path):
 
 @pytest.mark.parametrize('what', ['missing', 'empty'])
 def test_no_log_is_one_line_and_status_2(tmp_path, capsys, what):
-    from orl_plugin.cli import run_cli
+    from orl_plugin.utils.error_policy import run_cli
     run = tmp_path / 'run'
     if what == 'empty':
         os.makedirs(run)

@@ -98,15 +98,15 @@ def test_pretraining_configs_use_it(path):
 
 def test_the_too_small_check_names_what_it_needs(monkeypatch):
     """A data set too small for one batch per rank stops with the number of images that makes one
-    (orl_plugin.compat): 8 for batches of 4 on 2 ranks, as this sampler cuts 7 images to 3 per rank."""
+    (orl_plugin.utils.stack_fixes): 8 for batches of 4 on 2 ranks, as this sampler cuts 7 images to 3 per rank."""
     import mmengine.dataset.sampler as sampler_module
     from mmengine.dataset import pseudo_collate
     from torch.utils.data import DataLoader
 
-    from orl_plugin import compat
+    from orl_plugin.utils.stack_fixes import dataloader as stack_fix
     for rank in (0, 1):
         monkeypatch.setattr(sampler_module, 'get_dist_info', lambda r=rank: (r, 2))
-        monkeypatch.setattr(compat, 'get_dist_info', lambda r=rank: (r, 2))
+        monkeypatch.setattr(stack_fix, 'get_dist_info', lambda r=rank: (r, 2))
         for n, makes_a_batch in ((7, False), (8, True)):
             loader = DataLoader(
                 list(range(n)),
@@ -116,7 +116,7 @@ def test_the_too_small_check_names_what_it_needs(monkeypatch):
                 collate_fn=pseudo_collate)
             assert (len(loader) > 0) == makes_a_batch
             if makes_a_batch:
-                compat.check_makes_a_batch(loader)
+                stack_fix.check_makes_a_batch(loader)
             else:
-                with pytest.raises(compat.NoBatchError, match='needs at least 8 images'):
-                    compat.check_makes_a_batch(loader)
+                with pytest.raises(stack_fix.NoBatchError, match='needs at least 8 images'):
+                    stack_fix.check_makes_a_batch(loader)

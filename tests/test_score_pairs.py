@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from orl_plugin.cli import run_cli
 from orl_plugin.store import write_correspondence_store
+from orl_plugin.utils.error_policy import run_cli
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))

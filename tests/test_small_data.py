@@ -15,9 +15,9 @@ from mmengine.runner import Runner
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from orl_plugin import compat
-from orl_plugin.cli import run_cli
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
+from orl_plugin.utils.error_policy import run_cli
+from orl_plugin.utils.stack_fixes import dataloader as stack_fix
 
 # Every pre-training config (stage 1, stage 3, the instrument of projects/orl_evidence): every schedule is
 # named coslr.
@@ -82,7 +82,7 @@ def test_images_needed_per_rank(round_up, monkeypatch):
     batch (7 when DefaultSampler pads the ranks to ceil(n / 2) images, 8 without padding)."""
     import mmengine.dataset.sampler as sampler_module
     monkeypatch.setattr(sampler_module, 'get_dist_info', lambda: (1, 2))
-    monkeypatch.setattr(compat, 'get_dist_info', lambda: (1, 2))
+    monkeypatch.setattr(stack_fix, 'get_dist_info', lambda: (1, 2))
     needs = set()
     for n in range(1, 12):
         loader = DataLoader(
@@ -92,11 +92,11 @@ def test_images_needed_per_rank(round_up, monkeypatch):
             drop_last=True,
             collate_fn=pseudo_collate)
         if len(loader):
-            compat.check_makes_a_batch(loader)
+            stack_fix.check_makes_a_batch(loader)
             assert n >= max(needs)
             break
-        with pytest.raises(compat.NoBatchError, match='on 2 ranks, drop_last=True') as err:
-            compat.check_makes_a_batch(loader)
+        with pytest.raises(stack_fix.NoBatchError, match='on 2 ranks, drop_last=True') as err:
+            stack_fix.check_makes_a_batch(loader)
         needs.add(int(str(err.value).split('at least ')[1].split()[0]))
     assert needs == {7 if round_up else 8} and n == needs.pop()
 

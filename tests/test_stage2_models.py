@@ -16,10 +16,10 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 import orl_plugin  # noqa: F401  (registers everything)
-from orl_plugin.checkpoint_convert import CheckpointFormatError
 from orl_plugin.models import ImageFeature, RoIFeature, TopRatioPairs
 from orl_plugin.models.feature_utils import pool_last
 from orl_plugin.store import MiningStore, write_selective_search_store
+from orl_plugin.utils.checkpoint import CheckpointFormatError
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KNN_CONFIG = osp.join(ROOT, 'configs/orl/stage2/knn_byol-resnet18_1xb64_synthetic.py')

@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
 
-# Stage-3 checkpoints are written by runs that import the plugin (its compat patches make the
+# Stage-3 checkpoints are written by runs that import the plugin (its stack fixes make the
 # message hub plain data); the detection configs import it too, through custom_imports.
 import orl_plugin  # noqa: F401,E402
 

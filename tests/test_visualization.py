@@ -108,7 +108,7 @@ def test_cli_draw_proposals_and_pairs(scenes, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, 'argv',
                         [DRAW_PROPOSALS, ss_json, '--img-root', img_root, '--index', '0', '--out',
                          str(out / 'x')])
-    with pytest.raises(SystemExit) as exit_info:  # one line, status 2 (orl_plugin.cli)
+    with pytest.raises(SystemExit) as exit_info:  # one line, status 2 (orl_plugin.utils.error_policy)
         runpy.run_path(DRAW_PROPOSALS, run_name='__main__')
     assert exit_info.value.code == 2 and 'has no image list' in capsys.readouterr().err
 

@@ -2,7 +2,6 @@
 
 Layers inside the package (each module imports only those above it)::
 
-    atomic         atomic file/directory writes
     format         the native layout: validation, one store directory on disk, errors
     image_list     image lists from COCO files or folders; the one store-vs-image-list check
     official_json  the official ORL JSON files: parse and (streamed) write
@@ -10,7 +9,9 @@ Layers inside the package (each module imports only those above it)::
     writers        write_selective_search_store, write_knn_store, write_correspondence_store
     handle         StoreHandle: a store opened once per process (data-loader workers)
 """
-from .atomic import atomic_open, atomic_write_json  # noqa: F401
+# the package's atomic writers, re-exported: `from orl_plugin.store import atomic_write_json` is public
+from orl_plugin.utils.atomic import atomic_open, atomic_write_json  # noqa: F401
+
 from .format import is_store_dir  # noqa: F401
 from .format import KINDS, STORE_FORMAT, STORE_VERSION, OfficialFormatError, StoreFormatError  # noqa: F401
 from .handle import StoreHandle  # noqa: F401

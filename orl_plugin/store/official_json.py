@@ -25,7 +25,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from .atomic import atomic_open
+from orl_plugin.utils.atomic import atomic_open
+
 from .format import KINDS, OfficialFormatError, StoreParts, build_parts, concat_rows
 from .image_list import load_image_list
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ...pil_box_blur import pil_box_blur_weights
+from ...utils.pil_box_blur import pil_box_blur_weights
 
 __all__ = [
     'PHOTOMETRIC_BACKENDS', 'pil_hue', 'opencv_hue', 'pil_blur', 'opencv_blur', 'pil_luma', 'brightness', 'contrast',

@@ -29,7 +29,7 @@ __all__ = ['DEBUG_FLAG', 'EXIT_KNOWN_ERROR', 'InputError', 'run_cli', 'is_known_
 
 DEBUG_FLAG = '--debug'
 EXIT_KNOWN_ERROR = 2
-_PLUGIN_DIR = osp.dirname(osp.abspath(__file__))
+_PLUGIN_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))  # orl_plugin/
 # torch's DataLoader re-raises a worker's exception with the worker's traceback as the message.
 _WORKER_TRACEBACK = 'Original Traceback (most recent call last):'
 _FRAME_FILE = re.compile(r'^\s*File "([^"]+)", line \d+')

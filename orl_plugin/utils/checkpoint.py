@@ -18,8 +18,8 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from orl_plugin.compat import numpy_safe_globals, portable_checkpoint
-from orl_plugin.store import atomic_open
+from .atomic import atomic_open
+from .stack_fixes import numpy_safe_globals, portable_checkpoint
 
 __all__ = [
     'CheckpointFormatError', 'DroppedObject', 'PREFIX_MAP', 'BACKBONE_PREFIXES', 'RESNET_ARCHS', 'load_checkpoint_file',
@@ -108,7 +108,7 @@ def load_checkpoint_file(path: str) -> dict:
             raise CheckpointFormatError(f'{path}: cannot be loaded with weights_only=True: {first}') from first
         try:
             # Only what is not allowed yet: leaving the context removes its globals, which
-            # would otherwise take away the numpy allow-list of orl_plugin.compat.
+            # would otherwise take away the numpy allow-list of orl_plugin.utils.stack_fixes.
             allowed = torch.serialization.get_safe_globals()
             extra = [g for g in numpy_safe_globals() + _runner_state_globals() if g not in allowed]
             with torch.serialization.safe_globals(extra):
@@ -256,7 +256,7 @@ def convert_state_dict(sd: Dict[str, torch.Tensor],
 def atomic_torch_save(obj: dict, path: str) -> None:
     """``torch.save`` to a temporary file in the target folder, then rename over ``path``.
 
-    The object is saved as plain data (:func:`orl_plugin.compat.portable_checkpoint`), so the
+    The object is saved as plain data (:func:`orl_plugin.utils.stack_fixes.portable_checkpoint`), so the
     file loads with ``torch.load(weights_only=True)`` anywhere, whatever the source held.
     """
     obj = portable_checkpoint(obj, path)

@@ -8,7 +8,7 @@ looks at a folder that does not exist. :func:`link_editable_install` makes it ex
 ``<site dir>/orl-plugin`` -> the checkout's package, which imports cannot pick up (the name has a
 hyphen). ``make install`` runs it after ``pip install -e``; by hand::
 
-    pip install -e . && python -m orl_plugin.mim_files
+    pip install -e . && python -m orl_plugin.utils.mim_files
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import List, Optional
 __all__ = ['DIST_NAME', 'MIM_DIR', 'files_root', 'is_editable_install', 'link_editable_install']
 
 DIST_NAME = 'orl-plugin'
-PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
+PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))  # orl_plugin/
 MIM_DIR = osp.join(PACKAGE_DIR, '.mim')
 
 
@@ -70,10 +70,10 @@ def link_editable_install(dist: Optional[metadata.Distribution] = None) -> Optio
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m orl_plugin.mim_files``: link an editable install for mim (see the module doc)."""
+    """``python -m orl_plugin.utils.mim_files``: link an editable install for mim (see the module doc)."""
     import argparse
     argparse.ArgumentParser(
-        prog='python -m orl_plugin.mim_files', description=__doc__.split('\n\n')[1]).parse_args(argv)
+        prog='python -m orl_plugin.utils.mim_files', description=__doc__.split('\n\n')[1]).parse_args(argv)
     link = link_editable_install()
     if link is None:
         print(f'{DIST_NAME} is not an editable install; mim finds {MIM_DIR} as it is')
