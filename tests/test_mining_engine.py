@@ -16,7 +16,7 @@ from mmengine.runner import Runner
 import orl_plugin  # noqa: F401  (registers the components)
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.datasets.transforms.loading import BadImageError, LoadImageOrSkip
-from orl_plugin.engine.runners.mining_loop import decode_results, encode_results
+from orl_plugin.engine.runners.chunk_cache import decode_results, encode_results
 from orl_plugin.store import MiningStore
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
