@@ -12,8 +12,8 @@ import os.path as osp
 from typing import Dict, List, Set
 
 import pytest
+from helpers import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = osp.join(ROOT, 'orl_plugin')
 CONFIGS = osp.join(ROOT, 'configs')
 
