@@ -1,12 +1,9 @@
 """Shared pytest fixtures (keep this file small: fixtures used by several test files only)."""
 import os.path as osp
-from typing import Dict
 
 import numpy as np
 import pytest
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-BYOL_SYNTHETIC_CONFIG = osp.join(ROOT, 'configs', 'byol', 'byol_resnet18_1xb32-coslr-30e_synthetic.py')
+from helpers import BYOL_SYNTHETIC_CONFIG, scene_picture, tiny_byol_overrides
 
 
 @pytest.fixture(scope='session')
@@ -35,20 +32,6 @@ def synthetic_scenes(tmp_path_factory) -> dict:
 
     out_dir = tmp_path_factory.mktemp('synthetic_scenes')
     return make_synthetic_scenes(str(out_dir), num_images=8, seed=0, img_size=(64, 64), workers=1)
-
-
-def _scene(w: int, h: int, seed: int) -> np.ndarray:
-    """An RGB uint8 ``h x w`` picture: a smooth colour field with a few solid rectangles."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, size=(3, 4, 3), dtype=np.uint8)
-    img = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BILINEAR)).copy()
-    for _ in range(4):
-        bw, bh = rng.integers(max(w // 6, 1), max(w // 3, 2)), rng.integers(max(h // 6, 1), max(h // 3, 2))
-        x, y = rng.integers(0, max(w - bw, 1)), rng.integers(0, max(h - bh, 1))
-        img[y:y + bh, x:x + bw] = rng.integers(0, 256, size=3)
-    return img
 
 
 #: What each file of :func:`mixed_images` is. ``bad`` maps a file to its kind of failure.
@@ -80,21 +63,21 @@ def mixed_images(tmp_path_factory) -> dict:
 
     folder = tmp_path_factory.mktemp('mixed_images')
     path = lambda name: str(folder / name)  # noqa: E731
-    Image.fromarray(_scene(160, 120, 0)).save(path('photo.jpg'), quality=90)
-    Image.fromarray(_scene(160, 120, 1)).save(path('photo.png'))
-    Image.fromarray(_scene(160, 120, 2)).save(path('photo2.jpg'), quality=90)
-    Image.fromarray(_scene(160, 120, 3)).convert('L').save(path('grey.png'))
-    rgba = np.dstack([_scene(160, 120, 4), np.full((120, 160), 128, np.uint8)])
+    Image.fromarray(scene_picture(160, 120, 0)).save(path('photo.jpg'), quality=90)
+    Image.fromarray(scene_picture(160, 120, 1)).save(path('photo.png'))
+    Image.fromarray(scene_picture(160, 120, 2)).save(path('photo2.jpg'), quality=90)
+    Image.fromarray(scene_picture(160, 120, 3)).convert('L').save(path('grey.png'))
+    rgba = np.dstack([scene_picture(160, 120, 4), np.full((120, 160), 128, np.uint8)])
     Image.fromarray(rgba, 'RGBA').save(path('rgba.png'))
-    Image.fromarray(_scene(160, 120, 5)).convert('CMYK').save(path('cmyk.jpg'), quality=90)
-    cv2.imwrite(path('sixteen.png'), _scene(160, 120, 6).astype(np.uint16)[..., ::-1] * 257)
-    raw = _scene(160, 96, 7)
+    Image.fromarray(scene_picture(160, 120, 5)).convert('CMYK').save(path('cmyk.jpg'), quality=90)
+    cv2.imwrite(path('sixteen.png'), scene_picture(160, 120, 6).astype(np.uint16)[..., ::-1] * 257)
+    raw = scene_picture(160, 96, 7)
     raw[:16, :24] = (255, 0, 0)  # a red corner marks the raw top-left
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     Image.fromarray(raw).save(path('exif_rotated.jpg'), quality=95, exif=exif.tobytes())
-    Image.fromarray(_scene(20, 15, 8)).save(path('tiny.png'))
-    Image.fromarray(_scene(3000, 2000, 9)).save(path('large.jpg'), quality=75)
+    Image.fromarray(scene_picture(20, 15, 8)).save(path('tiny.png'))
+    Image.fromarray(scene_picture(3000, 2000, 9)).save(path('large.jpg'), quality=75)
     good_jpeg = open(path('photo.jpg'), 'rb').read()
     with open(path('truncated.jpg'), 'wb') as f:
         f.write(good_jpeg[:len(good_jpeg) // 2])
@@ -104,27 +87,6 @@ def mixed_images(tmp_path_factory) -> dict:
     good = sorted(n for k, v in MIXED_IMAGES.items() if k != 'bad' for n in v)
     exif_raw = np.asarray(Image.open(path('exif_rotated.jpg')).convert('RGB'))
     return dict(MIXED_IMAGES, folder=str(folder), good=good, exif_raw=exif_raw)
-
-
-def tiny_byol_overrides(data_root: str, max_epochs: int, batch_size: int) -> Dict[str, object]:
-    """Overrides (``--cfg-options`` keys) shrinking the CPU BYOL config to a few seconds.
-
-    32 px views, no loader workers, a checkpoint and a log line every epoch/iteration.
-    """
-    options: Dict[str, object] = {
-        'train_dataloader.batch_size': batch_size,
-        'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.data_root': data_root,
-        'train_cfg.max_epochs': max_epochs,
-        'default_hooks.checkpoint.interval': 1,
-        'default_hooks.checkpoint.max_keep_ckpts': -1,
-        'default_hooks.logger.interval': 1,
-        'randomness.seed': 0,
-    }
-    for view in (0, 1):  # MultiView(transforms=[view_pipeline1, view_pipeline2])
-        options[f'train_dataloader.dataset.pipeline.1.transforms.{view}.0.scale'] = 32
-    return options
 
 
 @pytest.fixture

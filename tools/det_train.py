@@ -24,7 +24,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from orl_plugin.cli import InputError, run_cli
+from orl_plugin.utils.error_policy import InputError, run_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -4,7 +4,7 @@
 Stage-2 mining steps are test loops: KNN retrieval and correspondence need the stage-1
 checkpoint, selective search needs none. The plugin's components are loaded through the
 config's ``custom_imports``; this script uses only its command-line error policy
-(``orl_plugin.cli``: a known error is one line, exit status 2, ``--debug`` for the traceback).
+(``orl_plugin.utils.error_policy``: a known error is one line, exit status 2, ``--debug`` for the traceback).
 """
 import argparse
 import os
@@ -15,7 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from orl_plugin.cli import run_cli
+from orl_plugin.utils.error_policy import run_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

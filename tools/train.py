@@ -4,7 +4,7 @@
 The plugin's components are loaded through the config's ``custom_imports``
 (``orl_plugin``), like any OpenMMLab project (the configs must say so: ``mim train
 mmpretrain`` and mmdet's own tools read them too). This script uses only the plugin's
-command-line error policy (``orl_plugin.cli``: a known error is one line, exit status 2,
+command-line error policy (``orl_plugin.utils.error_policy``: a known error is one line, exit status 2,
 ``--debug`` for the traceback).
 """
 import argparse
@@ -16,7 +16,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from orl_plugin.cli import InputError, run_cli
+from orl_plugin.utils.error_policy import InputError, run_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -117,3 +117,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'[pipeline] ERROR: {e}', file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def console_main() -> None:
+    """``orl-pipeline``, the console script of pyproject.toml: :func:`main` under the tools' error policy."""
+    from orl_plugin.utils.error_policy import run_cli
+    run_cli(main)

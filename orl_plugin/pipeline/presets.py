@@ -80,7 +80,7 @@ def all_presets() -> Dict[str, Dict[str, str]]:
 
 def repo_root() -> str:
     """Where configs/ and tools/ are: the checkout, or a wheel install's ``orl_plugin/.mim``."""
-    from ..mim_files import files_root
+    from ..utils.mim_files import files_root
     return files_root()
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence, Unio
 
 import numpy as np
 
-from .atomic import fsync_dir, install_dir
+from orl_plugin.utils.atomic import fsync_dir, install_dir
 
 STORE_FORMAT = 'orl-mining-store'
 STORE_VERSION = 1
@@ -360,7 +360,7 @@ def write_store_dir(path: PathLike, header: dict, arrays: dict) -> str:
     """Write ``header.json`` + arrays to a temp dir beside ``path``, fsync, swap into place.
 
     The header goes last, so a directory without a valid header is never taken for a store; an
-    existing store at ``path`` is replaced atomically (:func:`~.atomic.install_dir`), anything
+    existing store at ``path`` is replaced atomically (:func:`~orl_plugin.utils.atomic.install_dir`), anything
     else there is refused. Returns the absolute path.
     """
     path = osp.abspath(os.fspath(path)).rstrip(os.sep)

@@ -1,20 +1,14 @@
-"""Read and write the official ORL JSON files (column-oriented; see DESIGN.md).
+"""Read the official ORL JSON files (column-oriented; ``official_json_writer`` writes them).
 
 - KNN: ``{"info": {"knn_image_num": k}, "images": {"file_name": [...], "id": [...]},
   "pseudo_annotations": {"image_id": [...], "knn_image_id": [[k positions], ...]}}``
-- selective search: ``{"bbox": [[[x, y, w, h], ...] per image]}`` - no image list: aligned by
-  position with the data set's image list (pass ``images=`` to attach one).
-- correspondence: ``{"info": {...6 fields...}, "images": {...}, "pseudo_annotations":
-  {"image_id", "bbox", "knn_image_id", "knn_bbox_pair": [[[[8 numbers], ...] per neighbour]
-  per image]}}``
+- selective search: ``{"bbox": [[[x, y, w, h], ...] per image]}``, aligned by position with the data
+  set's image list (no image list of its own; pass ``images=`` to attach one).
+- correspondence: ``{"info": {...6 fields...}, "images": {...}, "pseudo_annotations": {"image_id", "bbox",
+  "knn_image_id", "knn_bbox_pair": [[[[8 numbers], ...] per neighbour] per image]}}``
 
-Reading validates everything and gives the parts of an in-memory store (open one with
-``MiningStore.open(path.json)``); errors start with the file's full path and name the field.
-Writing streams image by image from a store, so a COCO-size file never exists as one giant
-Python structure. Written files may carry an extra top-level ``"orl_plugin"`` key (provenance,
-skipped images; and for selective search an ``"images"`` key) that the official code ignores;
-it makes store -> JSON -> store lossless. Pass ``include_meta=False`` for files with only the
-official keys.
+Reading validates everything (errors name the file's full path and the field) and gives the parts of an
+in-memory store; ``MiningStore.open(path.json)`` opens one.
 """
 from __future__ import annotations
 
@@ -25,13 +19,10 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from .atomic import atomic_open
 from .format import KINDS, OfficialFormatError, StoreParts, build_parts, concat_rows
 from .image_list import load_image_list
 
-__all__ = [
-    'CORRESPONDENCE_INFO_FIELDS', 'detect_kind', 'parse_official_json', 'parse_official_dict', 'write_official_json'
-]
+__all__ = ['CORRESPONDENCE_INFO_FIELDS', 'detect_kind', 'parse_official_json', 'parse_official_dict']
 
 CORRESPONDENCE_INFO_FIELDS = ('bbox_min_size', 'bbox_max_aspect_ratio', 'bbox_max_iou', 'intra_bbox_num',
                               'knn_image_num', 'knn_bbox_pair_ratio')
@@ -49,9 +40,6 @@ def _resolve_images(images: ImagesArg) -> Optional[tuple[list, np.ndarray]]:
     return load_image_list(images)
 
 
-# --------------------------------------------------------------------------------------------
-# reading
-# --------------------------------------------------------------------------------------------
 def detect_kind(data: Any, name: str = '<json>') -> str:
     """'selective_search', 'knn' or 'correspondence' from the keys of a parsed file."""
     if not isinstance(data, dict):
@@ -226,7 +214,7 @@ def parse_official_dict(data: Any,
     given = _resolve_images(images)
     prov, skipped, extra_params = _meta(data, name)
     prov.setdefault('converted_from', name)
-    _progress = _Progress(verbose)
+    _progress = Progress(verbose)
 
     if found == 'selective_search':
         bbox = _field(data, 'bbox', name, '', list)
@@ -322,7 +310,7 @@ def parse_official_dict(data: Any,
         skipped=skipped)
 
 
-class _Progress:
+class Progress:
     """mmengine progress bar over an iterable, updated in chunks (cheap at COCO size)."""
 
     def __init__(self, enabled: bool, chunk: int = 2000) -> None:
@@ -346,78 +334,3 @@ class _Progress:
         if done % self.chunk:
             bar.update(done % self.chunk)
         print(flush=True)
-
-
-# --------------------------------------------------------------------------------------------
-# writing
-# --------------------------------------------------------------------------------------------
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(',', ':'))
-
-
-def write_official_json(store: Any,
-                        path: Union[str, os.PathLike],
-                        *,
-                        include_meta: bool = True,
-                        verbose: bool = False) -> str:
-    """Write ``store`` (a ``MiningStore``) as the official JSON of its kind, streaming image by
-    image, atomically. Returns the absolute path.
-
-    With ``include_meta`` the file also gets an ``"orl_plugin"`` key (provenance, skipped
-    images, params of a selective-search store) and, for selective search, an ``"images"`` key
-    when the store has an image list; the official code ignores both.
-    """
-    path = osp.abspath(os.fspath(path))
-    progress = _Progress(verbose)
-    n = store.num_images
-    with atomic_open(path, 'w', encoding='utf-8', buffering=1 << 20) as f:
-        w = f.write
-        w('{')
-        if store.kind != 'selective_search':
-            w('"info":' + _dumps(store.params) + ',')
-        if store.kind != 'selective_search' or (include_meta and store.has_image_list):
-            names = store.file_names()
-            ids = np.asarray(store.image_ids).tolist()
-            w('"images":{"file_name":' + _dumps(names) + ',"id":' + _dumps(ids) + '},')
-            del names
-        if store.kind == 'selective_search':
-            w('"bbox":[')
-            _write_rows(w, store, progress, n, 'bbox')
-            w(']')
-        else:
-            w('"pseudo_annotations":{"image_id":' + _dumps(ids) + ',')
-            if store.kind == 'correspondence':
-                w('"bbox":[')
-                _write_rows(w, store, progress, n, 'bbox')
-                w('],')
-            w('"knn_image_id":' + _dumps(np.asarray(store.array('knn')).tolist()))
-            if store.kind == 'correspondence':
-                w(',"knn_bbox_pair":[')
-                pdata = store.array('pairs')
-                poff = np.asarray(store.array('pair_offsets'))
-                k = store.num_neighbours
-                for i in progress(range(n), n, 'knn_bbox_pair'):
-                    if i:
-                        w(',')
-                    offs = poff[i * k:(i + 1) * k + 1]
-                    block = np.asarray(pdata[offs[0]:offs[-1]]).tolist()
-                    rel = (offs - offs[0]).tolist()
-                    w('[' + ','.join(_dumps(block[rel[j]:rel[j + 1]]) for j in range(k)) + ']')
-                w(']')
-            w('}')
-        if include_meta:
-            meta = dict(provenance=store.provenance, skipped=store.skipped)
-            if store.kind == 'selective_search':
-                meta['params'] = store.params
-            w(',"' + META_KEY + '":' + _dumps(meta))
-        w('}\n')
-    return path
-
-
-def _write_rows(w, store: Any, progress, n: int, what: str) -> None:
-    data = store.array('boxes')
-    off = np.asarray(store.array('box_offsets'))
-    for i in progress(range(n), n, what):
-        if i:
-            w(',')
-        w(_dumps(np.asarray(data[off[i]:off[i + 1]]).tolist()))

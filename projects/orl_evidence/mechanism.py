@@ -258,9 +258,9 @@ class Prober:
 
     def probe_checkpoint(self, path: str, recalibrate: bool = False) -> Dict[str, float]:
         """The figures of the checkpoint's ``backbone.*`` weights (and BN statistics)."""
-        from orl_plugin.checkpoint_convert import get_state_dict, load_checkpoint_file
         from orl_plugin.evaluation.object_probe import object_knn_probe
         from orl_plugin.evaluation.view_retrieval import view_retrieval
+        from orl_plugin.utils.checkpoint import get_state_dict, load_checkpoint_file
         model = self.build(0)
         sd = get_state_dict(load_checkpoint_file(path))
         backbone = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
@@ -287,7 +287,7 @@ class Prober:
 
 def save_random_init(prober: Prober, seed: int, path: str) -> str:
     """The seed's random initialisation of the BYOL model as a portable checkpoint (written once)."""
-    from orl_plugin.checkpoint_convert import atomic_torch_save
+    from orl_plugin.utils.checkpoint import atomic_torch_save
     if not osp.isfile(path):
         model = prober.build(seed)
         atomic_torch_save(dict(state_dict=model.state_dict(), meta=dict(seed=seed, note='random initialisation')), path)

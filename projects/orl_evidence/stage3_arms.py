@@ -226,7 +226,7 @@ def build_model(seed: int) -> 'Any':
 
 def probe_checkpoint(probe_set: ProbeSet, path: Optional[str], seed: int = 0) -> Dict[str, Any]:
     """Every probe figure of a stage-3 checkpoint's backbone (None: the seed's random init)."""
-    from orl_plugin.checkpoint_convert import get_state_dict, load_checkpoint_file
+    from orl_plugin.utils.checkpoint import get_state_dict, load_checkpoint_file
     model = build_model(seed)
     if path:
         sd = get_state_dict(load_checkpoint_file(path))
@@ -236,7 +236,7 @@ def probe_checkpoint(probe_set: ProbeSet, path: Optional[str], seed: int = 0) ->
 
 def save_init(seed: int, path: str) -> str:
     """The seed's random initialisation as a portable checkpoint (for the fine-tune)."""
-    from orl_plugin.checkpoint_convert import atomic_torch_save
+    from orl_plugin.utils.checkpoint import atomic_torch_save
     if not osp.isfile(path):
         atomic_torch_save(dict(state_dict=build_model(seed).state_dict(), meta=dict(seed=seed)), path)
     return path

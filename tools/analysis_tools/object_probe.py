@@ -23,11 +23,11 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
-from orl_plugin.checkpoint_convert import extract_backbone, get_state_dict, load_checkpoint_file
-from orl_plugin.cli import InputError, run_cli
 from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
 from orl_plugin.store import atomic_write_json
+from orl_plugin.utils.checkpoint import extract_backbone, get_state_dict, load_checkpoint_file
+from orl_plugin.utils.error_policy import InputError, run_cli
 
 
 class _Encoder(torch.nn.Module):

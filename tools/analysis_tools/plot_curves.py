@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from orl_plugin.cli import InputError, run_cli  # noqa: E402
+from orl_plugin.utils.error_policy import InputError, run_cli  # noqa: E402
 
 Curves = Dict[str, List[Tuple[float, float]]]
 

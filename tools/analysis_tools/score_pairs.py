@@ -21,10 +21,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from orl_plugin.cli import InputError, run_cli
 from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.correspondence_metric import CRITERION_SUFFIX, pair_precision
 from orl_plugin.store import MiningStore, atomic_write_json
+from orl_plugin.utils.error_policy import InputError, run_cli
 
 FIGURES = ('pair_precision', 'pair_object_rate', 'pair_precision_on_objects', 'kept_object_rate')
 

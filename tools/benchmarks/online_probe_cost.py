@@ -40,8 +40,8 @@ from mmengine.hooks import Hook  # noqa: E402
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from orl_plugin.cli import InputError, run_cli  # noqa: E402
-from orl_plugin.store.atomic import atomic_write_json  # noqa: E402
+from orl_plugin.utils.atomic import atomic_write_json  # noqa: E402
+from orl_plugin.utils.error_policy import InputError, run_cli  # noqa: E402
 
 CPU_CONFIG = 'configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py'
 COCO_CONFIG = 'configs/byol/byol_resnet50_8xb64-coslr-800e_coco.py'

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from orl_plugin.cli import run_cli
+from orl_plugin.utils.error_policy import run_cli
 from orl_plugin.datasets.synthetic_scenes import V2_DEFAULTS, make_synthetic_scenes
 
 V2_OPTIONS = ('scene_types', 'categories_per_type', 'out_of_type', 'clutter', 'background_texture', 'hue_spread',

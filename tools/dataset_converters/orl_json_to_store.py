@@ -13,8 +13,8 @@ import os.path as osp
 import time
 from typing import List, Optional
 
-from orl_plugin.cli import run_cli
 from orl_plugin.store import KINDS, MiningStore
+from orl_plugin.utils.error_policy import run_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -10,8 +10,8 @@ import argparse
 import time
 from typing import List, Optional
 
-from orl_plugin.cli import run_cli
 from orl_plugin.store import MiningStore, write_official_json
+from orl_plugin.utils.error_policy import run_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

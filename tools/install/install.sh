@@ -79,7 +79,7 @@ fi
 
 step "show the editable install to mim (configs, tools, model index: orl_plugin/.mim)"
 # mim looks for <site-packages>/orl-plugin; a PEP 660 editable install has no such folder.
-"$PY" -m orl_plugin.mim_files
+"$PY" -m orl_plugin.utils.mim_files
 
 step "verify the environment"
 "$PY" - <<'PYEOF'

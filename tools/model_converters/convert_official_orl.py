@@ -3,7 +3,7 @@
 Accepted inputs: the official training checkpoints (backbone as ``backbone.*`` and/or
 ``online_net.0.*``, projector ``neck.*`` / ``online_net.1.*``, EMA target ``target_net.{0,1}.*``,
 predictors ``head.*`` or ``global_head.*`` / ``local_intra_head.*`` / ``local_inter_head.*``) and
-backbone-only files with bare ResNet keys; see ``orl_plugin/checkpoint_convert.py``.
+backbone-only files with bare ResNet keys; see ``orl_plugin/utils/checkpoint.py``.
 
 Outputs:
 - ``OUT``: this project's layout (``backbone.*``, ``neck.*``, ``target_net.module.{0,1}.*`` as
@@ -25,9 +25,9 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Optional
 
-from orl_plugin.checkpoint_convert import (atomic_torch_save, convert_state_dict, extract_backbone, get_state_dict,
-                                           key_prefixes, load_checkpoint_file, verify_resnet)
-from orl_plugin.cli import InputError, run_cli
+from orl_plugin.utils.checkpoint import (atomic_torch_save, convert_state_dict, extract_backbone, get_state_dict,
+                                         key_prefixes, load_checkpoint_file, verify_resnet)
+from orl_plugin.utils.error_policy import InputError, run_cli
 
 
 def convert(in_file: str,

@@ -35,9 +35,9 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from orl_plugin.checkpoint_convert import (CheckpointFormatError, extract_backbone, get_state_dict, key_prefixes,
-                                           load_checkpoint_file, resnet_depth)
-from orl_plugin.cli import run_cli
+from orl_plugin.utils.checkpoint import (CheckpointFormatError, extract_backbone, get_state_dict, key_prefixes,
+                                         load_checkpoint_file, resnet_depth)
+from orl_plugin.utils.error_policy import run_cli
 
 # Keys of a ResNet state_dict that detectron2's backbone does not have.
 _SKIP_SUFFIXES = ('num_batches_tracked', )

@@ -35,10 +35,10 @@ import torch
 import yaml
 
 import orl_plugin
-from orl_plugin.checkpoint_convert import CheckpointFormatError, get_state_dict, load_checkpoint_file
-from orl_plugin.cli import InputError, run_cli
-from orl_plugin.compat import portable_checkpoint
-from orl_plugin.mim_files import files_root
+from orl_plugin.utils.checkpoint import CheckpointFormatError, get_state_dict, load_checkpoint_file
+from orl_plugin.utils.error_policy import InputError, run_cli
+from orl_plugin.utils.mim_files import files_root
+from orl_plugin.utils.stack_fixes import portable_checkpoint
 
 TRAINING_STATE_KEYS = ('optimizer', 'param_schedulers', 'message_hub', 'hook_msgs')
 

@@ -10,9 +10,9 @@ import argparse
 import os.path as osp
 from typing import List, Optional
 
-from orl_plugin.cli import InputError, run_cli
 from orl_plugin.datasets.transforms.loading import read_image
 from orl_plugin.store import MiningStore
+from orl_plugin.utils.error_policy import InputError, run_cli
 from orl_plugin.visualization.drawing import draw_pairs, find_image, save_image
 
 

@@ -13,9 +13,9 @@ import argparse
 import os.path as osp
 from typing import List, Optional
 
-from orl_plugin.cli import InputError, run_cli
 from orl_plugin.datasets.transforms.loading import read_image
 from orl_plugin.store import MiningStore, load_image_list
+from orl_plugin.utils.error_policy import InputError, run_cli
 from orl_plugin.visualization.drawing import draw_proposals, find_image, load_gt_boxes, save_image
 
 

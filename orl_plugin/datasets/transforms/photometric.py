@@ -7,17 +7,18 @@ arithmetic.
   in float32, ``degenerate + factor * (image - degenerate)``, clipped and truncated to uint8; brightness
   and contrast as a 256-entry table (``cv2.LUT``), saturation in float32 numpy with PIL's luma
   (``L = (19595 R + 38470 G + 7471 B + 2**15) >> 16``, exact in float32).
-- The hue and the blur keep PIL's quantisation, so they give PIL's pixels but for rare rounding at bin
-  edges (``tests/test_fast_photometric.py`` states how close): the hue goes through PIL's 8-bit H and S
-  (truncated as PIL's ``rgb2hsv``) in OpenCV's float HSV; the blur runs PIL's three extended box filters
-  per axis with PIL's integer weights (``BoxBlur.c``), one OpenCV filter per pass, each rounded to uint8
-  (in float32: PIL rounds the exact sums, which decides differently on a few pixels for some sigmas).
+- The hue and the blur keep PIL's quantisation, so they give PIL's pixels but for rare rounding at bin edges
+  (``tests/test_datasets/test_transforms/test_fast_photometric.py`` states how close): the hue goes through
+  PIL's 8-bit H and S (truncated as PIL's ``rgb2hsv``) in OpenCV's float HSV; the blur runs PIL's three
+  extended box filters per axis with PIL's integer weights (``BoxBlur.c``), one OpenCV filter per pass, each
+  rounded to uint8 (in float32: PIL rounds the exact sums, which decides differently on a few pixels for some
+  sigmas).
 """
 import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ...pil_box_blur import pil_box_blur_weights
+from ...utils.pil_box_blur import pil_box_blur_weights
 
 __all__ = [
     'PHOTOMETRIC_BACKENDS', 'pil_hue', 'opencv_hue', 'pil_blur', 'opencv_blur', 'pil_luma', 'brightness', 'contrast',

@@ -42,7 +42,7 @@ class NaNGuardHook(Hook):
     iteration tells all ranks to stop at the same iteration (one rank's NaN reaches every rank's
     weights through the averaged gradients, and a rank that stopped alone would leave the others
     waiting). It raises :class:`NonFiniteLossError`, which the tools' error policy
-    (``orl_plugin.cli``) prints as one line with exit status 2.
+    (``orl_plugin.utils.error_policy``) prints as one line with exit status 2.
     """
 
     priority = 'VERY_HIGH'

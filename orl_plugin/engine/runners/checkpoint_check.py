@@ -14,8 +14,8 @@ from typing import Dict, Sequence
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from orl_plugin.checkpoint_convert import CheckpointFormatError, get_state_dict, key_prefixes, load_checkpoint_file
 from orl_plugin.models.feature_utils import checkpoint_keys
+from orl_plugin.utils.checkpoint import CheckpointFormatError, get_state_dict, key_prefixes, load_checkpoint_file
 
 __all__ = ['check_checkpoint_keys']
 

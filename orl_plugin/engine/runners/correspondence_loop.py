@@ -40,8 +40,9 @@ from orl_plugin.datasets.transforms.box_filter import FilterBoxes
 from orl_plugin.datasets.transforms.crop_boxes import CropBoxes
 from orl_plugin.store import MiningStore, atomic_write_json, check_image_list
 
+from .chunk_cache import json_default
 from .embedding_cache import EmbeddingCache
-from .mining_loop import MiningLoop, _json_default
+from .mining_loop import MiningLoop
 
 
 def _pair_rule_cfg(pair_rule: Optional[dict], ratio: Optional[float]) -> dict:
@@ -243,7 +244,7 @@ class CorrespondenceLoop(MiningLoop):
         rank, world_size = get_dist_info()
         n = len(self.dataset)
         fp = self._embed_fingerprint()
-        self._embed_key = hashlib.sha1(json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
+        self._embed_key = hashlib.sha1(json.dumps(fp, sort_keys=True, default=json_default).encode()).hexdigest()
         mode = self.embed_cache_mode
         if mode == 'auto':
             mode = 'memory' if n <= self.memory_max_images else 'disk'
@@ -260,7 +261,7 @@ class CorrespondenceLoop(MiningLoop):
                 osp.join(cache_dir, 'fingerprint.json'),
                 dict(sha1=self._embed_key, **fp),
                 sort_keys=True,
-                default=_json_default)
+                default=json_default)
 
         mine = [c for c in range(self.embeddings.num_chunks) if c % world_size == rank]
         pending = [c for c in mine if not self.embeddings.is_done(c)]

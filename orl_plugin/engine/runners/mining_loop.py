@@ -1,60 +1,9 @@
 """``MiningLoop``: the chunked, resumable, distributed base loop of the stage-2 mining steps.
 
-A stage-2 step is ``Runner.test()`` with ``test_cfg=dict(type=<a MiningLoop subclass>, ...)``.
-The loop splits the data set into fixed chunks of global indices ``[c*S, (c+1)*S)``
-(``S = chunk_size``); rank ``r`` of ``W`` computes the chunks with ``c % W == r``, so the split,
-the batches (they never straddle a chunk) and therefore the results do not depend on the number
-of ranks. Every finished chunk is written atomically to ``<cache_dir>/chunk_<c:06d>.npz``; a
-rerun after any kill (SIGKILL included) loads the finished chunks and computes only the rest.
-The chunks live in ``<cache root>/<fingerprint hash>/`` (root: ``cache_dir`` or
-``<work_dir>/mining_cache/<step_name>``), so a cache made with other inputs (data, pipeline,
-checkpoint, parameters) is never reused.
-Each image gives one result dict (``index`` = its global position, plus step fields);
-loaded and computed chunks alike go to ``self.evaluator.process``; the metric gathers them across
-ranks (mmengine ``collect_results``), writes the output and scores it
-(``self.evaluator.evaluate(len(dataset))``).
-
-How a subclass uses it (the base computes pending chunks with ``process_chunk`` when the
-subclass overrides it, otherwise by streaming images through ``process_batch``):
-
-- ``step_name`` (class attribute): names the cache folder and the log lines.
-- ``process_batch(data_batch) -> list[dict]``: the common case. The base streams the chunks'
-  images through ONE data loader built from the runner's ``test_dataloader`` settings
-  (dataset, batch size, workers, collate_fn; workers start once per run) and calls this
-  with each collated batch of readable images. Return one dict per image, in batch order;
-  the base adds ``index``. Use ``self.model`` (unwrapped from DDP) for forwards.
-- ``process_chunk(indices) -> list[dict]``: full control, when the step does not read
-  images through the test data loader (e.g. matching cached embeddings). Called once per
-  pending chunk with its global indices; return one dict per index, in order.
-- ``fingerprint() -> dict``: extend ``super().fingerprint()`` with every parameter that
-  changes the results (JSON-serialisable); it keys the cache.
-- ``before_mining()``: optional set-up that needs the loaded checkpoint (it runs after
-  ``load_from`` is applied, before any chunk); the base puts the model in eval mode.
-- ``check_model()``: raise a clear error when the model lacks what the step reads (runs first).
-- ``checkpoint_modules() -> tuple``: the model parts whose weights the step reads (e.g.
-  ``('backbone', 'neck')``); the base refuses a ``load_from`` checkpoint without all of them
-  (mmengine only warns) before ``before_mining``.
-- ``stream_chunks(chunk_ids)``: helper that yields ``(chunk_id, results)`` through
-  ``process_batch`` (for a step with an image pass before its ``process_chunk`` phase).
-
-Metric side: ``orl_plugin.evaluation.mining_metric.MiningMetric`` (keeps ``result_keys``,
-orders gathered results by ``index``, writes stores); the loop sets its ``mining_provenance``
-(step, config, cache key, fingerprint) before ``evaluate``.
-
-Result values must be numpy arrays (ragged along axis 0 is fine), numpy/python scalars or
-strings: that is what the cache stores (``.npz``, loaded with ``allow_pickle=False``).
-
-Bad images: when the pipeline raises ``BadImageError`` (``LoadImageOrSkip`` does, for missing,
-empty or undecodable files), the image is skipped: its result is
-``{'index': i, 'skipped': True, 'skip_reason': '...'}`` and the run goes on; metrics count and
-list skipped images in their output header. The rule of every stage
-(:mod:`orl_plugin.datasets.bad_images`, the data set's ``max_bad_fraction``) stops the step once more
-than that share of the rank's images are unreadable, naming every unreadable file it finds. Any
-other exception propagates.
-
-When fed to the evaluator every result also gets, from the data set's annotation (never cached,
-never read from the image): ``img_path``, ``file_name``, ``img_id``, ``width``, ``height``,
-``gt_bboxes``, ``gt_labels``, ``gt_masks`` (those the data set has).
+A stage-2 step is ``Runner.test()`` with ``test_cfg=dict(type=<a MiningLoop subclass>)``. The loop cuts the data
+set into fixed chunks, gives chunk ``c`` to rank ``c % W``, caches every finished chunk (a rerun computes only
+the rest) and feeds the results to the evaluator, which gathers and writes them. A subclass implements
+``process_batch`` (or ``process_chunk``) and extends ``fingerprint``: docs/en/advanced_guides/mining_loops.md.
 """
 import copy
 import hashlib
@@ -63,13 +12,9 @@ import logging
 import math
 import os
 import os.path as osp
-import time
-from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-import numpy as np
 import torch
 from mmengine.dist import get_dist_info
 from mmengine.evaluator import Evaluator
@@ -81,129 +26,26 @@ from torch.utils.data import DataLoader, Dataset
 
 from orl_plugin.datasets.bad_images import (DEFAULT_MAX_BAD_FRACTION, TooManyBadImagesError, log_unreadable,
                                             search_unreadable, stop_message, too_many_bad)
-from orl_plugin.datasets.transforms.loading import BadImageError
-from orl_plugin.store import atomic_open, atomic_write_json
+from orl_plugin.utils.atomic import atomic_write_json
 
 from .checkpoint_check import check_checkpoint_keys
+from .chunk_cache import CACHE_FORMAT_VERSION, json_default, load_chunk, save_chunk
+from .progress import Progress
+from .skip_bad_images import SkipBadImages, collate_skipping
 
 # Data-info fields attached to every result before it reaches the evaluator.
 INFO_KEYS = ('img_path', 'file_name', 'img_id', 'width', 'height', 'gt_bboxes', 'gt_labels', 'gt_masks')
-CACHE_FORMAT_VERSION = 1
-
-
-@dataclass
-class SkippedSample:
-    """What a data-loader worker returns instead of a sample whose image is bad."""
-
-    reason: str
-
-
-class _SkipBadImages(Dataset):
-    """Dataset view that turns ``BadImageError`` into a ``SkippedSample`` marker."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, idx: int) -> Any:
-        try:
-            return self.dataset[idx]
-        except BadImageError as e:
-            return SkippedSample(reason=str(e))
-
-
-def _collate_skipping(batch: Sequence[Any], collate_fn: Callable) -> dict:
-    """Collate the readable samples of a batch; report the positions of skipped ones."""
-    valid = [i for i, b in enumerate(batch) if not isinstance(b, SkippedSample)]
-    skipped = {i: b.reason for i, b in enumerate(batch) if isinstance(b, SkippedSample)}
-    # gt_masks (ragged, for the metric: INFO_KEYS) would not collate
-    samples = [{k: v for k, v in batch[i].items() if k != 'gt_masks'} if isinstance(batch[i], dict) else batch[i]
-               for i in valid]
-    data = collate_fn(samples) if valid else None
-    return dict(data=data, valid=valid, skipped=skipped)
-
-
-# ----------------------------------------------------------------------------------------
-# Chunk cache: list[dict] <-> npz without pickle.
-# ----------------------------------------------------------------------------------------
-def encode_results(results: List[dict]) -> Dict[str, np.ndarray]:
-    """Flatten per-image result dicts into named arrays (``np.savez`` without pickle).
-
-    Per key ``k``: ``k.has`` (bool mask, only when some results lack ``k``), and either
-    ``k.data`` + ``k.len`` (arrays, concatenated along axis 0) or ``k.val`` (scalars/strings).
-    """
-    keys = sorted({k for r in results for k in r})
-    out: Dict[str, np.ndarray] = {'__n__': np.array(len(results), dtype=np.int64)}
-    for k in keys:
-        if '.' in k:
-            raise ValueError(f'result key {k!r} must not contain a dot')
-        has = np.array([k in r for r in results], dtype=bool)
-        vals = [r[k] for r in results if k in r]
-        if not has.all():
-            out[f'{k}.has'] = has
-        if all(isinstance(v, np.ndarray) and v.ndim >= 1 for v in vals):
-            dtypes = {v.dtype for v in vals}
-            tails = {v.shape[1:] for v in vals}
-            if len(dtypes) != 1 or len(tails) != 1:
-                raise ValueError(f'result field {k!r}: arrays must share dtype and trailing '
-                                 f'shape to be cached, got {dtypes} and {tails}')
-            out[f'{k}.data'] = np.concatenate(vals, axis=0)
-            out[f'{k}.len'] = np.array([len(v) for v in vals], dtype=np.int64)
-        elif any(isinstance(v, (np.ndarray, list, tuple, dict)) and np.ndim(v) > 0 for v in vals):
-            raise TypeError(f'result field {k!r} mixes arrays and scalars or holds '
-                            'lists/dicts; use numpy arrays or scalars')
-        else:
-            out[f'{k}.val'] = np.array(vals)
-    return out
-
-
-def decode_results(arrays: Dict[str, np.ndarray]) -> List[dict]:
-    """Inverse of :func:`encode_results`."""
-    n = int(arrays['__n__'])
-    results: List[dict] = [dict() for _ in range(n)]
-    keys = sorted({name.rsplit('.', 1)[0] for name in arrays if name != '__n__'})
-    for k in keys:
-        has = arrays.get(f'{k}.has')
-        owners = [i for i in range(n) if has is None or has[i]]
-        if f'{k}.data' in arrays:
-            data, lens = arrays[f'{k}.data'], arrays[f'{k}.len']
-            starts = np.concatenate([[0], np.cumsum(lens)])
-            for j, i in enumerate(owners):
-                results[i][k] = data[starts[j]:starts[j + 1]]
-        else:
-            vals = arrays[f'{k}.val']
-            for j, i in enumerate(owners):
-                results[i][k] = vals[j].item()
-    return results
-
-
-def save_chunk(path: str, results: List[dict], tmp_prefix: str = '.tmp_') -> None:
-    """Write a chunk atomically (its temporary file's name starts with ``tmp_prefix``)."""
-    with atomic_open(path, 'wb', tmp_prefix=tmp_prefix) as f:
-        np.savez(f, **encode_results(results))
-
-
-def load_chunk(path: str) -> List[dict]:
-    """Read a chunk written by :func:`save_chunk`."""
-    with np.load(path, allow_pickle=False) as z:
-        return decode_results({name: z[name] for name in z.files})
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (tuple, set)):
-        return list(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return repr(obj)
 
 
 @LOOPS.register_module()
 class MiningLoop(BaseLoop):
     """Chunked, resumable, distributed base loop of the stage-2 mining steps.
 
-    See the module docstring for how a subclass uses it.
+    A subclass implements :meth:`process_batch` (images through the test data loader) or
+    :meth:`process_chunk` (full control over a chunk), extends :meth:`fingerprint` with every parameter
+    its results depend on, and may override :meth:`check_model`, :meth:`checkpoint_modules` and
+    :meth:`before_mining`. Each image gives one result dict; a bad image gives
+    ``dict(index=i, skipped=True, skip_reason=...)``. docs/en/advanced_guides/mining_loops.md has the details.
 
     Args:
         runner: The runner.
@@ -324,7 +166,7 @@ class MiningLoop(BaseLoop):
         num_images = len(self.dataset)
         num_chunks = math.ceil(num_images / self.chunk_size)
         fp = self.fingerprint()
-        key = hashlib.sha1(json.dumps(fp, sort_keys=True, default=_json_default).encode()).hexdigest()
+        key = hashlib.sha1(json.dumps(fp, sort_keys=True, default=json_default).encode()).hexdigest()
         base = self._cache_dir_cfg or osp.join(self.runner.work_dir, 'mining_cache', self.step_name)
         self.cache_dir = osp.join(base, key[:16])
         os.makedirs(self.cache_dir, exist_ok=True)
@@ -366,7 +208,7 @@ class MiningLoop(BaseLoop):
             loop=type(self).__name__,
             cache_key=key,
             config=getattr(self.runner.cfg, 'filename', None),
-            fingerprint=json.loads(json.dumps(fp, default=_json_default)))
+            fingerprint=json.loads(json.dumps(fp, default=json_default)))
         for metric in self.evaluator.metrics:
             if hasattr(metric, 'mining_provenance'):
                 metric.mining_provenance = prov
@@ -380,7 +222,7 @@ class MiningLoop(BaseLoop):
         if not chunks:
             return
         if type(self).process_chunk is not MiningLoop.process_chunk:
-            progress = _Progress(self.step_name, sum(len(self.chunk_indices(c)) for c in chunks), self.log_interval)
+            progress = Progress(self.step_name, sum(len(self.chunk_indices(c)) for c in chunks), self.log_interval)
             for c in chunks:
                 indices = self.chunk_indices(c)
                 results = self.process_chunk(indices)
@@ -409,14 +251,14 @@ class MiningLoop(BaseLoop):
                 batch_chunk.append(c)
         src = self.dataloader
         loader = DataLoader(
-            _SkipBadImages(self.dataset),
+            SkipBadImages(self.dataset),
             batch_sampler=batches,
             num_workers=src.num_workers,
-            collate_fn=partial(_collate_skipping, collate_fn=src.collate_fn),
+            collate_fn=partial(collate_skipping, collate_fn=src.collate_fn),
             pin_memory=src.pin_memory,
             worker_init_fn=src.worker_init_fn,
             persistent_workers=False)
-        progress = _Progress(self.step_name, sum(len(b) for b in batches), self.log_interval)
+        progress = Progress(self.step_name, sum(len(b) for b in batches), self.log_interval)
         current: List[dict] = []
         with torch.no_grad():
             for b, (indices, out) in enumerate(zip(batches, loader)):
@@ -508,33 +350,4 @@ class MiningLoop(BaseLoop):
 
     def _write_fingerprint(self, fp: dict, key: str) -> None:
         atomic_write_json(
-            osp.join(self.cache_dir, 'fingerprint.json'), dict(sha1=key, **fp), sort_keys=True, default=_json_default)
-
-
-class _Progress:
-    """Images/s and ETA lines for this rank, at most every ``interval`` seconds."""
-
-    def __init__(self, name: str, total: int, interval: float) -> None:
-        self.name, self.total, self.interval = name, total, interval
-        self.done = 0
-        self.start = self.last = time.monotonic()
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= self.interval and self.done < self.total:
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            eta = timedelta(seconds=int((self.total - self.done) / max(rate, 1e-9)))
-            rank, _ = get_dist_info()
-            print_log(f'[{self.name}] rank {rank}: {self.done}/{self.total} images, '
-                      f'{rate:.2f} img/s, ETA {eta}',
-                      logger='current')
-
-    def finish(self) -> None:
-        elapsed = time.monotonic() - self.start
-        rank, _ = get_dist_info()
-        print_log(
-            f'[{self.name}] rank {rank}: computed {self.done} images in {elapsed:.1f} s '
-            f'({self.done / max(elapsed, 1e-9):.2f} img/s)',
-            logger='current')
+            osp.join(self.cache_dir, 'fingerprint.json'), dict(sha1=key, **fp), sort_keys=True, default=json_default)

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...pil_box_blur import pil_box_blur_weights
+from ...utils.pil_box_blur import pil_box_blur_weights
 
 __all__ = [
     'hflip', 'vflip', 'luma', 'adjust_brightness', 'adjust_contrast', 'adjust_saturation', 'adjust_hue', 'grayscale',

@@ -117,7 +117,7 @@ def test_the_instrument_is_labelled():
 
 @pytest.mark.parametrize('path', TOP_LEVEL, ids=[osp.basename(p) for p in TOP_LEVEL])
 def test_instrument_configs_load_like_the_shipped_ones(path):
-    """What tests/test_configs.py checks of every shipped config: the plugin loaded (and the project, which
+    """What tests/test_tools/test_configs.py checks of every shipped config: the plugin loaded (and the project, which
     registers the crop data set), no import allowed to fail, the scope, the workers, the one image decoder."""
     cfg = Config.fromfile(path)
     assert cfg.custom_imports == dict(imports=['orl_plugin', 'projects.orl_evidence'], allow_failed_imports=False)

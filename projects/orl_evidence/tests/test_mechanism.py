@@ -4,7 +4,7 @@ One quick run is shared by the tests: the random-init baseline (in-process check
 initialised and BN-recalibrated), the instrument arm (a trained stage 1, 2a-2c, stage 3, the probes, both
 fine-tunes), matched BYOL (stage 1, probe, fine-tune) and one extra 2c of the ratio characterisation:
 ten stage processes, about 3 minutes on 2 idle cores. The other arms run the same steps with other
-configs (tests/test_stage2_models.py mines from BYOL, MoCo v2 and classifier checkpoints); the full
+configs (tests/test_models/test_stage2_models.py mines from BYOL, MoCo v2 and classifier checkpoints); the full
 four-arm --quick run takes about 11 minutes here. gpu_evidence.sh's CPU-tiny mode uses the same
 arguments, so it resumes the quick run.
 """
