@@ -15,9 +15,11 @@ Read: ``README.md``, ``docs/**/*.md``, ``configs/**/README.md`` and ``projects/*
 - every command of a ``bash``/``shell`` block whose first word is a tool of this repository (``python tools/x.py``,
   ``python projects/*/tools/x.py``, ``tools/x.sh``, ``orl-pipeline``, ``mim ... orl-plugin``, ``make``) names
   existing files and options the tool has: each tool is run once, ``--help`` for a Python tool (the options the docs
-  give it must be in its help), a dry run for the rest: a shell launcher with ``PYTHON`` and ``srun`` replaced by a
-  recorder (it must exit 0 and start a Python file of the repository), ``orl-pipeline synthetic --dry-run``,
-  ``mim run orl-plugin pipeline synthetic --dry-run``, ``make -n TARGET``.
+  give it must be in its help), a dry run for the rest: a shell launcher that starts Python through ``$PYTHON`` with
+  ``PYTHON`` and ``srun`` replaced by a recorder (it must exit 0 and start a Python file of the repository; any other
+  script, the installer among them, is never run: ``bash -n`` checks its syntax), ``orl-pipeline synthetic
+  --dry-run``, ``mim run orl-plugin pipeline synthetic --dry-run``, ``make -n TARGET``. Only files in a ``tools/``
+  folder are tools; a config or module named in a command is checked to exist, never run.
 
 Placeholders pass because only the tokens above are checked: ``CONFIG``, ``CHECKPOINT``, ``$S3``, ``/path/to/photos``,
 ``work_dirs/...``, ``data/coco/...`` and any other path that does not start with one of the repository's folders are
@@ -66,6 +68,7 @@ class Command(NamedTuple):
     line: int
     env: Dict[str, str]
     argv: List[str]
+    inline: bool = False  # written in inline code (its options are checked; a block's command is the one run)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -256,8 +259,10 @@ def tool_of(argv: List[str]) -> Optional[str]:
         return script if script.split('/')[0] in REPO_DIRS else None
     if first in ('bash', 'sh'):
         return tool_of(argv[1:])
-    if first.endswith('.sh') and first.lstrip('./').split('/')[0] in REPO_DIRS:
-        return first.lstrip('./') if first.startswith('./') else first
+    if any(c in first for c in '*?{}[]'):
+        return None
+    if first.endswith(('.sh', '.py')) and first.lstrip('./').split('/')[0] in REPO_DIRS:
+        return first[2:] if first.startswith('./') else first
     if first == 'orl-pipeline':
         return 'orl-pipeline'
     if first == 'mim' and 'orl-plugin' in argv:
@@ -265,6 +270,20 @@ def tool_of(argv: List[str]) -> Optional[str]:
     if first == 'make':
         return 'make'
     return None
+
+
+def is_tool_file(tool: str) -> bool:
+    """Only a file in a ``tools/`` folder is a tool (a config or a module named in a command is not run)."""
+    return '/tools/' in f'/{tool}'
+
+
+def dry_runnable(tool: str) -> bool:
+    """Whether a shell tool may be dry-run: a launcher that starts Python through ``$PYTHON`` (so the recorder
+    stands in for every process it would start), never the installer, which builds the environment itself."""
+    if tool.startswith('tools/install/'):
+        return False
+    text = open(osp.join(ROOT, tool)).read()
+    return bool(re.search(r'\$\{?PYTHON\b', text)) and not re.search(r'\bpip3?\b', text)
 
 
 def options(argv: List[str]) -> List[str]:
@@ -315,6 +334,22 @@ def check_file(path: str, rel: str, root: str = ROOT) -> Tuple[List[Problem], Li
     for m in re.finditer(r'`([^`]+)`', prose_text):
         n = line_of[max(s for s in starts if s <= m.start())]
         problems += [Problem(rel, n, p) for p in path_problems(root, m.group(1), here)]
+        try:
+            env, argv = parse_command(m.group(1).replace('\n', ' '))
+        except ValueError:
+            continue
+        tool = tool_of(argv)
+        if tool == 'orl-pipeline':
+            cmds.append(Command(rel, n, env, argv, inline=True))
+        elif tool is not None and is_tool_file(tool):
+            if not osp.isfile(osp.join(root, tool)) and osp.isfile(osp.join(root, here, tool)):
+                # a project's README names its own tools from its folder
+                argv = [osp.join(here, a) if a == tool else a for a in argv]
+                tool = osp.join(here, tool)
+            if osp.isfile(osp.join(root, tool)):
+                cmds.append(Command(rel, n, env, argv, inline=True))
+            else:
+                problems.append(Problem(rel, n, f'no such tool: {tool}'))
     for start, lang, body in blocks:
         for i, line in enumerate(body.split('\n')):
             problems += [Problem(rel, start + i, p) for p in path_problems(root, line, here)]
@@ -332,7 +367,8 @@ def check_file(path: str, rel: str, root: str = ROOT) -> Tuple[List[Problem], Li
             if tool not in ('orl-pipeline', 'mim', 'make') and not osp.isfile(osp.join(root, tool)):
                 problems.append(Problem(rel, n, f'no such tool: {tool}'))
                 continue
-            cmds.append(Command(rel, n, env, argv))
+            if tool in ('orl-pipeline', 'mim', 'make') or is_tool_file(tool):
+                cmds.append(Command(rel, n, env, argv))
     return problems, cmds, pending
 
 
@@ -476,7 +512,7 @@ def test_every_command_runs_as_written(tree, tmp_path):
     """Each repository tool once: --help (and the options the docs give it), or a dry run."""
     _, cmds, _ = tree
     by_tool: Dict[str, List[Command]] = {}
-    for cmd in cmds:
+    for cmd in sorted(cmds, key=lambda c: c.inline):  # a block's command first: it is the one run
         by_tool.setdefault(tool_of(cmd.argv), []).append(cmd)
     assert {'orl-pipeline', 'make'} <= set(by_tool), sorted(by_tool)
     scripts = sorted(t for t in by_tool if t.endswith('.py'))
@@ -495,6 +531,9 @@ def test_every_command_runs_as_written(tree, tmp_path):
             continue
         if tool.endswith('.py'):
             ok, out = helps[tool]
+        elif tool.endswith('.sh') and not dry_runnable(tool):
+            res = run(['bash', '-n', osp.join(ROOT, tool)])  # not run: its syntax only
+            ok, out = res.returncode == 0, res.stderr
         elif tool.endswith('.sh'):
             ok, out = run_launcher(tool, uses[0], str(tmp_path))
         else:
@@ -511,7 +550,8 @@ def test_every_command_runs_as_written(tree, tmp_path):
         if tool == 'orl-pipeline':
             for cmd in uses:
                 preset = next((a for a in cmd.argv[1:] if not a.startswith('-')), None)
-                if preset and not re.search(rf'\b{re.escape(preset)}\b', helps['tools/pipeline.py'][1]):
+                if preset and not placeholder(preset) and not re.search(rf'\b{re.escape(preset)}\b',
+                                                                        helps['tools/pipeline.py'][1]):
                     failures.append(f'{cmd.file}:{cmd.line}: orl-pipeline has no preset {preset}')
     assert not failures, '\n'.join(failures)
 
