@@ -1,16 +1,8 @@
-"""The error policy of every command-line tool under ``tools/``: a known error is one line, exit 2.
+"""The error policy of every command-line tool: a known error is one line and exit status 2, a bug a traceback.
 
-A *known* error is one the user can fix without reading code: a missing or unreadable file
-(``OSError``), a file that is not valid JSON, a checkpoint ``torch.load(weights_only=True)``
-refuses, a config with a syntax error, an error class the plugin defines for bad input
-(``StoreFormatError``, ``OfficialFormatError``, ``CheckpointFormatError``, ...) and a
-``ValueError``/``RuntimeError`` raised by the plugin's own code (its input checks). It is
-printed as ``error: MESSAGE`` on one line of stderr, with every file it names as a full path,
-and the tool exits with status 2 (argparse's status for a bad command line). Anything else
-is a bug and keeps its traceback. ``--debug`` anywhere on the command line shows the
-traceback of known errors too.
-
-Usage, at the end of a tool::
+``error: MESSAGE`` goes on one line of stderr, every file it names as a full path, and the tool exits with
+status 2 (argparse's status for a bad command line); ``--debug`` anywhere on the command line shows the
+traceback too. At the end of a tool::
 
     if __name__ == '__main__':
         run_cli(main)   # main(argv) parses argv (the command line without --debug)
@@ -58,7 +50,14 @@ def _in_plugin(path: Optional[str]) -> bool:
 
 
 def is_known_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is bad input (one line) rather than a bug (traceback); see the module doc."""
+    """Whether ``exc`` is bad input (one line) rather than a bug (traceback).
+
+    A known error is one the user can fix without reading code: a missing or unreadable file (``OSError``), a
+    file that is not valid JSON, a checkpoint ``torch.load(weights_only=True)`` refuses, a config with a syntax
+    error, an error class the plugin defines for bad input (``StoreFormatError``, ``CheckpointFormatError``,
+    ``InputError``, ...) and a ``ValueError``/``RuntimeError`` raised by the plugin's own code (its input
+    checks). Anything else is a bug.
+    """
     if isinstance(exc, (OSError, json.JSONDecodeError, pickle.UnpicklingError, SyntaxError)):
         return True
     if any(cls.__module__.split('.')[0] == 'orl_plugin' for cls in type(exc).__mro__):
