@@ -17,7 +17,10 @@ import re
 import sys
 from typing import Callable, List, Optional, Sequence
 
-__all__ = ['DEBUG_FLAG', 'EXIT_KNOWN_ERROR', 'InputError', 'run_cli', 'is_known_error', 'error_line']
+__all__ = [
+    'DEBUG_FLAG', 'EXIT_KNOWN_ERROR', 'InputError', 'check_out_file', 'out_help', 'run_cli', 'is_known_error',
+    'error_line'
+]
 
 DEBUG_FLAG = '--debug'
 EXIT_KNOWN_ERROR = 2
@@ -29,6 +32,37 @@ _FRAME_FILE = re.compile(r'^\s*File "([^"]+)", line \d+')
 
 class InputError(ValueError):
     """Bad input found by a tool itself (an option out of range, a file of the wrong kind)."""
+
+
+def out_help(what: str) -> str:
+    """The ``--help`` of ``--out`` in every benchmark and analysis tool, with ``what`` the file holds.
+
+    ``--out FILE`` is the one file a tool's results go to; what else it keeps (generated data, work folders)
+    goes under its ``--work-dir``. The path is checked with :func:`check_out_file` before any work.
+    """
+    return f'the results file ({what}); checked before any work: a folder is refused, missing folders are made'
+
+
+def check_out_file(path: str, option: str = '--out') -> str:
+    """The absolute path of ``path`` when a result file can be written there, else :class:`InputError`.
+
+    Called before any measuring, so that a bad path costs one line, not minutes: ``path`` must not be a folder
+    (an existing one, or a name ending in a separator), and its nearest existing parent must be a writable
+    folder (the missing ones are created when the file is written).
+    """
+    if not path:
+        raise InputError(f'{option}: give a file path')
+    full = osp.abspath(path)
+    if osp.isdir(full) or path.endswith((os.sep, '/')):
+        raise InputError(f'{option} {full}: is a folder; give the file to write, e.g. {osp.join(full, "results.json")}')
+    parent = osp.dirname(full)
+    while not osp.exists(parent):
+        parent = osp.dirname(parent)
+    if not osp.isdir(parent):
+        raise InputError(f'{option} {full}: {parent} is a file, not a folder')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f'{option} {full}: the folder {parent} is not writable')
+    return full
 
 
 def _raise_site(exc: BaseException) -> Optional[str]:
