@@ -1,16 +1,7 @@
-"""Box helpers shared by the mining metrics: IoU, GT recall and GT matching.
+"""Box helpers shared by the mining metrics: IoU, GT recall and GT matching, on boxes or object masks.
 
-Mined boxes are ``[x, y, w, h]`` (the official ORL files' convention); ground truth from
-``SceneImageDataset`` is ``[x1, y1, x2, y2]`` float32. Overlaps are mmdet's ``bbox_overlaps``
-(areas without the legacy ``+1``).
-
-A box is *on* a GT object by one of two criteria (:data:`OBJECT_CRITERIA`):
-
-- ``'iou'``: IoU with the object's box >= the threshold (the detection criterion);
-- ``'inside'``: the box lies mostly inside the object: the object's pixels inside the box over
-  the *box's own* area >= the threshold, counted on the object's visible mask when the image has
-  masks (:class:`ObjectMasks`), else on its box (the *box rule*: a box in the empty corner of a
-  star's box counts). ORL's boxes are often object parts, which the IoU criterion misses.
+Mined boxes are ``[x, y, w, h]`` (the official ORL files' convention); ground truth from ``SceneImageDataset`` is
+``[x1, y1, x2, y2]`` float32. Overlaps are mmdet's ``bbox_overlaps`` (areas without the legacy ``+1``).
 """
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -23,6 +14,11 @@ def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
+# When a box is *on* a GT object. 'iou': IoU with the object's box >= the threshold (the detection criterion).
+# 'inside': the box lies mostly inside the object: the object's pixels inside the box over the *box's own* area
+# >= the threshold, counted on the object's visible mask when the image has masks (ObjectMasks), else on its box
+# (the *box rule*: a box in the empty corner of a star's box counts). ORL's boxes are often object parts, which
+# the IoU criterion misses.
 OBJECT_CRITERIA = ('iou', 'inside')
 
 
@@ -116,7 +112,7 @@ def on_object(boxes_xywh: np.ndarray,
               thr: float = 0.5,
               masks: Optional[ObjectMasks] = None) -> np.ndarray:
     """``(B, G)`` bool: box b is on GT object g by ``criterion`` (``'iou'`` or ``'inside'``, see
-    the module docstring) at threshold ``thr``; ``'inside'`` counts the objects' pixels when
+    :data:`OBJECT_CRITERIA`) at threshold ``thr``; ``'inside'`` counts the objects' pixels when
     ``masks`` (aligned with ``gt_xyxy``) is given, else their boxes."""
     if criterion not in OBJECT_CRITERIA:
         raise ValueError(f'criterion must be one of {OBJECT_CRITERIA}, got {criterion!r}')

@@ -1,17 +1,9 @@
 """Object-level kNN probe: how well a backbone's features tell ground-truth object crops apart.
 
-Self-supervised stage-1 losses go down whether or not the features get better, and on scene
-images the image-level KNN category precision saturates (most synthetic scenes share a
-category with most others). The probe asks the question stage 2c depends on: do crops of the same
-object category land near each other? Crops of the annotated objects of a *reference* split are
-embedded with the online backbone (the 2c feature, ``RoIFeature``: avgpool + L2), and every crop
-of a *query* split is classified by a similarity-weighted vote of its ``k`` nearest reference
-crops (the weighted kNN of Wu et al. 2018, used by most self-supervised benchmarks). Reported: top-1
-accuracy, beside the chance level of always answering the most common category of the queries.
-
-With one annotated set (e.g. COCO val2017) the probe takes a class-balanced sample of its objects
-(:func:`class_balanced_crops`) and classifies every crop by its neighbours among the crops of the
-other images (:func:`leave_one_image_out_probe`).
+Stage-1 losses fall whether or not the features get better, and image-level KNN precision saturates on scenes
+that share categories; the probe asks what stage 2c depends on: do crops of the same object category land near
+each other? With one annotated set (e.g. COCO val2017) it takes a class-balanced sample of its objects and
+classifies every crop among the crops of the other images (:func:`leave_one_image_out_probe`).
 """
 from __future__ import annotations
 
@@ -114,7 +106,11 @@ def object_knn_probe(model: torch.nn.Module,
                      temperature: float = 0.07,
                      batch_size: int = 128) -> Dict[str, float]:
     """Embed the reference and query crops with ``model``'s online backbone and score the
-    weighted kNN classifier on the query crops. The model is put in eval mode for the forward
+    weighted kNN classifier on the query crops.
+
+    The crops are embedded as 2c embeds its boxes (``RoIFeature``: avgpool + L2); each query crop is classified
+    by a similarity-weighted vote of its ``k`` nearest reference crops (the weighted kNN of Wu et al. 2018, used
+    by most self-supervised benchmarks). The model is put in eval mode for the forward
     (BN running statistics, as 2c uses them) and restored afterwards.
 
     Returns:

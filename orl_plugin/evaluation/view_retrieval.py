@@ -1,16 +1,8 @@
 """Held-out view retrieval: does the backbone recognise a scene across two augmented views?
 
-This is what stage 1's loss asks for, measured on images it never trained on: every held-out
-image is cut into two views by the training view pipelines, both are embedded with the online
-backbone (avgpool + L2, the feature 2a and 2c use), and a view counts as retrieved when its
-nearest view of the other kind comes from the same image. Random weights already match some
-views (colour and layout survive the augmentations), so the value at the start is the level to
-beat; a collapsed network (the same output for every input) scores chance, ``1 / N``. It says
-nothing about object categories: that is :mod:`orl_plugin.evaluation.object_probe`'s question.
-
-The same features also give their effective rank: how many directions they spread over. BYOL's
-known failure is dimensional collapse, the features falling into a few directions while the loss
-still falls; the rank shows it without labels.
+Stage 1's own question, on images it never trained on, and the features' effective rank, which shows BYOL's
+known failure (dimensional collapse: the features fall into a few directions while the loss still falls)
+without labels. It says nothing about object categories: that is :mod:`orl_plugin.evaluation.object_probe`'s.
 """
 from __future__ import annotations
 
@@ -111,6 +103,11 @@ def view_retrieval(model: torch.nn.Module,
                    batch_size: int = 128) -> Dict[str, float]:
     """Top-1 retrieval of each image's other view among all ``N`` images' views, averaged over
     both directions. The model runs in eval mode (restored afterwards).
+
+    Both views are embedded with the online backbone (avgpool + L2, the feature 2a and 2c use); a view counts
+    as retrieved when its nearest view of the other kind comes from the same image. Random weights already
+    match some views (colour and layout survive the augmentations), so the value at the start is the level to
+    beat; a collapsed network (the same output for every input) scores chance, ``1 / N``.
 
     Returns:
         ``top1``, ``chance`` (``1 / N``), ``num_images``, ``rank`` (the :func:`effective_rank`

@@ -1,21 +1,9 @@
 """How stage 2 reads features from a stage-1 model: only through its public interface.
 
-Shared by the stage-2 feature components (:class:`~.image_feature.ImageFeature`,
-:class:`~.roi_feature.RoIFeature`). The stage-1 model is any mmpretrain model with
-
-- ``data_preprocessor``, called as a module: it converts the channel order and normalises the
-  uint8 images exactly as in training;
-- ``extract_feat``: the backbone's outputs (``extract_feat(x)`` of a self-supervised model,
-  ``extract_feat(x, stage='backbone')`` of a classifier);
-- for 2a, a ``neck`` when the model has a projector (self-supervised models).
-
-The pooled backbone feature is the backbone's **last** output, reduced to one vector per image:
-
-- ``(N, C, H, W)`` feature map (ResNet, a ViT with ``out_type='featmap'``): global average pool;
-- ``(N, C)`` (a ViT with ``out_type='cls_token'``, mmpretrain's default, or ``'avg_featmap'``):
-  as it is, so the ViT's own ``out_type`` chooses the class token or the mean patch token;
-- ``(N, L, C)`` tokens (a ViT with ``out_type='raw'``): the mean of the patch tokens (the
-  tokens after the backbone's ``num_extra_tokens`` class/register tokens).
+Shared by the stage-2 feature components (:class:`~.image_feature.ImageFeature`, :class:`~.roi_feature.RoIFeature`).
+The stage-1 model is any mmpretrain model with a ``data_preprocessor`` (called as a module: the channel order and the
+normalisation of training), ``extract_feat`` (a classifier's with ``stage='backbone'``) and, for 2a, a ``neck`` when
+it has a projector (self-supervised models).
 """
 from __future__ import annotations
 
@@ -49,7 +37,14 @@ def backbone_outputs(model: torch.nn.Module, inputs: torch.Tensor) -> Any:
 
 
 def pool_last(outputs: Any, backbone: torch.nn.Module) -> torch.Tensor:
-    """The pooled backbone feature ``(N, C)`` of the last output (see the module docstring)."""
+    """The pooled backbone feature ``(N, C)``: the backbone's **last** output, one vector per image.
+
+    - ``(N, C, H, W)`` feature map (ResNet, a ViT with ``out_type='featmap'``): global average pool;
+    - ``(N, C)`` (a ViT with ``out_type='cls_token'``, mmpretrain's default, or ``'avg_featmap'``): as it is,
+      so the ViT's own ``out_type`` chooses the class token or the mean patch token;
+    - ``(N, L, C)`` tokens (a ViT with ``out_type='raw'``): the mean of the patch tokens (those after the
+      backbone's ``num_extra_tokens`` class/register tokens).
+    """
     x = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
     if not isinstance(x, torch.Tensor):
         raise TypeError(f'{type(backbone).__name__} returned {type(x).__name__} as its last '

@@ -1,15 +1,4 @@
-"""The pipeline run: each stage in order, taken from ``--use``, skipped when done, resumed or run.
-
-Each stage runs in ``<work_dir>/<stage>/``. When it succeeds the pipeline writes
-``<work_dir>/<stage>/pipeline_done.json`` atomically (outputs, log, metrics, command, fingerprint).
-A later run skips a stage whose marker is present, whose outputs still exist and whose fingerprint
-(config file content, cfg-options, inputs, the run ids of the upstream stages and, for a folder
-preset, the folder's file list, sizes and times) is unchanged, so a
-crashed pipeline resumes where it stopped; a crashed *training* stage resumes from its last
-checkpoint (``--resume``), a crashed mining stage from its chunk cache. Re-running an upstream stage
-gives it a new run id, which makes every stage downstream of it stale. ``--from STAGE`` forces STAGE
-and every stage that consumes its output (directly or not) to run again from scratch.
-"""
+"""The pipeline run: each stage in order, taken from ``--use``, skipped when done, resumed or run."""
 import datetime
 import hashlib
 import os
@@ -63,7 +52,18 @@ class PipelineOptions:
 
 
 class Pipeline:
-    """Runs the stage graph; see the module docstring for the rules."""
+    """Runs the stage graph.
+
+    Each stage runs in ``<work_dir>/<stage>/``. When it succeeds the pipeline writes
+    ``<work_dir>/<stage>/pipeline_done.json`` atomically (outputs, log, metrics, command, fingerprint).
+    A later run skips a stage whose marker is present, whose outputs still exist and whose fingerprint
+    (config file content, cfg-options, inputs, the run ids of the upstream stages and, for a folder
+    preset, the folder's file list, sizes and times) is unchanged, so a
+    crashed pipeline resumes where it stopped; a crashed *training* stage resumes from its last
+    checkpoint (``--resume``), a crashed mining stage from its chunk cache. Re-running an upstream stage
+    gives it a new run id, which makes every stage downstream of it stale. ``--from STAGE`` forces STAGE
+    and every stage that consumes its output (directly or not) to run again from scratch.
+    """
 
     def __init__(self, opts: PipelineOptions) -> None:
         self.opts = opts

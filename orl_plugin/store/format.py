@@ -1,6 +1,6 @@
 """The native store format: layout, validation, and reading/writing one store directory.
 
-A store is a directory (by convention ``*.orlstore``)::
+A store is a directory (by convention ``*.orlstore``; ``MiningStore`` is the object built from it)::
 
     header.json        format name + version, kind, num_images, params, provenance, skipped images
     image_ids.npy      int64 (N,)
@@ -10,12 +10,6 @@ A store is a directory (by convention ``*.orlstore``)::
     knn.npy            int32 (N, k) 0-based positions             [knn, correspondence]
     pairs.npy          int16 or int32 (total_pairs, 8)            [correspondence]
     pair_offsets.npy   int64 (N * k + 1,) CSR offsets over the (image, neighbour slot) cells
-
-Arrays are opened with ``np.load(mmap_mode='r')``: opening parses nothing but ``header.json`` and
-the ``.npy`` headers, and data-loader workers share the pages through the page cache instead of
-each holding (and copy-on-write touching) millions of Python objects, which is what the official
-JSON files cost. This module knows only arrays and headers; :class:`~.mining_store.MiningStore`
-is the object built from them.
 """
 from __future__ import annotations
 
@@ -302,6 +296,10 @@ def is_store_dir(path: PathLike) -> bool:
 
 def read_store_dir(path: PathLike, validate: bool = True) -> StoreParts:
     """Read ``header.json`` and memory-map the arrays of a store directory, checked.
+
+    Opening parses nothing but ``header.json`` and the ``.npy`` headers (``np.load(mmap_mode='r')``), and
+    data-loader workers share the pages through the page cache instead of each holding (and copy-on-write
+    touching) millions of Python objects, which is what the official JSON files cost.
 
     Shapes, dtypes and end offsets are always checked; with ``validate`` also that offsets never
     decrease and neighbour positions are in range (a few ms at COCO size). Errors name the file

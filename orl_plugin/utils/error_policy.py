@@ -1,16 +1,8 @@
-"""The error policy of every command-line tool under ``tools/``: a known error is one line, exit 2.
+"""The error policy of every command-line tool: a known error is one line and exit status 2, a bug a traceback.
 
-A *known* error is one the user can fix without reading code: a missing or unreadable file
-(``OSError``), a file that is not valid JSON, a checkpoint ``torch.load(weights_only=True)``
-refuses, a config with a syntax error, an error class the plugin defines for bad input
-(``StoreFormatError``, ``OfficialFormatError``, ``CheckpointFormatError``, ...) and a
-``ValueError``/``RuntimeError`` raised by the plugin's own code (its input checks). It is
-printed as ``error: MESSAGE`` on one line of stderr, with every file it names as a full path,
-and the tool exits with status 2 (argparse's status for a bad command line). Anything else
-is a bug and keeps its traceback. ``--debug`` anywhere on the command line shows the
-traceback of known errors too.
-
-Usage, at the end of a tool::
+``error: MESSAGE`` goes on one line of stderr, every file it names as a full path, and the tool exits with
+status 2 (argparse's status for a bad command line); ``--debug`` anywhere on the command line shows the
+traceback too. At the end of a tool::
 
     if __name__ == '__main__':
         run_cli(main)   # main(argv) parses argv (the command line without --debug)
@@ -25,7 +17,10 @@ import re
 import sys
 from typing import Callable, List, Optional, Sequence
 
-__all__ = ['DEBUG_FLAG', 'EXIT_KNOWN_ERROR', 'InputError', 'run_cli', 'is_known_error', 'error_line']
+__all__ = [
+    'DEBUG_FLAG', 'EXIT_KNOWN_ERROR', 'InputError', 'check_out_file', 'out_help', 'run_cli', 'is_known_error',
+    'error_line'
+]
 
 DEBUG_FLAG = '--debug'
 EXIT_KNOWN_ERROR = 2
@@ -37,6 +32,37 @@ _FRAME_FILE = re.compile(r'^\s*File "([^"]+)", line \d+')
 
 class InputError(ValueError):
     """Bad input found by a tool itself (an option out of range, a file of the wrong kind)."""
+
+
+def out_help(what: str) -> str:
+    """The ``--help`` of ``--out`` in every benchmark and analysis tool, with ``what`` the file holds.
+
+    ``--out FILE`` is the one file a tool's results go to; what else it keeps (generated data, work folders)
+    goes under its ``--work-dir``. The path is checked with :func:`check_out_file` before any work.
+    """
+    return f'the results file ({what}); checked before any work: a folder is refused, missing folders are made'
+
+
+def check_out_file(path: str, option: str = '--out') -> str:
+    """The absolute path of ``path`` when a result file can be written there, else :class:`InputError`.
+
+    Called before any measuring, so that a bad path costs one line, not minutes: ``path`` must not be a folder
+    (an existing one, or a name ending in a separator), and its nearest existing parent must be a writable
+    folder (the missing ones are created when the file is written).
+    """
+    if not path:
+        raise InputError(f'{option}: give a file path')
+    full = osp.abspath(path)
+    if osp.isdir(full) or path.endswith((os.sep, '/')):
+        raise InputError(f'{option} {full}: is a folder; give the file to write, e.g. {osp.join(full, "results.json")}')
+    parent = osp.dirname(full)
+    while not osp.exists(parent):
+        parent = osp.dirname(parent)
+    if not osp.isdir(parent):
+        raise InputError(f'{option} {full}: {parent} is a file, not a folder')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f'{option} {full}: the folder {parent} is not writable')
+    return full
 
 
 def _raise_site(exc: BaseException) -> Optional[str]:
@@ -58,7 +84,14 @@ def _in_plugin(path: Optional[str]) -> bool:
 
 
 def is_known_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is bad input (one line) rather than a bug (traceback); see the module doc."""
+    """Whether ``exc`` is bad input (one line) rather than a bug (traceback).
+
+    A known error is one the user can fix without reading code: a missing or unreadable file (``OSError``), a
+    file that is not valid JSON, a checkpoint ``torch.load(weights_only=True)`` refuses, a config with a syntax
+    error, an error class the plugin defines for bad input (``StoreFormatError``, ``CheckpointFormatError``,
+    ``InputError``, ...) and a ``ValueError``/``RuntimeError`` raised by the plugin's own code (its input
+    checks). Anything else is a bug.
+    """
     if isinstance(exc, (OSError, json.JSONDecodeError, pickle.UnpicklingError, SyntaxError)):
         return True
     if any(cls.__module__.split('.')[0] == 'orl_plugin' for cls in type(exc).__mro__):

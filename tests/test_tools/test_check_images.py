@@ -5,11 +5,13 @@ import os.path as osp
 import sys
 
 import numpy as np
+import pytest
 from helpers import ROOT
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import DATASETS
 
 import orl_plugin  # noqa: F401  (registers the components)
+from orl_plugin.utils.error_policy import run_cli
 
 
 def _tool():
@@ -60,7 +62,7 @@ def test_each_category_reported(mixed_images, tmp_path, capsys):
     assert all(ds[i]['img'].dtype == np.uint8 for i in range(len(ds)))
 
 
-def test_json_source_keeps_annotations(synthetic_scenes, tmp_path):
+def test_json_source_keeps_annotations(synthetic_scenes, tmp_path, capsys):
     tool = _tool()
     out = str(tmp_path / 'clean.json')
     ann = synthetic_scenes['ann_file']
@@ -72,4 +74,7 @@ def test_json_source_keeps_annotations(synthetic_scenes, tmp_path):
     assert [im['id'] for im in clean['images']] == [im['id'] for im in src['images']]
     assert clean['annotations'] == src['annotations']
     assert clean['categories'] == src['categories']
-    assert tool.main([str(tmp_path / 'missing_dir')]) == 2
+    with pytest.raises(SystemExit) as info:
+        run_cli(tool.main, [str(tmp_path / 'missing_dir')])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith(f'error: {tmp_path / "missing_dir"}: no such folder or file')

@@ -22,11 +22,11 @@ DROPPED = object()  # the key is gone
 # Configs added since the snapshot, with what they are (the measuring instrument's are not shipped: they live in
 # projects/orl_evidence/configs, checked by its tests/test_instrument.py).
 COCO_90K = 'benchmarks/mmdetection/coco/mask-rcnn_r50-syncbn-4conv1fc_fpn_ms-90k_coco_orl.py'
-GPUAUG = 'issue 16: the CPU config beside it with the photometric augmentation in the data preprocessor'
-FOLDER_GPU = ('issue 15 item 4: `orl-pipeline folder` on GPUs, the COCO recipe on a folder of images '
+GPUAUG = 'the CPU config beside it with the photometric augmentation in the data preprocessor'
+FOLDER_GPU = ('`orl-pipeline folder` on GPUs, the COCO recipe on a folder of images '
               '(selective search at <= 1024 px)')
-FOLDER_CPU = 'issue 15 item 4: `orl-pipeline folder` on a CPU, the CPU recipe on a folder of images'
-MOCOV2 = 'issue 12 item 2: a MoCo v2 stage 1 and stage 2 from its checkpoint'
+FOLDER_CPU = '`orl-pipeline folder` on a CPU, the CPU recipe on a folder of images'
+MOCOV2 = 'a MoCo v2 stage 1 and stage 2 from its checkpoint'
 CONTRASTIVE = 'ORL stage 3 with the contrastive objective (MoCo v2 form) in every branch, beside the paper\'s BYOL'
 NEW_CONFIGS = {
     'orl/stage3/orl-mocov2_resnet18_1xb32-coslr-30e_synthetic.py': CONTRASTIVE,
@@ -115,7 +115,7 @@ CHANGES: List[Change] = [
             ann_file='annotations/instances_train.json',
             data_prefix=dict(img_path='images/')), 'as coco_train2017'),
     Change(PLUGIN, 'image_folder', dict(data_root='', ann_file='', data_prefix=dict(img_path='data/images/')),
-           'issue 15: the image list of a folder of images (no annotations), written once beside the others'),
+           'the image list of a folder of images (no annotations), written once beside the others'),
     Change(PLUGIN, 'image_loader', IMAGE_LOADER,
            'the one image loader of every stage (_base_/datasets/scene_lists.py)'),
     # ------------------------------------------------------------------ decoding
@@ -128,27 +128,27 @@ CHANGES: List[Change] = [
     # ------------------------------------------------------------------ views
     Change(
         STAGE3, [k + '.interpolation' for k in STAGE3_VIEW_CROPS], 'bilinear',
-        "issue 13 item 3: the stage-3 image views are stage 1's (_base_/datasets/byol_views.py), "
+        "the stage-3 image views are stage 1's (_base_/datasets/byol_views.py), "
         'bilinear like the official torchvision interpolation=2 (were bicubic)'),
     Change(STAGE3, [k + '.crop_ratio_range' for k in STAGE3_VIEW_CROPS], (0.08, 1.0),
            "the stage-1 views state the crop area range; it is RandomResizedCrop's default"),
-    # ------------------------------------------------------------------ the CPU path's cost (issue 16)
+    # ------------------------------------------------------------------ the CPU path's cost
     Change(COCO_R50_TRAIN[:1],
            ('train_pipeline.0.imdecode_backend', 'train_dataloader.dataset.pipeline.0.imdecode_backend'), 'cv2',
-           "issue 16: COCO's JPEGs decoded with OpenCV, PIL's pixels exactly (test_decoding.py) and cheaper"),
-    Change(COCO_R50_TRAIN[1:], 'train_dataloader.dataset.imdecode_backend', 'cv2', 'issue 16: as stage 1'),
+           "COCO's JPEGs decoded with OpenCV, PIL's pixels exactly (test_decoding.py) and cheaper"),
+    Change(COCO_R50_TRAIN[1:], 'train_dataloader.dataset.imdecode_backend', 'cv2', 'as stage 1'),
     Change(
         COCO_R50_TRAIN[:1], ('train_pipeline.1', 'train_dataloader.dataset.pipeline.1'),
         dict(type='ImageViews', pipelines=[VIEWS['view_pipeline1'], VIEWS['view_pipeline2']], photometric='opencv'),
-        'issue 16: the two views cut from the decoded image by ImageViews (as ORLViews does in stage 3), '
+        'the two views cut from the decoded image by ImageViews (as ORLViews does in stage 3), '
         "their hue and blur by OpenCV in PIL's arithmetic: the same draws and statistics "
         '(test_fast_photometric.py), less CPU per sample (tools/benchmarks/input_pipeline.py)'),
     Change(COCO_R50_TRAIN[1:], ('train_pipeline.1.photometric', 'train_dataloader.dataset.pipeline.1.photometric'),
-           'opencv', 'issue 16: as stage 1'),
+           'opencv', 'as stage 1'),
     # ------------------------------------------------------------------ initialisation
     Change(
         R50, ('model.backbone.init_cfg', 'model.neck.init_cfg', 'model.head.predictor.init_cfg'), OFFICIAL_INIT,
-        'issue 13 item 4: the official initialisation (OpenSelfSup ResNet and '
+        'the official initialisation (OpenSelfSup ResNet and '
         "NonLinearNeckSimCLR init_linear='kaiming'); test_configs.py checks the weights"),
     Change(
         R18, 'model.backbone.init_cfg', [dict(type='Kaiming', layer=['Conv2d']), NORM_INIT],
@@ -196,12 +196,12 @@ CHANGES: List[Change] = [
     Change(('orl/stage2/correspondence_*synthetic.py', ), 'test_dataloader.pin_memory', False,
            "the 2c loader states it for COCO; the default, as before"),
     Change(('orl/stage2/knn_*', ), 'test_cfg.feature', dict(type='ImageFeature', feature='auto'),
-           "issue 14 item 3: the image feature is a model-side component; 'auto' is the projector of a "
+           "the image feature is a model-side component; 'auto' is the projector of a "
            "self-supervised model (as 'neck' was for BYOL) and the pooled backbone of a classifier"),
     Change(('orl/stage2/correspondence_*', ), 'test_cfg.roi_feature', dict(type='RoIFeature'),
-           'issue 14 item 3: the RoI feature is a model-side component (bit-identical embeddings)'),
+           'the RoI feature is a model-side component (bit-identical embeddings)'),
     Change(('orl/stage2/correspondence_*', ), 'test_cfg.pair_rule', dict(type='TopRatioPairs'),
-           'issue 14 item 3: the pair rule is a model-side component (its ratio is topk_bbox_ratio)'),
+           'the pair rule is a model-side component (its ratio is topk_bbox_ratio)'),
     # ------------------------------------------------------------------ stage 2b runtime
     Change(STAGE2_SS, 'default_hooks.runtime_info', DROPPED,
            "mmpretrain's default_runtime (the Runner adds this hook anyway)"),
@@ -220,7 +220,7 @@ CHANGES: List[Change] = [
     # ------------------------------------------------------------------ transfer (VOC)
     Change(('benchmarks/mmdetection/voc0712/*', ), 'custom_imports.imports',
            ['orl_plugin', 'orl_plugin.transfer', 'mmpretrain.models.utils.res_layer_extra_norm'],
-           "issue 13 item 5, the paper's protocol: the transfer pieces (orl_plugin/transfer)"),
+           "the paper's protocol: the transfer pieces (orl_plugin/transfer)"),
     Change(('benchmarks/mmdetection/voc0712/*', ),
            ('train_dataloader.dataset.datasets.0.type', 'train_dataloader.dataset.datasets.1.type'),
            'KeepDifficultVOCDataset', 'detectron2 trains on the difficult objects'),

@@ -10,7 +10,7 @@ import sys
 import pytest
 from helpers import ROOT
 
-from orl_plugin.utils.error_policy import InputError, error_line, is_known_error, run_cli
+from orl_plugin.utils.error_policy import InputError, check_out_file, error_line, is_known_error, run_cli
 
 
 def _tool(rel_path: str):
@@ -149,3 +149,17 @@ def test_known_and_unknown_errors(tmp_path, capsys):
     line = error_line(refused, [str(tmp_path / 'ckpt.pth')])
     assert line == ('cannot be loaded with weights_only=True: WeightsUnpickler error: Unsupported '
                     'global: GLOBAL evil.Payload was not an allowed global by default.')
+
+
+def test_out_file_check(tmp_path, monkeypatch):
+    """A result file may go to a folder that does not exist yet (nothing is created by the check); a folder,
+    a name ending in a separator or a path below a file is refused."""
+    monkeypatch.chdir(tmp_path)
+    assert check_out_file('new/deeper/r.json') == str(tmp_path / 'new' / 'deeper' / 'r.json')
+    assert not (tmp_path / 'new').exists()
+    (tmp_path / 'runs').mkdir()
+    (tmp_path / 'a_file').write_text('x')
+    for bad, why in (('runs', 'is a folder'), ('later/', 'is a folder'), ('a_file/r.json', 'is a file, not a folder'),
+                     ('', 'give a file path')):
+        with pytest.raises(InputError, match=why):
+            check_out_file(bad)

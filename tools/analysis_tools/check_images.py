@@ -11,7 +11,7 @@ images as a COCO-style image list that ``SceneImageDataset`` (so every stage) re
     #                    data_prefix=dict(img_path='data/my_photos'))
 
 A folder is listed as ``SceneImageDataset`` lists it (recursive, sorted; jpg, jpeg, png, ppm, bmp,
-pgm, tif, tiff, webp). Exit code 0 when the check ran (whatever it found), 2 on bad arguments.
+pgm, tif, tiff, webp). Exit code 0 when the check ran (whatever it found), 2 on bad input (one line).
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -28,6 +27,8 @@ from PIL import Image
 
 from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.datasets.transforms.loading import BadImageError, read_image
+from orl_plugin.store import atomic_write_json
+from orl_plugin.utils.error_policy import check_out_file, out_help, run_cli
 
 #: Categories of readable files that are read differently from a plain 8-bit RGB image.
 HOW_READ = {
@@ -180,26 +181,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('source', help='a folder of images, or a COCO-style JSON image list')
     p.add_argument('--img-dir', help='image root of a JSON source (default: the JSON\'s folder)')
     p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='decoding processes')
-    p.add_argument('--out', help='write the readable images here as a COCO-style image list')
-    p.add_argument('--report', help='write the full report as JSON here')
+    p.add_argument('--out', metavar='FILE', help=out_help('the readable images as a COCO-style JSON image list'))
+    p.add_argument('--report', metavar='FILE', help='the full report as JSON (checked as --out is)')
     p.add_argument('--min-size', type=int, default=96, help='minimum box side of the box filter')
     p.add_argument(
         '--backend', default='pillow', choices=('pillow', 'cv2'), help="the training loader's imdecode_backend")
-    p.add_argument('--debug', action='store_true', help='show tracebacks')
     return p.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        if not osp.exists(args.source):
-            raise FileNotFoundError(f'{args.source}: no such folder or file')
-        infos, kind, _ = list_images(args.source, args.img_dir)
-    except (OSError, ValueError) as e:
-        if args.debug:
-            raise
-        print(f'check_images: {e}', file=sys.stderr)
-        return 2
+    out = check_out_file(args.out) if args.out is not None else None
+    report = check_out_file(args.report, '--report') if args.report is not None else None
+    if not osp.exists(args.source):
+        raise FileNotFoundError(f'{args.source}: no such folder or file')
+    infos, kind, _ = list_images(args.source, args.img_dir)
     tasks = [(info['img_path'], info['file_name'], args.backend) for info in infos]
     if args.workers > 1 and len(tasks) > 1:
         records = track_parallel_progress(inspect_image, tasks, nproc=args.workers, chunksize=4)
@@ -207,18 +203,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         records = track_progress(inspect_image, tasks)
     summary = summarize(records, args.min_size)
     print(format_report(summary, args.source))
-    if args.report:
-        with open(args.report, 'w') as f:
-            json.dump(dict(summary, records=records), f, indent=1)
-    if args.out:
+    if report:
+        atomic_write_json(report, dict(summary, records=records), indent=1)
+    if out:
         content = clean_list(infos, records, kind, args.source)
-        with open(args.out, 'w') as f:
-            json.dump(content, f)
+        atomic_write_json(out, content)
         root = args.source if kind == 'folder' else (args.img_dir or osp.dirname(args.source))
-        print(f'wrote {len(content["images"])} readable images to {args.out}; use it with '
-              f"ann_file='{args.out}', data_prefix=dict(img_path='{root}')")
+        print(f'wrote {len(content["images"])} readable images to {out}; use it with '
+              f"ann_file='{out}', data_prefix=dict(img_path='{root}')")
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -13,8 +13,6 @@ checkpoint scores the config's random initialisation (seeded). Any checkpoint wi
 from __future__ import annotations
 
 import argparse
-import os
-import os.path as osp
 import sys
 from typing import List, Optional
 
@@ -27,7 +25,7 @@ from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.object_probe import object_crops, object_knn_probe
 from orl_plugin.store import atomic_write_json
 from orl_plugin.utils.checkpoint import extract_backbone, get_state_dict, load_checkpoint_file
-from orl_plugin.utils.error_policy import InputError, run_cli
+from orl_plugin.utils.error_policy import InputError, check_out_file, out_help, run_cli
 
 
 class _Encoder(torch.nn.Module):
@@ -53,12 +51,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--crop-size', type=int, default=64)
     p.add_argument('--k', type=int, default=20)
     p.add_argument('--seed', type=int, default=0, help="seed of the 'random' initialisation")
-    p.add_argument('--out', help='write the results as JSON here')
+    p.add_argument('--out', metavar='FILE', help=out_help('JSON; without --out the results are only printed'))
     return p.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    out = check_out_file(args.out) if args.out is not None else None
     cfg = Config.fromfile(args.config)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         splits = [
@@ -93,10 +92,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     'features are NaN/inf (diverged weights or broken BN statistics): the score means nothing',
                     file=sys.stderr,
                     flush=True)
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    if out:
         atomic_write_json(
-            args.out,
+            out,
             dict(config=args.config, data_root=args.data_root, k=args.k, crop_size=args.crop_size, results=results),
             indent=2)
     return 0

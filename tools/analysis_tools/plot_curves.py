@@ -17,6 +17,7 @@ RUN_DIR may be a work dir (its newest run is drawn), one run's folder, its ``vis
 import argparse
 import glob
 import json
+import os
 import os.path as osp
 import sys
 from collections import defaultdict
@@ -25,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from orl_plugin.utils.error_policy import InputError, run_cli  # noqa: E402
+from orl_plugin.utils.error_policy import InputError, check_out_file, out_help, run_cli  # noqa: E402
 
 Curves = Dict[str, List[Tuple[float, float]]]
 
@@ -134,15 +135,14 @@ def draw(curves: Curves, out: str, title: str, min_rank: Optional[float] = None)
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('run_dir', help='work dir, run folder, vis_data folder or scalars.json')
-    parser.add_argument('--out', required=True, help='PNG to write')
+    parser.add_argument('--out', required=True, metavar='FILE', help=out_help('the PNG'))
     parser.add_argument('--min-rank', type=float, default=3.0, help="the collapse monitor's threshold (drawn)")
     args = parser.parse_args(argv)
-    folder = osp.dirname(osp.abspath(args.out))
-    if not osp.isdir(folder):
-        raise InputError(f'--out {args.out}: the folder {folder} does not exist')
+    out = check_out_file(args.out)
     path = find_scalars(args.run_dir)
-    drawn = draw(read_curves(path), args.out, osp.relpath(path), args.min_rank)
-    print(f'wrote {args.out}: ' + '; '.join(f'{name}: {", ".join(keys)}' for name, keys in drawn.items()))
+    os.makedirs(osp.dirname(out), exist_ok=True)
+    drawn = draw(read_curves(path), out, osp.relpath(path), args.min_rank)
+    print(f'wrote {out}: ' + '; '.join(f'{name}: {", ".join(keys)}' for name, keys in drawn.items()))
     return 0
 
 

@@ -15,7 +15,6 @@ official release's files on COCO, or pairs mined before the annotations had mask
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 from typing import Dict, List, Optional
 
@@ -24,7 +23,7 @@ import numpy as np
 from orl_plugin.datasets.scene_dataset import scene_data_infos
 from orl_plugin.evaluation.correspondence_metric import CRITERION_SUFFIX, pair_precision
 from orl_plugin.store import MiningStore, atomic_write_json
-from orl_plugin.utils.error_policy import InputError, run_cli
+from orl_plugin.utils.error_policy import InputError, check_out_file, out_help, run_cli
 
 FIGURES = ('pair_precision', 'pair_object_rate', 'pair_precision_on_objects', 'kept_object_rate')
 
@@ -36,7 +35,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--img-prefix', default='', help='image folder (only used to resolve paths; images are not read)')
     p.add_argument('--iou-thr', type=float, default=0.5)
     p.add_argument('--inside-thr', type=float, default=0.5)
-    p.add_argument('--out', help='write the figures as JSON here')
+    p.add_argument('--out', metavar='FILE', help=out_help('JSON; without --out the results are only printed'))
     return p.parse_args(argv)
 
 
@@ -86,6 +85,7 @@ def _cell(v: Optional[float]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    out_file = check_out_file(args.out) if args.out is not None else None
     out = score(args.pairs, args.ann_file, args.img_prefix, args.iou_thr, args.inside_thr)
     rule = 'masks' if out.get('inside_rule_masks', 0.0) >= 1.0 else (
         'boxes' if not out.get('inside_rule_masks') else f'masks on {out["inside_rule_masks"]:.0%} of the images')
@@ -97,10 +97,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         for s in CRITERION_SUFFIX.values():
             cells += [_cell(out.get(fig + s)), _cell(out.get(fig + s + '_random'))]
         print(f'| {fig} | ' + ' | '.join(cells) + ' |')
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    if out_file:
         atomic_write_json(
-            args.out, dict(pairs=osp.abspath(args.pairs), ann_file=osp.abspath(args.ann_file), **out), indent=2)
+            out_file, dict(pairs=osp.abspath(args.pairs), ann_file=osp.abspath(args.ann_file), **out), indent=2)
     return 0
 
 

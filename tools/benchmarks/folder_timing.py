@@ -28,7 +28,6 @@ import os
 import os.path as osp
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from typing import Dict, List, Optional
@@ -42,6 +41,8 @@ from orl_plugin.datasets.transforms.loading import decode_image
 from orl_plugin.datasets.transforms.selective_search import selective_search
 from orl_plugin.pipeline import Pipeline, PipelineOptions, load_config, repo_root, resolve_configs
 from orl_plugin.pipeline.stages import STAGE_BY_NAME
+from orl_plugin.store import atomic_write_json
+from orl_plugin.utils.error_policy import InputError, check_out_file, out_help, run_cli
 
 PRESET = 'folder-cpu'
 STAGES = ('stage1', 'knn', 'selective_search', 'correspondence', 'stage3')
@@ -194,7 +195,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--img-size', type=int, nargs=2, default=(640, 480), metavar=('W', 'H'))
     p.add_argument('--reference-images', type=int, default=4, help='generated images searched beside the real photo')
     p.add_argument('--work-dir', help='default: a temporary directory, removed afterwards')
-    p.add_argument('--out', default='work_dirs/benchmarks/folder_timing.json')
+    p.add_argument('--out', default='work_dirs/benchmarks/folder_timing.json', metavar='FILE', help=out_help('JSON'))
     p.add_argument(
         '--quick',
         action='store_true',
@@ -202,15 +203,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> dict:
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    out = check_out_file(args.out)
     if args.quick:
         # Multiples of the batch: a last batch of 2 images has 1x1 res5 maps of 32 px views, whose BN
         # statistics can blow a 4-step training up into NaN features.
         args.num_images, args.img_size, args.reference_images = (12, 16), (96, 72), 1
     n1, n2 = args.num_images
     if not 11 <= n1 < n2:
-        raise SystemExit(f'--num-images: need 11 <= N1 < N2, got {n1} {n2}')
+        raise InputError(f'--num-images: need 11 <= N1 < N2, got {n1} {n2}')
     import torch
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     torch.set_num_threads(1)
@@ -285,10 +287,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    out = args.out
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(result, f, indent=2)
+    atomic_write_json(out, result, indent=2)
     lines = [
         f'\nCPU seconds per 1,000 images, one core, {PRESET} ({args.img_size[0]}x{args.img_size[1]} photo-like '
         f'JPEGs; slope between {n1} and {n2} images)',
@@ -305,8 +304,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         lines.append(f'  {k}: {v["cpu_s_per_image"]:.2f} s, {v["boxes_per_image"]:.0f} boxes ({v["images"]} images)')
     lines.append(f'written: {out}')
     print('\n'.join(lines), flush=True)
-    return result
+    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(0 if main() else 1)
+    run_cli(main)

@@ -40,6 +40,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 
 import orl_plugin  # noqa: E402,F401
+from orl_plugin.utils.error_policy import check_out_file, out_help, run_cli  # noqa: E402
 
 FULL = dict(
     stage1='configs/byol/byol_resnet50_8xb64-coslr-800e_coco.py',
@@ -74,8 +75,12 @@ TINY = dict(
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--tiny', action='store_true', help='the CPU size (default when CUDA is not available)')
-    p.add_argument('--work-dir', default='work_dirs/gpu_check')
-    p.add_argument('--out', help='JSON (default WORK_DIR/gpu_check.json)')
+    p.add_argument('--work-dir', default='work_dirs/benchmarks/gpu_check', help='generated data and training runs')
+    p.add_argument(
+        '--out',
+        default='work_dirs/benchmarks/gpu_check.json',
+        metavar='FILE',
+        help=out_help('JSON, rewritten after every check'))
     p.add_argument('--workers', type=int, help='data-loader workers (default: CPUs - 2, at most 14; tiny: 0)')
     p.add_argument('--iters', type=int, help='training iterations per run (the first 5 are not timed)')
     p.add_argument('--batch', type=int, help='samples per iteration')
@@ -335,6 +340,7 @@ def check_nccl(report: Report, size: dict, data_root: str, args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    out = check_out_file(args.out)
     size = TINY if args.tiny else FULL
     args.workers = args.workers if args.workers is not None else (
         0 if args.tiny else min(max((os.cpu_count() or 2) - 2, 1), 14))
@@ -350,7 +356,7 @@ def main(argv=None) -> int:
         batch=args.batch,
         iters=args.iters,
         workers=args.workers)
-    report = Report(args.out or osp.join(args.work_dir, 'gpu_check.json'), meta)
+    report = Report(out, meta)
     print(f'[gpu_check] {meta}', flush=True)
     t0 = time.time()
     data_root = osp.join(args.work_dir, f'coco_like_{size["images"]}')
@@ -376,4 +382,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -18,12 +18,12 @@ It reports whether the pairs are identical (per neighbour list, and how many pai
 clock speed-up, and total 2c time / pure forward time; prints a table and writes JSON.
 
 The encoder is the ResNet-18 BYOL of the synthetic configs: ``--checkpoint`` (e.g. a stage-1
-checkpoint), or by default a seeded random initialisation saved to the output folder (the
+checkpoint), or by default a seeded random initialisation saved to ``--work-dir`` (the
 timings and the pair identity do not depend on the weights being trained).
 
 Example (a few minutes on an idle 2-core CPU)::
 
-    python tools/benchmarks/mining_speed.py --num-images 12
+    python tools/benchmarks/mining_speed.py --num-images 12 --out work_dirs/benchmarks/mining_speed.json
 """
 import argparse
 import copy
@@ -31,6 +31,7 @@ import json
 import os
 import os.path as osp
 import time
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -38,16 +39,18 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
 
+from orl_plugin.utils.error_policy import InputError, check_out_file, out_help, run_cli
+
 CONFIG = 'configs/orl/stage2/correspondence_byol-resnet18_1xb64_synthetic.py'
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--num-images', type=int, default=12, help='synthetic images (>= k + 1)')
     p.add_argument('--img-size', type=int, default=256, help='synthetic image side (px)')
     p.add_argument('--config', default=CONFIG, help='stage-2c config (model, pipeline, loop)')
     p.add_argument(
-        '--checkpoint', default=None, help='stage-1 checkpoint; default: seeded random init, saved to --out-dir')
+        '--checkpoint', default=None, help='stage-1 checkpoint; default: seeded random init, saved to --work-dir')
     p.add_argument('--k', type=int, default=10, help='neighbours per image')
     p.add_argument(
         '--threads',
@@ -74,10 +77,12 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="data-loader workers of this project's 2c (default: the config's); "
         'workers crop while the main process encodes')
-    p.add_argument('--out-dir', default='work_dirs/benchmarks/mining_speed')
-    p.add_argument('--json-out', default=None, help='default: <out-dir>/mining_speed.json')
+    p.add_argument('--out', default='work_dirs/benchmarks/mining_speed.json', metavar='FILE', help=out_help('JSON'))
+    p.add_argument(
+        '--work-dir',
+        help='the scenes, boxes, neighbours, checkpoint and runs (default: beside --out, its name without .json)')
     p.add_argument('--seed', type=int, default=0)
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -93,8 +98,8 @@ def make_inputs(args, root: str, cfg: Config) -> dict:
     with open(ann) as f:
         images = json.load(f)['images']
     if len(images) != args.num_images:
-        raise SystemExit(f'{root} holds {len(images)} images, not {args.num_images}: use '
-                         'another --out-dir or delete it')
+        raise InputError(f'{root} holds {len(images)} images, not {args.num_images}: use '
+                         'another --work-dir or delete it')
     paths = [osp.join(root, 'images', im['file_name']) for im in images]
     names = [im['file_name'] for im in images]
     ids = [im['id'] for im in images]
@@ -114,13 +119,13 @@ def make_inputs(args, root: str, cfg: Config) -> dict:
     return dict(paths=paths, names=names, ss_path=ss_path, knn_path=knn_path, ann=ann)
 
 
-def make_checkpoint(args, cfg: Config, out_dir: str) -> tuple:
+def make_checkpoint(args, cfg: Config, work_root: str) -> tuple:
     if args.checkpoint:
         return args.checkpoint, f'given: {args.checkpoint}'
     from mmpretrain.registry import MODELS
 
     from orl_plugin.store import atomic_open
-    path = osp.join(out_dir, f'random_init_seed{args.seed}.pth')
+    path = osp.join(work_root, f'random_init_seed{args.seed}.pth')
     if not osp.exists(path):
         torch.manual_seed(args.seed)
         model = MODELS.build(cfg.model)
@@ -218,8 +223,9 @@ def compare(ours, official, smaps, tie_tol=1e-5):
 
 
 # ------------------------------------------------------------------------------- main
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    out = check_out_file(args.out)
     torch.set_num_threads(args.threads)
     from mmengine.logging import MMLogger
     MMLogger.get_instance('mining_speed', log_level='WARNING')  # quiet model building
@@ -229,20 +235,20 @@ def main() -> None:
     from orl_plugin.models import RoIFeature
     from orl_plugin.store import MiningStore, atomic_write_json
 
-    out_dir = osp.abspath(args.out_dir)
-    root = osp.join(out_dir, f'scenes_{args.num_images}_{args.img_size}_seed{args.seed}')
-    os.makedirs(out_dir, exist_ok=True)
+    work_root = osp.abspath(args.work_dir or osp.splitext(out)[0])
+    root = osp.join(work_root, f'scenes_{args.num_images}_{args.img_size}_seed{args.seed}')
+    os.makedirs(work_root, exist_ok=True)
     base_cfg = Config.fromfile(args.config)
     t0 = time.perf_counter()
     inputs = make_inputs(args, root, base_cfg)
     prep_s = time.perf_counter() - t0
-    ckpt, ckpt_note = make_checkpoint(args, base_cfg, out_dir)
-    out_store = osp.join(out_dir, 'correspondence.orlstore')
+    ckpt, ckpt_note = make_checkpoint(args, base_cfg, work_root)
+    out_store = osp.join(work_root, 'correspondence.orlstore')
 
     def project_runner(run: int) -> Runner:
         """This project's 2c, as ``tools/test.py CONFIG CHECKPOINT`` runs it."""
         cfg = copy.deepcopy(base_cfg)
-        cfg.work_dir = osp.join(out_dir, 'work_dir')
+        cfg.work_dir = osp.join(work_root, 'work_dir')
         cfg.experiment_name = f'mining_speed_{run}_{time.time_ns()}'
         cfg.load_from = ckpt
         ds = cfg.test_dataloader.dataset
@@ -253,7 +259,7 @@ def main() -> None:
         cfg.test_cfg.knn_image_num = args.k
         cfg.test_cfg.embed_cache = 'memory'
         # a fresh pair cache for every run, so each run is timed from scratch
-        cfg.test_cfg.cache_dir = osp.join(out_dir, 'work_dir', f'pairs_cache_{time.time_ns()}')
+        cfg.test_cfg.cache_dir = osp.join(work_root, 'work_dir', f'pairs_cache_{time.time_ns()}')
         cfg.test_evaluator.out_file = out_store
         if args.workers is not None:
             cfg.test_dataloader.num_workers = args.workers
@@ -384,10 +390,10 @@ def main() -> None:
           f'load): {ours_s - loop_s:.2f} s; the 2c loop alone (load, filter, crop, encode, '
           f'match, write): {loop_s:.2f} s = {loop_s / pure_s:.3f} x the pure forward '
           f'({loop_s / inrun_fwd[best]:.3f} x the forward time inside the same run)')
-    json_out = args.json_out or osp.join(out_dir, 'mining_speed.json')
-    atomic_write_json(json_out, result)
-    print(f'wrote {json_out}')
+    atomic_write_json(out, result)
+    print(f'wrote {out}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -41,7 +41,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from orl_plugin.utils.atomic import atomic_write_json  # noqa: E402
-from orl_plugin.utils.error_policy import InputError, run_cli  # noqa: E402
+from orl_plugin.utils.error_policy import InputError, check_out_file, out_help, run_cli  # noqa: E402
 
 CPU_CONFIG = 'configs/byol/byol_resnet18_1xb32-coslr-30e_synthetic.py'
 COCO_CONFIG = 'configs/byol/byol_resnet50_8xb64-coslr-800e_coco.py'
@@ -62,19 +62,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--coco-batch', type=int, default=8, help='images per timed COCO-scale training step')
     p.add_argument('--coco-steps', type=int, default=3, help='timed COCO-scale training steps (after one warm-up)')
     p.add_argument('--quick', action='store_true', help='an epoch of 2 batches, 2 COCO-scale steps (smoke test)')
-    p.add_argument('--out', help='JSON file to write')
+    p.add_argument('--out', metavar='FILE', help=out_help('JSON; without --out the results are only printed'))
     return p.parse_args(argv)
-
-
-def check_out(path: Optional[str]) -> None:
-    """Fail before any work when the result could not be written."""
-    if path is None:
-        return
-    folder = osp.dirname(osp.abspath(path))
-    if not osp.isdir(folder):
-        raise InputError(f'--out {path}: the folder {folder} does not exist')
-    if not os.access(folder, os.W_OK):
-        raise InputError(f'--out {path}: the folder {folder} is not writable')
 
 
 class _Timer(Hook):
@@ -231,7 +220,7 @@ def table(result: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    check_out(args.out)
+    out = check_out_file(args.out) if args.out is not None else None
     torch.set_num_threads(1)
     import orl_plugin  # noqa: F401  (registers the components)
     result: Dict[str, Any] = dict(
@@ -255,9 +244,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f'\none-off, at the first probe: reading and cropping the {s["probe_crops"]} objects took '
           f'{s["prepare_s"]:.1f} s; load average {load["loadavg_start"][0]:.1f} at the start, '
           f'{load["loadavg_end"][0]:.1f} at the end ({load["cpus"]} CPUs)')
-    if args.out:
-        atomic_write_json(args.out, result, indent=2)
-        print(f'wrote {args.out}')
+    if out:
+        atomic_write_json(out, result, indent=2)
+        print(f'wrote {out}')
     return 0
 
 

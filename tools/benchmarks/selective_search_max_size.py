@@ -24,12 +24,10 @@ Prints a table and writes JSON.
         --out work_dirs/benchmarks/selective_search_max_size.json
 """
 import argparse
-import json
-import os
-import os.path as osp
 import platform
 import tempfile
 import time
+from typing import List, Optional
 
 import cv2
 import numpy as np
@@ -42,9 +40,11 @@ from orl_plugin.datasets.transforms.box_filter import filter_boxes
 from orl_plugin.datasets.transforms.loading import decode_image
 from orl_plugin.datasets.transforms.selective_search import SelectiveSearch
 from orl_plugin.evaluation.box_metrics import gt_recall
+from orl_plugin.store import atomic_write_json
+from orl_plugin.utils.error_policy import check_out_file, out_help, run_cli
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--data-root', help='COCO-format data root with boxes (default: synthetic scenes)')
     p.add_argument('--ann-file', default='annotations/instances.json')
@@ -56,8 +56,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--min-size', type=int, default=96, help='box filter minimum side')
     p.add_argument('--draft', action='store_true', help='also decode JPEGs with PIL draft mode')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out', default='work_dirs/benchmarks/selective_search_max_size.json')
-    return p.parse_args()
+    p.add_argument(
+        '--out', default='work_dirs/benchmarks/selective_search_max_size.json', metavar='FILE', help=out_help('JSON'))
+    return p.parse_args(argv)
 
 
 def decode_draft(content: bytes, max_size: int) -> np.ndarray:
@@ -70,8 +71,9 @@ def decode_draft(content: bytes, max_size: int) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(pil.convert('RGB'))[..., ::-1])
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    out = check_out_file(args.out)
     tmp = None
     if args.data_root:
         infos = scene_data_infos(
@@ -163,23 +165,22 @@ def main() -> None:
               f'{r["decode_s"]:.3f} | {r["search_s"]:.2f} | '
               f'{r["speedup"]:.1f}x | {r["boxes_per_image"]:.0f} | {r["recall_raw"]:.3f} | '
               f'{r["recall_kept"]:.3f} | {r["recall_kept_iou07"]:.3f} |')
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(
-            dict(
-                source=source,
-                num_images=len(infos),
-                num_gt=num_gt,
-                min_size=args.min_size,
-                img_size=list(args.img_size) if not args.data_root else None,
-                machine=platform.platform(),
-                rows=rows),
-            f,
-            indent=1)
-    print(f'wrote {args.out}')
+    atomic_write_json(
+        out,
+        dict(
+            source=source,
+            num_images=len(infos),
+            num_gt=num_gt,
+            min_size=args.min_size,
+            img_size=list(args.img_size) if not args.data_root else None,
+            machine=platform.platform(),
+            rows=rows),
+        indent=1)
+    print(f'wrote {out}')
     if tmp is not None:
         tmp.cleanup()
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -14,13 +14,13 @@ size) in a temporary folder.
         --out work_dirs/benchmarks/selective_search_speed.json
 """
 import argparse
-import json
 import os
 import os.path as osp
 import platform
 import resource
 import tempfile
 import time
+from typing import List, Optional
 
 import cv2
 import mmcv
@@ -33,13 +33,14 @@ from mmpretrain.registry import DATASETS
 import orl_plugin  # noqa: F401  (registers the components)
 from orl_plugin.datasets.synthetic_scenes import make_synthetic_scenes
 from orl_plugin.datasets.transforms.selective_search import selective_search
-from orl_plugin.store import MiningStore
+from orl_plugin.store import MiningStore, atomic_write_json
+from orl_plugin.utils.error_policy import check_out_file, out_help, run_cli
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs/orl/stage2/selective-search_synthetic.py')
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--config', default=DEFAULT_CONFIG, help='selective-search step config')
     p.add_argument('--data-root', help='COCO-format data root (default: synthetic scenes)')
@@ -49,8 +50,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--img-size', type=int, nargs=2, default=(640, 480), metavar=('W', 'H'))
     p.add_argument('--workers', type=int, nargs='+', default=[1, 2])
     p.add_argument('--chunk-size', type=int, default=8)
-    p.add_argument('--out', default='work_dirs/benchmarks/selective_search_speed.json')
-    return p.parse_args()
+    p.add_argument(
+        '--out', default='work_dirs/benchmarks/selective_search_speed.json', metavar='FILE', help=out_help('JSON'))
+    return p.parse_args(argv)
 
 
 def _cpu_seconds() -> float:
@@ -108,8 +110,9 @@ def time_step(config: str, data_root: str, ann_file: str, img_prefix: str, worke
     return dict(workers=workers, images=n, seconds=elapsed, images_per_s=n / elapsed, cpu_s_per_image=cpu / n)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    out = check_out_file(args.out)
     with tempfile.TemporaryDirectory(prefix='ss_speed_') as tmp:
         data_root = args.data_root
         if data_root is None:
@@ -175,13 +178,10 @@ def main() -> None:
               f'search; CPU {result["cpu_overhead_per_image_s"] * 1e3:+.1f} ms per image')
     print(f'load average (1 min) at the end: {result["load_average_1m_at_end"]:.2f} on '
           f'{os.cpu_count()} cores')
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    tmp_out = args.out + '.tmp'
-    with open(tmp_out, 'w') as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp_out, args.out)
-    print(f'written {args.out}')
+    atomic_write_json(out, result, indent=2)
+    print(f'wrote {out}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -13,7 +13,7 @@ then measures, each format in a fresh process:
   as DataLoader does on Linux: for JSON this is where reference-count writes copy the parent's
   pages (private, per worker); for the store the worker only maps page-cache pages (shared).
 
-    python tools/benchmarks/store_scale.py --out work_dirs/store_scale.json            # full size
+    python tools/benchmarks/store_scale.py --out work_dirs/benchmarks/store_scale.json  # full size
     python tools/benchmarks/store_scale.py --num-images 2000 --out /tmp/store_scale.json  # quick
 """
 import argparse
@@ -26,8 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import List, Optional
 
 import numpy as np
+
+from orl_plugin.utils.error_policy import check_out_file, out_help, run_cli
 
 TARGET_OPEN_S = 1.0
 TARGET_WORKER_MB = 50.0
@@ -305,7 +308,7 @@ def report(r: dict, args) -> str:
     return '\n'.join(lines)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--num-images', type=int, default=118287)
     p.add_argument('--boxes', type=int, default=100, help='kept boxes per image')
@@ -322,20 +325,21 @@ def parse_args() -> argparse.Namespace:
         '--reuse', action='store_true', help='reuse the data files in --work-dir when present (skip generation)')
     p.add_argument('--work-dir', default=None, help='where the data files go (default: a temp dir, removed afterwards)')
     p.add_argument('--keep', action='store_true', help='keep the generated files')
-    p.add_argument('--out', default=None, help='write the results as JSON here')
+    p.add_argument('--out', metavar='FILE', help=out_help('JSON; without --out the results are only printed'))
     p.add_argument('--verbose', action='store_true', help='progress bars while writing JSON')
     p.add_argument('--phase', choices=sorted(PHASES), help=argparse.SUPPRESS)
     p.add_argument('--store', help=argparse.SUPPRESS)
     p.add_argument('--json', help=argparse.SUPPRESS)
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
     if args.phase:
         res = PHASES[args.phase](args)
         print('RESULT ' + json.dumps(res), flush=True)
-        return
+        return 0
+    out = check_out_file(args.out) if args.out is not None else None
     work = args.work_dir or tempfile.mkdtemp(prefix='orl_store_scale_')
     os.makedirs(work, exist_ok=True)
     args.store = osp.join(work, 'correspondence.orlstore')
@@ -377,11 +381,12 @@ def main() -> None:
     table = report(results, args)
     results['table'] = table
     print(table)
-    if args.out:
+    if out:
         from orl_plugin.store import atomic_write_json
-        atomic_write_json(args.out, results)
-        print(f'results -> {args.out}')
+        atomic_write_json(out, results)
+        print(f'wrote {out}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -5,10 +5,6 @@ the EXIF orientation tag is **ignored**, so an image comes back in its raw pixel
 one the boxes of official selective-search, KNN and correspondence files refer to (mmcv's pillow
 path for ``flag='color'`` and ``cv2.IMREAD_COLOR`` would rotate it, and those boxes would no longer
 fit). Both backends (``'pillow'``, the default, and ``'cv2'``) give that orientation.
-
-A bad image raises one exception type, :class:`BadImageError`, naming the file and the reason:
-the training data sets count it and draw another sample, the stage-2 ``MiningLoop`` records it as
-skipped; every other error (a bug in a later transform, say) still stops the run.
 """
 import io
 from typing import Optional
@@ -29,6 +25,10 @@ _JPEG_SOI, _JPEG_EOI = b'\xff\xd8', b'\xff\xd9'
 
 class BadImageError(Exception):
     """An image that cannot be read or decoded (missing, empty, truncated, corrupt, zero-sized).
+
+    The one exception type of a bad image, naming the file and the reason: the training data sets count it and
+    draw another sample, the stage-2 ``MiningLoop`` records the image as skipped; every other error (a bug in a
+    later transform, say) still stops the run.
 
     ``kind`` is a short category (``'unreadable'``, ``'empty'``, ``'undecodable'``, ``'truncated'``,
     ``'zero-size'``); ``reason`` the full explanation.

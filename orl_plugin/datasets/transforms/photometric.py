@@ -1,18 +1,9 @@
-"""The direct path's photometric operations: PIL's (mmcv's pillow backend, the reference) for the hue and
-the blur, and ``photometric='opencv'``: the whole chain on the uint8 array (BGR or RGB), with PIL's
-arithmetic.
+"""The direct path's photometric operations: PIL's own hue and blur (mmcv's pillow backend, the reference), and
+for ``photometric='opencv'`` the whole chain on the uint8 array (BGR or RGB) with PIL's arithmetic.
 
-- Brightness, contrast, saturation (``ImageEnhance``: ``Image.blend`` of the image with a black image, a
-  grey image of the rounded mean luma, the luma image) and solarize give PIL's pixels exactly: PIL blends
-  in float32, ``degenerate + factor * (image - degenerate)``, clipped and truncated to uint8; brightness
-  and contrast as a 256-entry table (``cv2.LUT``), saturation in float32 numpy with PIL's luma
-  (``L = (19595 R + 38470 G + 7471 B + 2**15) >> 16``, exact in float32).
-- The hue and the blur keep PIL's quantisation, so they give PIL's pixels but for rare rounding at bin edges
-  (``tests/test_datasets/test_transforms/test_fast_photometric.py`` states how close): the hue goes through
-  PIL's 8-bit H and S (truncated as PIL's ``rgb2hsv``) in OpenCV's float HSV; the blur runs PIL's three
-  extended box filters per axis with PIL's integer weights (``BoxBlur.c``), one OpenCV filter per pass, each
-  rounded to uint8 (in float32: PIL rounds the exact sums, which decides differently on a few pixels for some
-  sigmas).
+Brightness, contrast, saturation and solarize give PIL's pixels exactly; the hue and the blur keep PIL's
+quantisation and give its pixels but for rare rounding at bin edges
+(``tests/test_datasets/test_transforms/test_fast_photometric.py`` states how close).
 """
 import cv2
 import numpy as np
@@ -73,7 +64,8 @@ def pil_blur(img: Image.Image, sigma: float) -> Image.Image:
 
 def opencv_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     """:func:`pil_blur` on a uint8 array as PIL computes it: three horizontal then three vertical extended
-    box filters with PIL's integer weights, edges replicated, each pass rounded to uint8 (OpenCV, float32)."""
+    box filters with PIL's integer weights (``BoxBlur.c``), edges replicated, each pass rounded to uint8
+    (OpenCV, float32: PIL rounds the exact sums, which decides differently on a few pixels for some sigmas)."""
     radius, ww, fw = (int(v[0]) for v in pil_box_blur_weights(np.array([sigma])))
     box = np.array([fw] + [ww] * (2 * radius + 1) + [fw], _F32) * _F32(2**-24)
     out = img
@@ -83,7 +75,8 @@ def opencv_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def pil_luma(img: np.ndarray, order: str = 'bgr') -> np.ndarray:
-    """PIL's ``convert('L')`` of a uint8 colour array, as float32 integers."""
+    """PIL's ``convert('L')`` of a uint8 colour array, as float32 integers:
+    ``L = (19595 R + 38470 G + 7471 B + 2**15) >> 16``, exact in float32."""
     return _luma(img.astype(_F32), order)
 
 

@@ -1,26 +1,8 @@
 """``CorrespondenceLoop``: stage 2c of ORL (RoI pair retrieval) with every box encoded once.
 
-The official release encodes a neighbour's boxes again for every query that retrieves it
-(about 11 forwards of each image's boxes at k=10). Here phase 1 encodes every image's kept
-boxes exactly once into an :class:`EmbeddingCache`; phase 2 then builds each query's pairs from
-cached embeddings only. Pairs are the same as the official procedure's:
-
-1. boxes: ``FilterBoxes`` in the data pipeline (size >= 96, aspect ratio <= 3, greedy IoU
-   <= 0.5, first 100; raw box 0 if none survive);
-2. embedding: ``CropBoxes`` (PIL crop + bilinear resize to 224) in the pipeline, then the
-   model-side component ``roi_feature`` (``RoIFeature``: the model's data preprocessor,
-   backbone, global average pool, L2-normalise);
-3. pairs of query ``q`` (B boxes) and neighbour ``n`` (B' boxes): the model-side component
-   ``pair_rule`` (``TopRatioPairs``: the top ``max(1, int(ratio * B))`` entries of the flattened
-   ``B x B'`` cosine matrix, in descending order, ties to the smaller flat index).
-
-The loop only chunks, caches, resumes and distributes. Phase 1 uses the base loop's
-``stream_chunks`` (chunks of the data set, rank ``r`` takes chunks ``c % W == r``, one data
-loader, bad images skipped); each finished chunk of embeddings is stored (disk: atomic
-per-chunk files, so a killed run resumes; memory: small sets). All ranks then wait at a barrier,
-and phase 2 runs as the base loop's ``process_chunk`` with its own per-chunk result cache.
-Results per query image: ``kept_boxes`` (B, 4), ``knn`` (k,), ``pairs`` (sum of P_j, 8) and
-``pair_counts`` (k,) (``P_j`` rows per neighbour slot ``j``).
+Phase 1 encodes every image's kept boxes exactly once into an :class:`EmbeddingCache` (the official release encodes
+a neighbour's boxes again for every query that retrieves it); phase 2 makes each query's pairs from the cached
+embeddings only, the same pairs as the official procedure's. docs/en/advanced_guides/mining_loops.md has the phases.
 """
 import hashlib
 import json

@@ -1,20 +1,8 @@
 """``EmbeddingCache``: every image's RoI embeddings, written once and read by any rank.
 
-Stage 2c encodes each image's kept boxes once (phase 1) and then matches every query against
-its neighbours (phase 2), so phase 2 needs random access to any image's ``(B_i, D)`` block.
-Images are grouped in the mining loop's fixed chunks of global indices ``[c*S, (c+1)*S)``; the
-cache holds, per chunk, the rows of its images back to back plus CSR offsets, and the kept
-boxes (the pairs are made of them).
-
-Two back ends, same API:
-
-- memory (``cache_dir=None``): numpy arrays in a dict; :meth:`EmbeddingCache.all_gather`
-  shares the chunks of every rank (small sets, tests, single runs);
-- disk (``cache_dir`` given): per chunk ``emb_<c:06d>.npy`` (``(M_c, D)``, float16 or
-  float32, opened with ``np.load(mmap_mode='r')`` so ranks and workers share pages) and
-  ``chunk_<c:06d>.done.npz`` (offsets, boxes, skip marks). Both are written to a temporary
-  file in the same folder and renamed; the ``.done.npz`` file goes last and is the chunk's done
-  marker, so a chunk interrupted at any point (SIGKILL included) is simply computed again.
+Per chunk of the mining loop, the rows of its images back to back with CSR offsets and the kept boxes; in memory
+(gathered across ranks) or on disk (memory-mapped ``.npy`` files, a chunk's ``.done.npz`` written last as its done
+marker, so an interrupted chunk is computed again). docs/en/advanced_guides/mining_loops.md has the layout.
 """
 import os
 import os.path as osp
@@ -41,6 +29,9 @@ class _Chunk:
 
 class EmbeddingCache:
     """Per-image ``(B_i, D)`` embeddings and ``(B_i, 4)`` boxes, stored by chunk.
+
+    On disk, chunk ``c`` is ``emb_<c:06d>.npy`` (``(M_c, D)``) and ``chunk_<c:06d>.done.npz`` (offsets,
+    boxes, skip marks), each written to a temporary file and renamed, the ``.done.npz`` last.
 
     Args:
         num_images: Number of images N.
