@@ -1,5 +1,5 @@
 # Is a long run learning, and is it healthy? The monitors of the COCO pre-training configs (stages 1
-# and 3; their COCO+, gpuaug and folder variants inherit them). docs/en/user_guides/monitoring.md
+# and 3; their COCO+, gpuaug and folder variants inherit them). docs/en/user_guides/running_at_scale.md
 # says how to read them.
 # - The object probe (first, so that `--cfg-options custom_hooks.0.dataset.ann_file=...` points it at
 #   another COCO-format file): kNN top-1 of the backbone's pooled feature on the ground-truth objects

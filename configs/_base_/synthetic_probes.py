@@ -6,7 +6,7 @@
 # Every 10 iterations, the effective rank of the projector output on a fixed batch of 64 images
 # (monitor/projector_rank; a warning after 3 checks in a row below 3): BYOL's early phase shows
 # in it (from about 20 to 2-3 within 2 epochs). A NaN or infinite loss stops the run at once;
-# `tensorboard = True` writes every scalar to TensorBoard too (docs/en/user_guides/monitoring.md).
+# `tensorboard = True` writes every scalar to TensorBoard too (docs/en/user_guides/running_at_scale.md).
 tensorboard = False
 custom_hooks = [
     dict(

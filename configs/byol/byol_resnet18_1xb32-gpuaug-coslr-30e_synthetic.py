@@ -1,5 +1,6 @@
-# The CPU stage-1 config (./byol_resnet18_1xb32-coslr-30e_synthetic.py) with the augmentation in the data
-# preprocessor, as ./byol_resnet50_8xb64-gpuaug-coslr-800e_coco.py (on a CPU it runs in the main process).
+# The CPU stage-1 config with the augmentation in the data preprocessor. Differs from
+# ./byol_resnet18_1xb32-coslr-30e_synthetic.py as ./byol_resnet50_8xb64-gpuaug-coslr-800e_coco.py differs from its
+# base (on a CPU the preprocessor runs in the main process).
 _base_ = './byol_resnet18_1xb32-coslr-30e_synthetic.py'
 
 views = _base_.train_pipeline[1].transforms

@@ -1,8 +1,7 @@
-# A MoCo v2 stage 1 scaled down for a 2-core CPU, beside the BYOL one
-# (../byol/byol_resnet18_1xb32-coslr-30e_synthetic.py): ResNet-18 on the synthetic scenes, the MoCo
-# v2 views at 96 px, batch 32, queue 4,096, 30 epochs, fp32, with the same held-out probes. MoCo has
-# negatives, so its features cannot collapse the way BYOL's do at this scale. Stage 2 mines with it
-# through ../orl/stage2/{knn,correspondence}_mocov2-resnet18_1xb64_synthetic.py.
+# A MoCo v2 stage 1 for a 2-core CPU, beside ../byol/byol_resnet18_1xb32-coslr-30e_synthetic.py: ResNet-18 on the
+# synthetic scenes, MoCo v2's views at 96 px, batch 32, queue 4,096, SGD lr 0.03, 30 epochs, fp32, with the same
+# held-out probes. Differs from the fragments: logging and checkpoint intervals, a fixed seed. Stage 2 mines with it
+# through ../orl/stage2/{knn,correspondence}_mocov2-resnet18_1xb64_synthetic.py; why these settings: ./README.md.
 #   python tools/train.py configs/mocov2/mocov2_resnet18_1xb32-coslr-30e_synthetic.py
 _base_ = [
     '../_base_/models/mocov2_resnet18.py', '../_base_/datasets/synthetic_scenes_mocov2.py',
@@ -12,6 +11,4 @@ _base_ = [
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=5, max_keep_ckpts=2))
-# A fixed seed: the random initialisation, and so the probes' starting values (../_base_/synthetic_probes.py),
-# repeat run to run.
 randomness = dict(seed=0)

@@ -240,7 +240,7 @@ CHANGES: List[Change] = [
     Change(
         COCO_R50_TRAIN, 'custom_hooks', MONITORS['coco_probes.py'],
         'the monitors of a long run (_base_/coco_probes.py): the object probe on COCO val2017, the collapse '
-        'monitor, the NaN guard and the TensorBoard switch (docs/en/user_guides/monitoring.md)'),
+        'monitor, the NaN guard and the TensorBoard switch (docs/en/user_guides/running_at_scale.md)'),
     Change(('byol/*synthetic.py', ), 'custom_hooks', MONITORS['synthetic_probes.py'],
            'the collapse monitor, the NaN guard and the TensorBoard switch after the held-out probes'),
     Change(COCO_R50_TRAIN + ('byol/*synthetic.py', ), 'tensorboard', False,

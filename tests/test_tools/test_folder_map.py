@@ -1,5 +1,5 @@
-"""The README's folder map names every module and subpackage of ``orl_plugin``, every config folder and every
-project, and names nothing that is not there."""
+"""The folder map of docs/en/get_started.md names every module and subpackage of ``orl_plugin``, every config folder
+and every project, and names nothing that is not there."""
 import glob
 import os
 import os.path as osp
@@ -9,7 +9,7 @@ from helpers import ROOT
 
 
 def folder_map() -> str:
-    text = open(osp.join(ROOT, 'README.md')).read()
+    text = open(osp.join(ROOT, 'docs', 'en', 'get_started.md')).read()
     section = text.split('## Folder map', 1)[1]
     return section.split('```', 2)[1]
 
@@ -24,7 +24,7 @@ def test_the_map_names_every_package_module_and_folder():
         if osp.isdir(osp.join(package, name)) and not name.startswith(('_', '.'))
     ]
     missing = [e for e in entries if e not in named and not any(n.endswith('/' + e) for n in named)]
-    assert not missing, f'not in the README folder map: {missing}'
+    assert not missing, f'not in the folder map of docs/en/get_started.md: {missing}'
     for sub in ('datasets/transforms/', 'engine/runners/', 'engine/hooks/', 'models/data_preprocessors/'):
         assert osp.isdir(osp.join(package, sub)) and osp.basename(sub.rstrip('/')) + '/' in text, sub
     for folder in ('byol', 'mocov2', 'orl/stage2', 'orl/stage3', 'orl/folder', 'benchmarks/mmdetection'):

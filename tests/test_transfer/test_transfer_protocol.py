@@ -3,8 +3,8 @@ benchmarks, field by field in this project's mmdet configs.
 
 Each row of ``COCO`` and ``VOC`` is one setting: the official detectron2 value (with the config key
 that sets it), this project's value in words, and the resolved config keys that must hold it. The
-README's table is this data (``python tests/test_transfer/test_transfer_protocol.py`` prints it). Official sources:
-Jiahao000/ORL benchmarks/detection/configs/R_50_FPN_1x_infomin.yaml (on R_50_FPN_1x.yaml,
+table of docs/en/user_guides/finetuning.md is this data (``python tests/test_transfer/test_transfer_protocol.py``
+prints it). Official sources: Jiahao000/ORL benchmarks/detection/configs/R_50_FPN_1x_infomin.yaml (on R_50_FPN_1x.yaml,
 Base-RCNN-FPN.yaml) and facebookresearch/moco detection/configs/pascal_voc_R_50_C4_24k_moco.yaml
 (on pascal_voc_R_50_C4_24k.yaml, Base-RCNN-C4-BN.yaml), on detectron2's config/defaults.py.
 """

@@ -1,7 +1,7 @@
 # BYOL with a ResNet-18 for the CPU configs: the stage-1 model of ./byol_resnet50.py at a smaller
 # width (projector 512 -> 1024 -> 128, predictor 128 -> 1024 -> 128) with plain BN (one process).
 # Initialised with mmpretrain's defaults (the values below), with which the CPU configs were tuned
-# (docs: README, stage 1 on a CPU); the COCO models use the official initialisation.
+# (docs/en/notes/evidence.md, stage 1 on a CPU); the COCO models use the official initialisation.
 _base_ = './byol_resnet50.py'
 
 mmpretrain_norm_init = [dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1)]

@@ -1,6 +1,5 @@
 # MoCo v2's schedule of ./sgd_coslr-800e_bs256.py for the CPU configs: batch 32, 30 epochs, no
-# warm-up. lr stays 0.03 (not the linear-scaling 0.00375): at batch 32 MoCo's queue, not the batch,
-# holds the negatives, and the smaller rate barely moves the CPU model in 30 epochs.
+# warm-up, lr 0.03 kept (not the linear rule's 0.00375; why: configs/mocov2/README.md).
 _base_ = './sgd_coslr-800e_bs256.py'
 
 max_epochs = 30

@@ -1,8 +1,6 @@
-# Stage 2c on a folder of images for a CPU: the CPU step of
-# ../stage2/correspondence_byol-resnet18_1xb64_synthetic.py with the COCO box filter (boxes
-# >= 96 px: photos are COCO-sized and the filter works in original pixels, so it keeps what the
-# paper keeps) and 96 px crops (the CPU model's view size, as COCO's 224 px crops are its view
-# size; 5.4x fewer pixels per crop). Two loader workers decode and crop beside the encoder.
+# Stage 2c on a folder of images for a CPU. Differs from ../stage2/correspondence_byol-resnet18_1xb64_synthetic.py:
+# the folder's images and stores, the COCO box filter (boxes >= 96 px), 96 px crops (the CPU model's view size) and
+# two loader workers. Why: ../README.md.
 _base_ = '../stage2/correspondence_byol-resnet18_1xb64_synthetic.py'
 
 data_root = 'data/images/'

@@ -1,8 +1,6 @@
 # Stage 2b on a folder of images: selective search as on COCO (../stage2/selective-search_coco.py:
 # fast mode, 8 loader workers per rank) on a copy whose long side is at most 1024 px, the boxes
-# scaled back to the original pixels. Phone photos are 4000 px and more, and the search time grows
-# faster than the pixels; 1024 kept the best recall of tools/benchmarks/selective_search_max_size.py
-# at 12-28x less time than full resolution. The COCO configs keep full resolution, as the paper.
+# scaled back to the original pixels (why 1024: ../README.md). The COCO configs keep full resolution, as the paper.
 # Output: <folder>/orl/selective_search.orlstore (the pipeline writes into its work dir instead).
 _base_ = '../stage2/selective-search_coco.py'
 

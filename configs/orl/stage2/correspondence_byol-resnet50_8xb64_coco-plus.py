@@ -7,7 +7,7 @@ _base_ = './correspondence_byol-resnet50_8xb64_coco.py'
 
 orl_dir = _base_.data_root + 'orl/coco-plus/'
 test_dataloader = dict(dataset=dict(**_base_.coco_plus, proposal_file='orl/coco-plus/selective_search.orlstore'))
-# COCO+ is about 2.1x COCO: roughly 75 GB fp16 / 150 GB fp32 of embedding cache at 2048-d.
+# Differs from its base: the COCO+ image list, its 2a/2b stores and the output (its cache size: ../README.md).
 test_cfg = dict(knn_file=orl_dir + 'knn.orlstore')
 test_evaluator = dict(out_file=orl_dir + 'correspondence.orlstore')
 del orl_dir

@@ -5,8 +5,7 @@
 _base_ = ['../../_base_/datasets/coco_selective-search.py', 'mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 
-# The step has no network; the model is the selective-search proposer itself (no
-# parameters, so plain DDP would refuse it: the separate wrapper leaves it unwrapped).
+# No network: the model is the parameter-free selective-search proposer, left unwrapped (why: ../README.md).
 model = dict(type='SelectiveSearchProposer', mode='fast')
 model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel')
 

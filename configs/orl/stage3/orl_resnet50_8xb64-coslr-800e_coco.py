@@ -2,7 +2,7 @@
 # init (the official initialisation), 800 epochs, SGD lr 0.4 with batch 512 (8 GPUs x 64), cosine
 # schedule with 4 warm-up epochs, mixed precision, SyncBN: stage 1's model, views and schedule
 # with three predictors and the RoI views (../../_base_/models/orl_resnet50.py,
-# ../../_base_/datasets/coco_orl.py).
+# ../../_base_/datasets/coco_orl.py), and the COCO monitors.
 # Needs the stage-2 correspondence store (configs/orl/stage2/correspondence_*_coco.py),
 # by default data/coco/orl/correspondence.orlstore; an official ORL correspondence
 # JSON works too (correspondence_file='.../*.json').
@@ -16,11 +16,8 @@ custom_imports = dict(imports=['orl_plugin'], allow_failed_imports=False)
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=10, max_keep_ckpts=3))
 randomness = dict(seed=0, diff_rank_seed=True)
 
-# The loader's CPU cost per sample sets how many cores a GPU needs (tools/benchmarks/input_pipeline.py):
-# COCO's JPEGs are decoded with OpenCV (PIL's pixels exactly, tests/test_decoding.py), and the views'
-# photometric transforms run on the uint8 array in PIL's arithmetic (photometric='opencv': the same random
-# draws; flip, brightness, contrast, saturation, grey and solarize give PIL's pixels, hue and blur within a
-# few levels; tests/test_fast_photometric.py). photometric='pil' gives the mmcv/PIL pipeline's pixels.
+# Differs from the fragments: logging and checkpoint intervals, a seed per rank; the loader decodes with OpenCV and
+# runs the views' photometric transforms on the uint8 array (photometric='opencv'; why: ../README.md).
 train_pipeline = [
     _base_.train_pipeline[0],
     dict(_base_.train_pipeline[1], photometric='opencv'),

@@ -1,7 +1,7 @@
 # COCO transfer benchmark of ORL with the paper's protocol: the official detectron2 recipe
 # (Jiahao000/ORL benchmarks/detection/configs/R_50_FPN_1x_infomin.yaml on R_50_FPN_1x.yaml,
-# Base-RCNN-FPN.yaml and detectron2's defaults), field by field on mmdet; the README's "transfer
-# protocol" table lists each setting. The model and data are those of
+# Base-RCNN-FPN.yaml and detectron2's defaults), field by field on mmdet; the "transfer protocol"
+# table of docs/en/user_guides/finetuning.md lists each setting. The model and data are those of
 # ./mask-rcnn_r50-syncbn-4conv1fc_fpn_1x_coco_orl.py (mmdet's 1x schedule of the same setting):
 # SyncBN in the backbone, FPN and heads, 4conv1fc box head, no frozen stage, RGB pytorch-style
 # normalisation, short side 640-800 (max 1333); what follows is detectron2's schedule and tests.

@@ -2,9 +2,8 @@
 # the CPU stage-1/stage-3 configs (mmpretrain's ResNet-18 keys are mmdet's ResNet-18 keys), trained
 # on instances_train.json and evaluated (COCO bbox mAP) on instances_val.json, with the 256 px
 # images resized to 192 px. Plain BN (one process), trained statistics, no frozen stage:
-# the benchmark setting of the full-size configs, scaled down (192 px, narrower FPN/heads, fewer
-# proposals and RoIs, 100 iterations of batch 8 = 5 epochs of a 200-image set's 160 train images)
-# to take a few minutes on 2 CPU cores.
+# the benchmark setting of the full-size configs, scaled down to a few minutes on 2 CPU cores (192 px,
+# narrower FPN/heads, fewer proposals and RoIs, 100 iterations of batch 8; ../../README.md).
 #   python tools/det_train.py THIS_CONFIG --pretrained work_dirs/<stage-3 run>/epoch_30.pth
 #   tools/benchmarks/mmdetection/train.sh THIS_CONFIG CKPT 0      (0 GPUs = CPU)
 # `--pretrained none` gives the random-initialisation baseline.

@@ -1,16 +1,14 @@
 # VOC07+12 transfer benchmark of ORL with the paper's protocol: the detectron2 recipe of MoCo's
 # detection benchmark that ORL follows (facebookresearch/moco detection/configs/
 # pascal_voc_R_50_C4_24k_moco.yaml on Base-RCNN-C4-BN.yaml and detectron2's defaults), field by
-# field on mmdet's C4 model; the README's "transfer protocol" table lists each setting.
+# field on mmdet's C4 model; the "transfer protocol" table of docs/en/user_guides/finetuning.md lists each setting.
 # Faster R-CNN R50-C4, 24k iterations of 16 images, multi-scale training (short side 480-800),
 # trained on VOC2007+2012 trainval with the 'difficult' objects, evaluated on VOC2007 test: AP over
 # IoU 0.50:0.95 (pascal_voc/mAP), with AP50 and AP75 beside it. SyncBN everywhere with statistics
 # trained and recomputed before the evaluation (PreciseBN), no frozen stage, and an extra norm
 # after res5 (mmpretrain's ResLayerExtraNorm, registered in mmdet's registry: detectron2's
-# Res5ROIHeadsExtraNorm).
-# mmdet's C4 model keeps res2-res4 in the backbone (num_stages=3) and res5 as the RoI shared head,
-# whose block weights are named 'layer4.*' like the ResNet's: both load the same checkpoint with
-# prefix='backbone.', so a stage-3 checkpoint is used as is (no conversion step).
+# Res5ROIHeadsExtraNorm). The backbone (res2-res4) and the res5 RoI head both load the stage-3
+# checkpoint with prefix='backbone.' (why that works: ../../README.md).
 #   tools/benchmarks/mmdetection/train.sh THIS_CONFIG CKPT 8     (8 GPUs x 2 images = 16)
 # (sets the checkpoint of both init_cfgs; with --cfg-options set
 # model.backbone.init_cfg.checkpoint and model.roi_head.shared_head.init_cfg.checkpoint).
