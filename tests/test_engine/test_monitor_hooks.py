@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from PIL import Image
@@ -197,10 +198,12 @@ class _TinySelfSup(BaseSelfSupervisor):
 
 def _monitor_run(runner, collapsed, checks=5, **kwargs):
     torch.manual_seed(0)
-    runner.model = _TinySelfSup(
-        backbone=dict(type='_TinyBackbone'),
-        neck=dict(type='_TinyProjector', collapsed=collapsed),
-        data_preprocessor=PREPROCESSOR)
+    # The tiny parts are in mmpretrain's registry; an earlier test may leave another scope current.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        runner.model = _TinySelfSup(
+            backbone=dict(type='_TinyBackbone'),
+            neck=dict(type='_TinyProjector', collapsed=collapsed),
+            data_preprocessor=PREPROCESSOR)
     hook = CollapseMonitorHook(interval=2, num_samples=48, min_rank=2.0, patience=2, **kwargs)
     g = torch.Generator().manual_seed(1)
     for it in range(2 * checks):

@@ -63,7 +63,9 @@ def _train_losses(model, iters=3, lr=0.1):
 
 
 # The losses of the CPU config's ORL for seed 0 (3 SGD steps on the views of _data) as computed by the
-# model before its branch loss became a component (commit 58fa474, measured on the 2-core machine).
+# model before its branch loss became a component (commit 58fa474, one thread; the new model gives the same
+# seven digits there). Another CPU's kernels sum in another order: CI's machine differed by 1.5e-4 relative
+# after two steps, so the bound is 1e-3, far below what a changed loss or update moves (step 1 falls by half).
 BYOL_BEFORE = [
     dict(loss_global=4.0158162, loss_intra=3.9229331, loss_inter=3.9773896),
     dict(loss_global=1.7167361, loss_intra=1.6776714, loss_inter=1.7285173),
@@ -76,10 +78,16 @@ def test_byol_objective_gives_the_losses_of_before():
     assert type(model.head).__name__ == 'BYOLObjective'  # the config's LatentPredictHead, with the branch rule
     assert {k.split('.')[0]
             for k in model.state_dict()} == {'backbone', 'neck', 'head', 'intra_head', 'inter_head', 'target_net'}
-    for got, expected in zip(_train_losses(model), BYOL_BEFORE):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        losses = _train_losses(model)
+    finally:
+        torch.set_num_threads(threads)
+    for got, expected in zip(losses, BYOL_BEFORE):
         assert got.keys() == expected.keys()
         for key in expected:
-            assert got[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-5)
+            assert got[key] == pytest.approx(expected[key], rel=1e-3)
 
 
 def test_info_nce_against_the_formula():
