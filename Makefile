@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml tools/install/install.sh tools/install/cxx20.sh
 
 # The style checks run first: they take seconds and name the file and line.
 test: install lint
-	$(PYTHON) -m pytest tests projects $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests projects --durations=15 $(PYTEST_ARGS)
 
 demo: install
 	$(PYTHON) projects/synthetic_demo/run_demo.py

@@ -125,7 +125,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.ft_iters = 2
         args.instrument_scenes = min(args.instrument_scenes, 24)
         args.max_probe_objects = min(args.max_probe_objects, 200)
-    args.out = osp.abspath(args.out)
+    args.out = osp.realpath(args.out)  # the run commands hold it: one folder, one name (symlinks resolved)
     return args
 
 

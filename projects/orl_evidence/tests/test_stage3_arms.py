@@ -14,13 +14,13 @@ import pytest
 from orl_plugin.store import MiningStore, write_correspondence_store
 from projects.orl_evidence import stage3_arms as arms
 from projects.orl_evidence.pair_controls import random_pairs_store
-from projects.orl_evidence.probes import WEIGHT_DECAYS, effective_rank, linear_probe
+from projects.orl_evidence.probes import WEIGHT_DECAYS, crop_paired_difference, effective_rank, linear_probe
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 TOOLS = osp.join(ROOT, 'projects', 'orl_evidence', 'tools')
 # gpu_evidence.sh --cpu-tiny runs the arms with these arguments (and so resumes this run)
 QUICK_ARGS = [
-    '--quick', '--device', 'cpu', '--arms', 'image', 'intra', 'inter-random', 'inter-instrument', '--seeds', '0', '1',
+    '--quick', '--device', 'cpu', '--arms', 'image', 'intra', 'inter-random', 'inter-instrument', '--seeds', '0',
     '--ft-iters', '0'
 ]
 
@@ -80,6 +80,30 @@ def test_paired_difference_and_targets():
     assert control['passed'] is True and "gain over + intra: -0.0100" in control['measured']
 
 
+def test_one_seed_gives_the_crop_level_error_and_no_verdict():
+    # 8 query crops: the image arm right on 4, the instrument arm on the same 4 and 2 more
+    image, inter = '11110000', '11111100'
+    d = crop_paired_difference(inter, image)
+    assert d['mean'] == pytest.approx(0.25) and d['se'] == pytest.approx(
+        np.std([0] * 6 + [1] * 2, ddof=1) / math.sqrt(8))
+    with pytest.raises(ValueError, match='different query sets'):
+        crop_paired_difference(inter, image[:4])
+
+    def rec(v, correct):
+        return dict(probe=dict(object_linear_bn_recalibrated=v, object_linear_correct_bn_recalibrated=correct))
+
+    results = dict(
+        random_init={'0': rec(0.25, '10100000')},
+        arms=dict(image={'0': rec(0.5, image)}, **{'inter-instrument': {'0': rec(0.75, inter)}}))
+    pd = arms.paired_difference(results, 'inter-instrument', 'image', 'object_linear_bn_recalibrated')
+    assert pd['n'] == 1 and pd['crop_se'] == pytest.approx(d['se'])
+    (ceiling, ) = [
+        t for t in arms.evaluate_targets(results, 'object_linear_bn_recalibrated') if t['name'].startswith('ceiling')
+    ]
+    assert ceiling['passed'] is None and f"+0.2500 ± {d['se']:.4f} SE over the probe's crops, one seed" in ceiling[
+        'measured']
+
+
 def test_linear_probe_and_rank_on_separable_and_collapsed_features():
     rng = np.random.default_rng(0)
     import torch
@@ -120,7 +144,7 @@ def test_quick_run_writes_every_arm_and_resumes(quick_run):
     assert res['failures'] == []
     assert set(res['arms']) == {'image', 'intra', 'inter-random', 'inter-instrument'}
     for arm, seeds in res['arms'].items():
-        assert set(seeds) == {'0', '1'}
+        assert set(seeds) == {'0'}  # --quick keeps the first seed
         for rec in seeds.values():
             assert osp.isfile(rec['checkpoint'])
             for key in arms.FIGURES:
