@@ -36,13 +36,32 @@ def fit_linear(features: torch.Tensor,
     return mean, std, w.detach(), b.detach()
 
 
+def linear_correct(ref: torch.Tensor, ref_labels: np.ndarray, query: torch.Tensor, query_labels: np.ndarray,
+                   weight_decay: float) -> np.ndarray:
+    """Per query, whether the linear classifier fitted on ``ref`` names its class."""
+    mean, std, w, b = fit_linear(ref.float().cpu(), ref_labels, weight_decay)
+    pred = (((query.float().cpu() - mean) / std) @ w + b).argmax(1).numpy()
+    return (pred == query_labels) & (query_labels < w.size(1))
+
+
 def linear_accuracy(ref: torch.Tensor, ref_labels: np.ndarray, query: torch.Tensor, query_labels: np.ndarray,
                     weight_decay: float) -> float:
     """Top-1 on ``query`` of the linear classifier fitted on ``ref``."""
-    mean, std, w, b = fit_linear(ref.float().cpu(), ref_labels, weight_decay)
-    pred = (((query.float().cpu() - mean) / std) @ w + b).argmax(1).numpy()
-    num_classes = w.size(1)
-    return float(((pred == query_labels) & (query_labels < num_classes)).mean())
+    return float(linear_correct(ref, ref_labels, query, query_labels, weight_decay).mean())
+
+
+def correct_string(correct: np.ndarray) -> str:
+    """Per-query correctness as '0'/'1' characters (JSON-friendly; pairs two networks' probes crop by crop)."""
+    return ''.join('1' if c else '0' for c in correct)
+
+
+def crop_paired_difference(a: str, b: str) -> Dict[str, float]:
+    """Accuracy difference of two probes of the same query crops and its standard error over the crops
+    (the probe set's sampling noise only, not the noise of training seeds)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f'probes of different query sets ({len(a)} and {len(b)} crops)')
+    d = np.frombuffer(a.encode(), np.uint8).astype(float) - np.frombuffer(b.encode(), np.uint8).astype(float)
+    return dict(mean=float(d.mean()), se=float(d.std(ddof=1) / np.sqrt(len(d))), crops=len(d))
 
 
 def linear_probe(ref: torch.Tensor,
@@ -50,9 +69,10 @@ def linear_probe(ref: torch.Tensor,
                  query: torch.Tensor,
                  query_labels: np.ndarray,
                  weight_decays: Sequence[float] = WEIGHT_DECAYS,
-                 folds: int = 5) -> Dict[str, float]:
+                 folds: int = 5) -> Dict[str, Any]:
     """The linear probe of frozen features: its weight decay chosen by ``folds``-fold cross-validation on
-    the reference crops (seeded folds), then refitted on the whole reference and scored on the queries."""
+    the reference crops (seeded folds), then refitted on the whole reference and scored on the queries
+    (``correct``: per query)."""
     perm = torch.randperm(len(ref_labels), generator=torch.Generator().manual_seed(0)).numpy()
     parts = np.array_split(perm, folds)
     scores = {}
@@ -63,7 +83,8 @@ def linear_probe(ref: torch.Tensor,
             accs.append(linear_accuracy(ref[fit], ref_labels[fit], ref[parts[k]], ref_labels[parts[k]], wd))
         scores[wd] = float(np.mean(accs))
     best = max(scores, key=lambda wd: (scores[wd], wd))  # ties: the stronger penalty
-    return dict(top1=linear_accuracy(ref, ref_labels, query, query_labels, best), weight_decay=best)
+    correct = linear_correct(ref, ref_labels, query, query_labels, best)
+    return dict(top1=float(correct.mean()), weight_decay=best, correct=correct)
 
 
 def effective_rank(features: torch.Tensor) -> float:
@@ -151,6 +172,7 @@ class ProbeSet:
                 f'object_knn{tag}': knn['top1'],
                 f'object_linear{tag}': lin['top1'],
                 f'object_linear_weight_decay{tag}': lin['weight_decay'],
+                f'object_linear_correct{tag}': correct_string(lin['correct']),
                 f'object_rank{tag}': effective_rank(f_query),
                 f'view_retrieval{tag}': view['top1'],
                 f'view_rank{tag}': view['rank'],
