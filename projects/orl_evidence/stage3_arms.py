@@ -60,7 +60,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--probe-images', type=int, default=2000, help='v2 scenes of the probe set (generator seed 2)')
     p.add_argument('--img-size', type=int, default=256)
     p.add_argument('--design', default='default', help="scene design (projects/orl_evidence/scene_premise.DESIGNS)")
-    p.add_argument('--epochs', type=int, default=15, help='stage-3 epochs of the full (inter-RoI) arms')
+    p.add_argument('--epochs', type=int, default=17, help='stage-3 epochs of the full (inter-RoI) arms')
     p.add_argument('--view-size', type=int, default=96, help='image views (px)')
     p.add_argument('--patch-size', type=int, default=48, help='RoI patches (px)')
     p.add_argument('--batch-size', type=int, default=32)
