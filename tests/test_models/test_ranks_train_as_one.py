@@ -14,8 +14,8 @@ enqueued.
 The runs are in float64: in float32 the two runs, which sum in different orders, differ by about
 1e-4 (relative) in the first gradients already (batch statistics of 4 values on the 1x1 res5 map
 are ill-conditioned), and the difference grows tens of times per step; in float64 it stays within
-a tenth of the tolerance after three steps, while every broken mechanism exceeds it 1e4-fold or more.
-The target momentum is raised (``TEST_MOMENTUM``) so that an extra EMA update shows within three
+a tenth of the tolerance after two steps, while every broken mechanism exceeds it 1e4-fold or more.
+The target momentum is raised (``TEST_MOMENTUM``) so that an extra EMA update shows within two
 steps.
 
 Batch norm: the GPU configs of BYOL and ORL use SyncBN, whose statistics are those of the whole
@@ -63,11 +63,11 @@ BREAKS = {
 WORLD = 2
 BATCH = 4  # whole batch; 2 per rank
 SIZE = 32  # px, every view
-STEPS = 3
-# float64: the intact runs stay within a tenth of this after three steps, the broken ones 1e4 times beyond
+STEPS = 2
+# float64: the intact runs stay within a tenth of this after two steps, the broken ones 1e4 times beyond
 ATOL, RTOL = 1e-8, 1e-6
 # The target momentum, raised from the configs' 0.01 (BYOL, ORL) and 0.001 (MoCo) so that one extra
-# EMA update moves the target by far more than the tolerance within three steps.
+# EMA update moves the target by far more than the tolerance within two steps.
 TEST_MOMENTUM = 0.5
 
 
