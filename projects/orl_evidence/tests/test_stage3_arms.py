@@ -1,5 +1,5 @@
 """The stage-3 arms (``projects.orl_evidence.stage3_arms``): the random-pairs control, compute matching, the
-paired statistics, and one quick run (instrument pairs mined, four arms trained and probed, resumed, collected)."""
+paired statistics, and one quick run (instrument pairs mined, three arms trained and probed, resumed, collected)."""
 import json
 import math
 import os
@@ -20,7 +20,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 TOOLS = osp.join(ROOT, 'projects', 'orl_evidence', 'tools')
 # gpu_evidence.sh --cpu-tiny runs the arms with these arguments (and so resumes this run)
 QUICK_ARGS = [
-    '--quick', '--device', 'cpu', '--arms', 'image', 'intra', 'inter-random', 'inter-instrument', '--seeds', '0',
+    '--quick', '--device', 'cpu', '--arms', 'image', 'inter-random', 'inter-instrument', '--seeds', '0',
     '--ft-iters', '0'
 ]
 
@@ -142,7 +142,7 @@ def quick_run(tmp_path_factory):
 def test_quick_run_writes_every_arm_and_resumes(quick_run):
     out, res, stdout = quick_run
     assert res['failures'] == []
-    assert set(res['arms']) == {'image', 'intra', 'inter-random', 'inter-instrument'}
+    assert set(res['arms']) == {'image', 'inter-random', 'inter-instrument'}
     for arm, seeds in res['arms'].items():
         assert set(seeds) == {'0'}  # --quick keeps the first seed
         for rec in seeds.values():

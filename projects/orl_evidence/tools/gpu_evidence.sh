@@ -48,7 +48,7 @@ else
     # resumes it): tiny scenes, one seed, the random-init baseline and the instrument arm.
     ARGS=(--quick --device cpu --arms instrument --ratios 0.1 0.2 --no-design)
     # ../tests/test_stage3_arms.py's quick run, which this mode resumes.
-    ARMS_ARGS=(--quick --device cpu --arms image intra inter-random inter-instrument --seeds 0 --ft-iters 0)
+    ARMS_ARGS=(--quick --device cpu --arms image inter-random inter-instrument --seeds 0 --ft-iters 0)
 fi
 
 echo "gpu_evidence.sh ($MODE): $PYTHON projects/orl_evidence/tools/mechanism.py --out $OUT ${ARGS[*]} $*"
