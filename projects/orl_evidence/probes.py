@@ -118,17 +118,23 @@ class ProbeSet:
         view_pipelines: The two view pipelines of view retrieval (mmpretrain transform dicts).
         max_objects: Cap on the crops of each split.
         crop_size: Side of the object crops (the 2c crop).
+        weight_decays: The linear probe's grid.
+        folds: The linear probe's cross-validation folds.
     """
 
     def __init__(self,
                  data_root: str,
                  view_pipelines: Sequence[Sequence[dict]],
                  max_objects: int = 2000,
-                 crop_size: int = 64) -> None:
+                 crop_size: int = 64,
+                 weight_decays: Sequence[float] = WEIGHT_DECAYS,
+                 folds: int = 5) -> None:
         self.data_root = data_root
         self.view_pipelines = copy.deepcopy(list(view_pipelines))
         self.max_objects = max_objects
         self.crop_size = crop_size
+        self.weight_decays = tuple(weight_decays)
+        self.folds = folds
         self._data: Optional[tuple] = None
 
     def _infos(self, split: str) -> list:
@@ -166,7 +172,7 @@ class ProbeSet:
             knn = object_knn_probe(model, (ref, ref_labels), (query, query_labels))
             f_ref, f_query = encode_in_eval_mode(model, ref, query)
             with torch.enable_grad():
-                lin = linear_probe(f_ref, ref_labels, f_query, query_labels)
+                lin = linear_probe(f_ref, ref_labels, f_query, query_labels, self.weight_decays, self.folds)
             view = view_retrieval(model, self.data[1])
             out.update({
                 f'object_knn{tag}': knn['top1'],

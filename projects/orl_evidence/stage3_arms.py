@@ -472,7 +472,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     views = [v for v in cfg['train_dataloader']['dataset']['pipeline'][1]['img_pipelines']]
     for view in views:
         view[0]['scale'] = args.view_size
-    probe_set = ProbeSet(probe_root, views, max_objects=args.max_probe_objects)
+    # --quick: a smoke run, so a coarse grid and 2 folds (70 L-BFGS fits per probe become 8)
+    grid = dict(weight_decays=(1e-2, 1e-1), folds=2) if args.quick else {}
+    probe_set = ProbeSet(probe_root, views, max_objects=args.max_probe_objects, **grid)
     _, preset = resolve_configs('synthetic')
     run.results['setup'] = dict(
         images=counts,
