@@ -395,9 +395,18 @@ def evaluate_targets(results: Dict[str, Any], figure: str) -> List[Dict[str, Any
             dict(
                 name=f'control: inter-RoI on {miner} pairs beats inter-RoI on random pairs',
                 passed=None if d is None or d['n'] < 2 else d['mean'] > 0,
-                measured=('not measured' if d is None else f"{d['mean']:+.4f} ± {d['se']:.4f} SE (n = {d['n']})") +
-                ('' if gain is None else f"; random pairs' gain over + intra: {gain['mean']:+.4f} ± {gain['se']:.4f}")))
+                measured=_difference_text(d) +
+                ('' if gain is None else f"; random pairs' gain over + intra: {_difference_text(gain)}")))
     return out
+
+
+def _difference_text(d: Optional[Dict[str, float]]) -> str:
+    if d is None:
+        return 'not measured'
+    if d['n'] > 1:
+        return f"{d['mean']:+.4f} ± {d['se']:.4f} SE (n = {d['n']})"
+    crop = f" ± {d['crop_se']:.4f} SE over the probe's crops" if 'crop_se' in d else ''
+    return f"{d['mean']:+.4f}{crop}, one seed"
 
 
 def _fmt(s: Optional[Dict[str, Any]], digits: int = 3) -> str:

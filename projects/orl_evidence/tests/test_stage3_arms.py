@@ -20,8 +20,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 TOOLS = osp.join(ROOT, 'projects', 'orl_evidence', 'tools')
 # gpu_evidence.sh --cpu-tiny runs the arms with these arguments (and so resumes this run)
 QUICK_ARGS = [
-    '--quick', '--device', 'cpu', '--arms', 'image', 'inter-random', 'inter-instrument', '--seeds', '0',
-    '--ft-iters', '0'
+    '--quick', '--device', 'cpu', '--arms', 'image', 'inter-random', 'inter-instrument', '--seeds', '0', '--ft-iters',
+    '0'
 ]
 
 
@@ -77,7 +77,7 @@ def test_paired_difference_and_targets():
     assert by_name['regime']['passed'] is True  # +0.11 over the random init, seeds within 0.01
     assert by_name['ceiling']['passed'] is True and by_name['the chain']['passed'] is None  # no MoCo v2 arm
     (control, ) = [t for t in targets if t['name'].startswith('control: inter-RoI on instrument')]
-    assert control['passed'] is True and "gain over + intra: -0.0100" in control['measured']
+    assert control['passed'] is True and "gain over + intra: -0.0100 ± 0.0000 SE (n = 3)" in control['measured']
 
 
 def test_one_seed_gives_the_crop_level_error_and_no_verdict():
